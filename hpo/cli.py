@@ -1,0 +1,120 @@
+"""``hpo``: a table of commands. Each parses its flags, builds a spec object and calls one function.
+
+Every ``HpoError`` becomes one readable message and its exit code; tracebacks only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from hpo.spec import load_spec
+
+    spec = load_spec(args.spec, {"name": args.name, "storage": args.storage})
+    from hpo.driver import run_sweep, shutdown_ray
+    from hpo.report import print_sweep_summary
+
+    try:
+        outcome = run_sweep(spec, address=args.address, wandb_mode=args.wandb_mode, num_cpus=args.num_cpus)
+    finally:
+        shutdown_ray()
+    print_sweep_summary(outcome.path, outcome.wandb_mode)
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from hpo.report import print_status
+
+    print_status(args.path)
+    return 0
+
+
+def _promote(args: argparse.Namespace) -> int:
+    from hpo.promote import PromoteOptions, promote
+
+    if (args.repo_id is None) == (args.dry_run is None):
+        raise _usage("give exactly one of --repo-id OWNER/NAME or --dry-run DIR")
+    promote(
+        args.path,
+        PromoteOptions(
+            repo_id=args.repo_id,
+            dry_run_dir=args.dry_run,
+            private=args.private,
+            work_dir=args.work_dir,
+            wandb_mode=args.wandb_mode,
+        ),
+    )
+    return 0
+
+
+def _dashboard(args: argparse.Namespace) -> int:
+    from hpo.dashboard import serve
+
+    serve(args.path, host=args.host, port=args.port)
+    return 0
+
+
+def _usage(message: str) -> Exception:
+    from hpo.errors import SpecError
+
+    return SpecError("command line", [message])
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hpo", description="Hyperparameter sweeps for transformer text classifiers on Ray Tune.")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("sweep", help="run a sweep from a spec (YAML)")
+    s.add_argument("spec", help="sweep spec, e.g. search_spaces/quickstart.yaml")
+    s.add_argument("--address", help="Ray cluster to join (e.g. 'auto'); default: embedded local Ray")
+    s.add_argument("--storage", help="override the spec's storage (local folder, s3://, gs://)")
+    s.add_argument("--name", help="override the spec's sweep name")
+    s.add_argument("--wandb-mode", choices=["online", "offline", "disabled"], help="override tracking.mode")
+    s.add_argument("--num-cpus", type=int, help="CPUs for embedded Ray (default: all)")
+    s.set_defaults(run=_sweep)
+
+    st = sub.add_parser("status", help="table of a sweep's trials (while it runs or after)")
+    st.add_argument("path", help="experiment folder, e.g. runs/quickstart")
+    st.set_defaults(run=_status)
+
+    pr = sub.add_parser("promote", help="retrain the best config, gate it, publish it and verify the copy")
+    pr.add_argument("path", help="experiment folder of a finished sweep")
+    pr.add_argument("--repo-id", help="Hub repo OWNER/NAME to publish to")
+    pr.add_argument("--dry-run", metavar="DIR", help="write the files that would be uploaded to DIR, verify from there")
+    pr.add_argument("--private", action="store_true", help="create the Hub repo as private")
+    pr.add_argument("--work-dir", help="where the retrained model is kept (default: PATH/hpo/promotion)")
+    pr.add_argument("--wandb-mode", choices=["online", "offline", "disabled"], help="override tracking.mode")
+    pr.set_defaults(run=_promote)
+
+    d = sub.add_parser("dashboard", help="optuna-dashboard on a sweep's study")
+    d.add_argument("path", help="experiment folder")
+    d.add_argument("--host", default="127.0.0.1")
+    d.add_argument("--port", type=int, default=8080)
+    d.set_defaults(run=_dashboard)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    from hpo.errors import HpoError
+
+    run: Callable[[argparse.Namespace], int] = args.run
+    try:
+        return run(args)
+    except HpoError as err:
+        if args.debug:
+            raise
+        print(f"hpo {args.command}: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print(f"hpo {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

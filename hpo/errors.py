@@ -1,0 +1,42 @@
+"""The one exception root of the service, and the exit code each kind of error maps to."""
+
+from __future__ import annotations
+
+
+class HpoError(Exception):
+    """Root of every error the service raises on purpose. The CLI turns it into one message."""
+
+    exit_code = 1
+
+
+class SpecError(HpoError):
+    """The sweep spec (or a CLI override of it) is invalid. Nothing was started."""
+
+    exit_code = 2
+
+    def __init__(self, source: str, problems: list[str]):
+        self.source = source
+        self.problems = problems
+        lines = [f"{source}: {len(problems)} problem(s) in the sweep spec:"]
+        lines += [f"  - {p}" for p in problems]
+        super().__init__("\n".join(lines))
+
+
+class DataError(HpoError):
+    """The data cannot be used: missing column, one class, empty texts, unreadable file, skew."""
+
+    exit_code = 2
+
+
+class ExperimentError(HpoError):
+    """An experiment directory is missing, unreadable, or holds no usable trial."""
+
+
+class PromotionError(HpoError):
+    """Promotion could not finish: retrain, publish or verification failed."""
+
+
+class GateError(PromotionError):
+    """The retrained model failed a quality gate; nothing was published."""
+
+    exit_code = 3

@@ -1,0 +1,75 @@
+"""What the CLI prints about a sweep: the trials table and the end-of-sweep summary (rich)."""
+
+from __future__ import annotations
+
+import glob
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from hpo.results import ERRORED, FINISHED, STOPPED, Sweep, disk_usage, load_sweep
+
+_STYLE = {FINISHED: "green", STOPPED: "yellow", ERRORED: "red"}
+
+
+def _fmt(v: object) -> str:
+    if isinstance(v, float):
+        return f"{v:.3g}"
+    return str(v)
+
+
+def trials_table(sweep: Sweep, limit: int | None = None) -> Table:
+    spec = sweep.spec
+    names = list(spec.search_space)
+    ranked = sweep.ranked()
+    best_id = ranked[0][0].trial_id if ranked else None
+    table = Table(title=f"{spec.name}: {len(sweep.trials)} trials, metric {spec.metric} ({spec.mode})")
+    for col in ["trial", *names, "rounds", f"best {spec.metric}", "at round", "state"]:
+        table.add_column(col, justify="left" if col in ("trial", "state") else "right")
+    order = [t for t, _, _ in ranked] + [t for t in sweep.trials if t.best(spec.metric, spec.mode) is None]
+    for t in order[:limit]:
+        best = t.best(spec.metric, spec.mode)
+        planned = t.rounds_planned
+        cells = [t.trial_id, *(_fmt(t.params.get(n, "")) for n in names)]
+        cells += [f"{t.rounds_done}/{planned}" if planned else str(t.rounds_done)]
+        cells += [f"{best[0]:.4f}" if best else "-", str(best[1]) if best else "-", t.outcome]
+        marker = " *best*" if t.trial_id == best_id else ""
+        cells[0] += marker
+        style = "bold" if t.trial_id == best_id else _STYLE.get(t.outcome)
+        table.add_row(*cells, style=style)
+    return table
+
+
+def make_console() -> Console:
+    # Piped output (CI logs, files) gets a wide table instead of rich's 80-column default.
+    return Console() if sys.stdout.isatty() else Console(width=160)
+
+
+def print_status(path: str, console: Console | None = None) -> Sweep:
+    console = console or make_console()
+    sweep = load_sweep(path)
+    console.print(trials_table(sweep))
+    counts = sweep.counts()
+    console.print(", ".join(f"{v} {k}" for k, v in sorted(counts.items())) + f"; disk used {disk_usage(path) / 2**20:.1f} MiB")
+    if sweep.ranked():
+        t, value, rnd = sweep.winner()
+        console.print(f"best: {t.trial_id} {sweep.spec.metric}={value:.4f} at round {rnd} with {t.params}")
+    return sweep
+
+
+def wandb_offline_runs(path: str) -> list[str]:
+    return sorted(glob.glob(str(Path(path) / "*" / "wandb" / "offline-run-*")))
+
+
+def print_sweep_summary(path: str, wandb_mode: str, console: Console | None = None) -> None:
+    console = console or make_console()
+    sweep = print_status(path, console)
+    console.print(f"experiment: {path}")
+    if sweep.ranked():
+        console.print(f"promote it: hpo promote {path} --dry-run promoted/{sweep.spec.name}")
+    if wandb_mode == "offline":
+        runs = wandb_offline_runs(path)
+        console.print(f"W&B ran offline: {len(runs)} runs under {path}/*/wandb/; upload them later with")
+        console.print(f"  wandb sync {path}/*/wandb/offline-run-*")

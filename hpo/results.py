@@ -1,0 +1,154 @@
+"""Reading a sweep's experiment folder: Ray Tune's files plus ours, without starting Ray.
+
+Works while the sweep runs (Tune rewrites its state file periodically) and after it finished. The
+winner rule lives here once: the (trial, round) with the best value of the sweep's metric.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hpo import experiment as exp
+from hpo.errors import ExperimentError
+from hpo.spec import SweepSpec, parse_spec
+
+FINISHED, STOPPED, ERRORED, RUNNING, PENDING = "finished", "stopped (ASHA)", "errored", "running", "pending"
+
+
+@dataclass
+class TrialRecord:
+    trial_id: str
+    name: str
+    folder: Path
+    params: dict[str, Any]
+    status: str  # Tune's: PENDING, RUNNING, PAUSED, TERMINATED, ERROR
+    rounds: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def rounds_done(self) -> int:
+        return len(self.rounds)
+
+    @property
+    def rounds_planned(self) -> int | None:
+        return self.rounds[-1].get("rounds_planned") if self.rounds else None
+
+    @property
+    def outcome(self) -> str:
+        if self.status == "ERROR":
+            return ERRORED
+        if self.status == "TERMINATED":
+            planned = self.rounds_planned
+            return STOPPED if planned is not None and self.rounds_done < planned else FINISHED
+        return RUNNING if self.status == "RUNNING" else PENDING
+
+    def best(self, metric: str, mode: str) -> tuple[float, int] | None:
+        """(best value, the round it was reached at); earlier rounds win ties."""
+        best = None
+        for r in self.rounds:
+            v = r.get(metric)
+            if v is None:
+                continue
+            if best is None or (v > best[0] if mode == "max" else v < best[0]):
+                best = (v, int(r["training_iteration"]))
+        return best
+
+
+@dataclass
+class Sweep:
+    path: Path
+    spec: SweepSpec
+    data: dict[str, Any]
+    trials: list[TrialRecord]
+
+    def ranked(self) -> list[tuple[TrialRecord, float, int]]:
+        """Trials with at least one round, best first, with their best value and round."""
+        rows = [(t, *t.best(self.spec.metric, self.spec.mode)) for t in self.trials if t.best(self.spec.metric, self.spec.mode)]
+        return sorted(rows, key=lambda row: row[1], reverse=self.spec.mode == "max")
+
+    def winner(self) -> tuple[TrialRecord, float, int]:
+        ranked = self.ranked()
+        if not ranked:
+            raise ExperimentError(f"{self.path}: no trial reported a single evaluation round; nothing to promote")
+        return ranked[0]
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for t in self.trials:
+            out[t.outcome] = out.get(t.outcome, 0) + 1
+        return out
+
+
+def _read_results(path: Path) -> list[dict[str, Any]]:
+    rows = []
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            line = line.strip()
+            if line:
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError:  # a line being written right now
+                    break
+    return rows
+
+
+def _statuses(folder: Path) -> dict[str, dict[str, Any]]:
+    states = sorted(glob.glob(str(folder / "experiment_state-*.json")), key=os.path.getmtime)
+    if not states:
+        return {}
+    try:
+        data = json.loads(Path(states[-1]).read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    out = {}
+    for entry in data.get("trial_data", []):
+        meta = json.loads(entry[0]) if isinstance(entry[0], str) else entry[0]
+        run = json.loads(entry[1]) if isinstance(entry[1], str) else entry[1]
+        out[meta["trial_id"]] = {"status": meta.get("status", "PENDING"), "config": meta.get("config", {}), "error": run.get("error_filename")}
+    return out
+
+
+def load_sweep(path: str | Path) -> Sweep:
+    folder = Path(path)
+    meta = folder / exp.META_DIR
+    if not (meta / exp.SPEC_FILE).is_file():
+        raise ExperimentError(f"{folder}: not a sweep folder (no {exp.META_DIR}/{exp.SPEC_FILE}); give the path `hpo sweep` printed")
+    import yaml
+
+    spec = parse_spec(yaml.safe_load((meta / exp.SPEC_FILE).read_text()), str(meta / exp.SPEC_FILE))
+    data = json.loads((meta / exp.DATA_FILE).read_text()) if (meta / exp.DATA_FILE).is_file() else {}
+    statuses = _statuses(folder)
+    trials = []
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir() and (p / "params.json").is_file()):
+        rounds = _read_results(sub / "result.json")
+        trial_id = rounds[-1]["trial_id"] if rounds else sub.name.rsplit("_", 1)[-1]
+        st = statuses.get(trial_id, {})
+        error = None
+        if (sub / "error.txt").is_file():
+            error = (sub / "error.txt").read_text().strip().splitlines()[-1:] or [""]
+            error = error[0]
+        status = st.get("status") or ("ERROR" if error else "RUNNING")
+        params = json.loads((sub / "params.json").read_text() or "{}")
+        trials.append(TrialRecord(trial_id, sub.name, sub, params, status, rounds, error))
+    # Trials Tune knows of that have no folder yet (pending).
+    known = {t.trial_id for t in trials}
+    for trial_id, st in statuses.items():
+        if trial_id not in known:
+            trials.append(TrialRecord(trial_id, f"{spec.name}_{trial_id}", folder / f"{spec.name}_{trial_id}", st["config"], st["status"]))
+    return Sweep(folder, spec, data, trials)
+
+
+def disk_usage(path: str | Path) -> int:
+    total = 0
+    for root, _, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.path.getsize(os.path.join(root, f))
+            except OSError:
+                pass
+    return total

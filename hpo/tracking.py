@@ -1,0 +1,68 @@
+"""Weights & Biases: one run per trial through Ray Tune's ``WandbLoggerCallback``, grouped per sweep.
+
+The API key is only ever read from the environment or W&B's own login; it is never passed on, written
+to a config or stored with the sweep.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from hpo.spec import TrackingSpec
+
+
+def resolve_mode(tracking: TrackingSpec, override: str | None = None) -> str:
+    """``auto`` means online when a key is in the environment, offline otherwise."""
+    mode = override or tracking.mode
+    if mode == "auto":
+        return "online" if os.environ.get("WANDB_API_KEY") else "offline"
+    return mode
+
+
+def group_of(tracking: TrackingSpec, sweep_name: str) -> str:
+    return tracking.group or sweep_name
+
+
+def make_callback(tracking: TrackingSpec, sweep_name: str, mode: str) -> Any | None:
+    """The Tune callback, or None when tracking is disabled.
+
+    Ray's callback reads ``WANDB_MODE`` from the environment to decide whether it needs a key, so the
+    mode is set there for this process (and the logging actors it starts) as well as passed to
+    ``wandb.init``.
+    """
+    if mode == "disabled":
+        return None
+    from hpo._wandb_callback import SweepWandbCallback
+
+    os.environ["WANDB_MODE"] = mode
+    os.environ.setdefault("WANDB_SILENT", "true")
+    # resume="allow": a trial restored after a driver crash continues its own run (id = trial id).
+    kwargs: dict[str, Any] = {"mode": mode, "job_type": "trial", "resume": "allow"}
+    if tracking.entity:
+        kwargs["entity"] = tracking.entity
+    return SweepWandbCallback(project=tracking.project, group=group_of(tracking, sweep_name), **kwargs)
+
+
+def log_promotion(tracking: TrackingSpec, sweep_name: str, mode: str, name: str, config: dict, summary: dict, folder: str, wandb_module: Any = None) -> str | None:
+    """One more run in the sweep's group, job type ``promotion``. Returns the run's local folder."""
+    if mode == "disabled":
+        return None
+    wandb = wandb_module
+    if wandb is None:
+        import wandb
+    run = wandb.init(
+        project=tracking.project,
+        entity=tracking.entity,
+        group=group_of(tracking, sweep_name),
+        job_type="promotion",
+        name=name,
+        config=config,
+        mode=mode,
+        dir=folder,
+        reinit="finish_previous",
+    )
+    run.summary.update(summary)
+    run_dir = getattr(run, "dir", None)
+    run.finish()
+    return run_dir

@@ -1,0 +1,127 @@
+"""Shared fixtures: the offline data, a tiny real sweep (real local Ray, real W&B offline) run once
+per test session through the CLI as a user would, and cleanup of every process it started."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+IMDB = (REPO / ".." / "shared" / "data" / "imdb-sample").resolve()
+
+
+def imdb_files() -> dict[str, str]:
+    if not (IMDB / "train.parquet").is_file():
+        pytest.fail(f"the offline IMDB sample is missing at {IMDB} (expected beside the repo in ../shared/)")
+    return {"train": str(IMDB / "train.parquet"), "test": str(IMDB / "test.parquet")}
+
+
+def tiny_spec(storage: Path, name: str = "tiny", **overrides) -> dict:
+    """A sweep small enough for CI (about a minute on 2 cores) that still learns something real."""
+    spec = {
+        "name": name,
+        "model": {"offline_preset": {"layers": 1, "dim": 64, "heads": 2, "hidden_dim": 128, "seed": 0}},
+        "data": {
+            "files": imdb_files(),
+            "label_names": ["negative", "positive"],
+            "train_size": 2000,
+            "test_size": 400,
+            "validation_fraction": 0.2,
+            "seed": 13,
+        },
+        "training": {"max_length": 128, "epochs": 3, "rounds_per_epoch": 2, "batch_size": 32, "eval_batch_size": 256},
+        "search_space": {
+            "learning_rate": {"type": "loguniform", "low": 5.0e-4, "high": 5.0e-3},
+            "weight_decay": {"type": "uniform", "low": 0.0, "high": 0.1},
+        },
+        "searcher": {"type": "tpe", "seed": 0, "n_startup_trials": 3},
+        "scheduler": {"type": "asha", "max_rounds": 6, "grace_period": 2, "reduction_factor": 2},
+        "budget": {"num_trials": 6, "max_concurrent": 2},
+        "resources": {"cpu": 1},
+        "tracking": {"project": "hpo-tests", "mode": "offline"},
+        "storage": str(storage),
+        "promotion": {
+            "balance": "downsample",
+            "gate": {
+                "min_test_accuracy": 0.6,
+                "min_class_recall": 0.4,
+                "sanity_examples": [{"text": "Amazing movie, loved it! Wonderful, brilliant, great acting.", "label": "positive"}],
+            },
+        },
+    }
+    for key, value in overrides.items():
+        spec[key] = value
+    return spec
+
+
+def write_spec(path: Path, spec: dict) -> Path:
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def cli_env(tmp: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("WANDB_API_KEY", None)
+    env.pop("HF_TOKEN", None)
+    env.update(
+        HPO_CACHE=str(tmp / "cache"),
+        WANDB_SILENT="true",
+        HF_HUB_OFFLINE="1",
+        HF_HUB_DISABLE_TELEMETRY="1",
+        RAY_USAGE_STATS_ENABLED="0",
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+def _descendants(pid: int) -> list[int]:
+    import psutil
+
+    try:
+        return [p.pid for p in psutil.Process(pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def run_cli(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run ``hpo ARGS`` in its own session; afterwards kill anything it left (Ray daemons) by pid."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hpo.cli", *args],
+        cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )
+    children: set[int] = set()
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        children.update(_descendants(proc.pid))
+        proc.kill()
+        out, _ = proc.communicate()
+    finally:
+        children.update(_descendants(proc.pid))
+        for pid in children:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, None)
+
+
+@pytest.fixture(scope="session")
+def tiny_sweep(tmp_path_factory) -> dict:
+    """One real sweep for the whole session: 6 trials, ASHA, TPE, W&B offline."""
+    tmp = tmp_path_factory.mktemp("sweep")
+    spec_file = write_spec(tmp / "tiny.yaml", tiny_spec(tmp / "runs"))
+    env = cli_env(tmp)
+    result = run_cli(["sweep", str(spec_file)], env, tmp)
+    assert result.returncode == 0, result.stdout[-6000:]
+    return {"path": tmp / "runs" / "tiny", "stdout": result.stdout, "env": env, "tmp": tmp, "spec_file": spec_file}

@@ -1,0 +1,124 @@
+"""Data: label-sorted input never yields a one-class sample; labels keep their names; bad data is refused."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hpo.errors import DataError
+from hpo.spec import DataSpec
+from tests.conftest import imdb_files
+from trainables.data import (
+    Labelled,
+    Tokenized,
+    label_names_of,
+    load_splits,
+    stratified_indices,
+    stratified_sample,
+    tokenize,
+)
+
+
+def sorted_labels(n0=500, n1=300):
+    return np.array([0] * n0 + [1] * n1)  # negatives first, like the Hub's IMDB
+
+
+def test_sample_of_label_sorted_data_keeps_both_classes_in_proportion():
+    labels = sorted_labels()
+    idx = stratified_sample(labels, 80, seed=1)
+    assert len(idx) == 80
+    assert np.bincount(labels[idx]).tolist() == [50, 30]
+    assert not np.array_equal(np.sort(idx), np.arange(80))  # not the first 80 rows
+
+
+def test_validation_split_is_stratified_disjoint_and_seeded():
+    labels = sorted_labels()
+    rest, val = stratified_indices(labels, 0.2, seed=3)
+    assert set(rest).isdisjoint(val) and len(rest) + len(val) == len(labels)
+    assert np.bincount(labels[val]).tolist() == [100, 60]
+    again = stratified_indices(labels, 0.2, seed=3)[1]
+    other = stratified_indices(labels, 0.2, seed=4)[1]
+    assert np.array_equal(val, again) and not np.array_equal(val, other)
+    # shuffled: the split is not label-sorted any more
+    assert len(set(labels[val[:20]])) == 2
+
+
+def test_imdb_sample_splits(tmp_path):
+    spec = DataSpec(files=imdb_files(), label_names=["negative", "positive"], train_size=1000, test_size=200, seed=5)
+    splits = load_splits(spec)
+    assert splits.label_names == ["negative", "positive"]
+    for split in ("train", "validation", "test"):
+        counts = splits.class_counts[split]
+        assert min(counts.values()) / max(counts.values()) > 0.9, (split, counts)
+    assert len(splits.train) + len(splits.validation) == 1000 and len(splits.test) == 200
+    assert set(splits.train.texts).isdisjoint(splits.validation.texts)
+    assert len(splits.full_train()) == 1000
+    # the same spec gives the same data (fingerprint), another seed does not
+    assert load_splits(spec).fingerprint == splits.fingerprint
+    assert load_splits(spec.model_copy(update={"seed": 6})).fingerprint != splits.fingerprint
+
+
+def test_int_labels_need_names():
+    spec = DataSpec(files={"train": "a.parquet", "test": "b.parquet"})
+    with pytest.raises(DataError, match="label_names"):
+        label_names_of(None, [0, 1, 1], spec)
+
+
+def test_class_label_names_come_from_the_data_and_a_reversed_list_is_refused():
+    from datasets import ClassLabel
+
+    feature = ClassLabel(names=["neg", "pos"])
+    spec = DataSpec(hub_id="stanfordnlp/imdb")
+    assert label_names_of(feature, [0, 1], spec)[0] == ["neg", "pos"]
+    with pytest.raises(DataError, match="disagree"):
+        label_names_of(feature, [0, 1], DataSpec(hub_id="x/y", label_names=["pos", "neg"]))
+
+
+def test_string_labels_follow_the_given_order():
+    spec = DataSpec(hub_id="x/y", label_names=["positive", "negative"])
+    names, mapping = label_names_of(None, ["negative", "positive"], spec)
+    assert names == ["positive", "negative"] and mapping == {"negative": 1, "positive": 0}
+
+
+def _write(tmp_path, frame, name="d.parquet"):
+    path = tmp_path / name
+    frame.to_parquet(path)
+    return str(path)
+
+
+def test_bad_data_is_refused_with_the_reason(tmp_path):
+    ok = pd.DataFrame({"text": [f"review {i}" for i in range(40)], "label": [0, 1] * 20})
+    good = _write(tmp_path, ok, "good.parquet")
+    missing_col = _write(tmp_path, ok.rename(columns={"text": "review"}), "nocol.parquet")
+    empty = _write(tmp_path, ok.assign(text=[""] + list(ok.text[1:])), "empty.parquet")
+    skewed = _write(tmp_path, pd.DataFrame({"text": [f"r{i}" for i in range(40)], "label": [0] * 36 + [1] * 4}), "skew.parquet")
+    names = ["negative", "positive"]
+    with pytest.raises(DataError, match=r"missing column\(s\) \['text'\]"):
+        load_splits(DataSpec(files={"train": missing_col, "test": good}, label_names=names))
+    with pytest.raises(DataError, match="empty or missing text"):
+        load_splits(DataSpec(files={"train": empty, "test": good}, label_names=names))
+    with pytest.raises(DataError, match=r"train split is skewed 9\.\d+:1 .*max_class_ratio"):
+        load_splits(DataSpec(files={"train": skewed, "test": good}, label_names=names))
+    (tmp_path / "junk.parquet").write_bytes(b"not parquet")
+    with pytest.raises(DataError, match="cannot read the data"):
+        load_splits(DataSpec(files={"train": str(tmp_path / "junk.parquet"), "test": good}, label_names=names))
+
+
+class _SplitTokenizer:
+    """Whitespace tokenizer with the interface the tokenize step uses."""
+
+    def __call__(self, texts, add_special_tokens, truncation, max_length, **_):
+        return {"input_ids": [[len(w) for w in t.split()][:max_length] for t in texts]}
+
+
+def test_tokenized_rows_are_ragged_and_selectable():
+    part = Labelled(["a bb ccc", "dddd", "e " * 50], np.array([0, 1, 0]))
+    tok = tokenize(_SplitTokenizer(), part, max_length=10)
+    assert tok.offsets.tolist() == [0, 3, 4, 12]
+    assert tok.lengths(10).tolist() == [5, 3, 10]
+    assert tok.lengths(4).tolist() == [4, 3, 4]
+    sel = tok.select(np.array([2, 0]))
+    assert sel.labels.tolist() == [0, 0] and sel.ids[-3:].tolist() == [1, 2, 3]
+    both = Tokenized.concat([tok, sel])
+    assert len(both) == 5 and both.offsets[-1] == 12 + 11

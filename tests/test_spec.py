@@ -1,0 +1,151 @@
+"""The spec: every shipped YAML loads; bad specs are refused with every problem named, exit 2, nothing launched."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+
+from hpo.errors import SpecError
+from hpo.spec import load_spec, parse_spec
+from tests.conftest import REPO, run_cli, cli_env, tiny_spec, write_spec
+
+SHIPPED = sorted((REPO / "search_spaces").glob("*.yaml"))
+
+
+def test_there_are_shipped_specs():
+    names = {p.name for p in SHIPPED}
+    assert {"quickstart.yaml", "distilbert_imdb.yaml"} <= names
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.name for p in SHIPPED])
+def test_every_shipped_spec_loads(path, monkeypatch):
+    monkeypatch.chdir(REPO)  # shipped specs refer to ../shared relative to the repo root
+    spec = load_spec(path)
+    assert spec.name and spec.search_space
+    assert spec.scheduler.grace_period <= spec.scheduler.max_rounds
+    assert Path(spec.storage).is_absolute() or "://" in spec.storage
+
+
+def test_gpu_spec_is_the_real_thing(monkeypatch):
+    monkeypatch.chdir(REPO)
+    spec = load_spec(REPO / "search_spaces" / "distilbert_imdb.yaml")
+    assert spec.model.name == "distilbert-base-uncased"
+    assert spec.data.hub_id == "stanfordnlp/imdb"
+    assert spec.resources.gpu == 1 and spec.budget.num_trials == 32
+    assert spec.scheduler.max_rounds == 4 * spec.training.rounds_per_epoch
+
+
+def test_quickstart_is_offline(monkeypatch):
+    monkeypatch.chdir(REPO)
+    spec = load_spec(REPO / "search_spaces" / "quickstart.yaml")
+    assert spec.model.offline_preset is not None
+    assert spec.budget.num_trials >= 8
+    assert all(Path(f).is_file() for f in spec.data.files.values())
+
+
+def _problems(raw: dict) -> list[str]:
+    with pytest.raises(SpecError) as info:
+        parse_spec(raw, "bad.yaml")
+    return info.value.problems
+
+
+def test_all_problems_reported_together(tmp_path):
+    raw = tiny_spec(tmp_path)
+    raw["search_space"]["learning_rate"] = {"type": "loguniform", "low": 0.0, "high": 1e-3}
+    raw["budget"] = {"num_trials": 0, "max_concurrent": 2}
+    raw["scheduler"] = {"type": "asha", "max_rounds": 2, "grace_period": 3}
+    raw["trainng"] = {}
+    problems = _problems(raw)
+    text = "\n".join(problems)
+    assert "search_space.learning_rate.low" in text and "0.0" in text
+    assert "budget.num_trials" in text
+    assert "grace_period (3) exceeds max_rounds (2)" in text
+    assert "trainng: unknown key" in text
+    assert len(problems) >= 4
+
+
+def test_unknown_search_parameter_names_the_allowed_ones(tmp_path):
+    raw = tiny_spec(tmp_path)
+    raw["search_space"]["lr"] = {"type": "uniform", "low": 0.1, "high": 0.2}
+    (problem,) = _problems(raw)
+    assert "search_space.lr" in problem and "learning_rate" in problem
+
+
+def test_search_values_are_checked_against_training_limits(tmp_path):
+    raw = tiny_spec(tmp_path)
+    raw["search_space"]["max_length"] = {"type": "choice", "values": [128, 1024]}
+    (problem,) = _problems(raw)
+    assert "search_space.max_length" in problem and "1024" in problem
+
+
+def test_mode_must_match_metric(tmp_path):
+    raw = tiny_spec(tmp_path, metric="val_loss", mode="max")
+    assert any("val_loss should be minimized" in p for p in _problems(raw))
+
+
+def test_model_needs_exactly_one_source(tmp_path):
+    raw = tiny_spec(tmp_path)
+    raw["model"] = {"name": "distilbert-base-uncased", "offline_preset": {}}
+    assert any("exactly one of 'name'" in p for p in _problems(raw))
+
+
+def test_sanity_labels_must_be_label_names(tmp_path):
+    raw = copy.deepcopy(tiny_spec(tmp_path))
+    raw["promotion"]["gate"]["sanity_examples"] = [{"text": "great", "label": "pos"}]
+    assert any("'pos' not in label_names" in p for p in _problems(raw))
+
+
+def test_missing_data_file_is_named(tmp_path):
+    raw = tiny_spec(tmp_path)
+    raw["data"]["files"]["train"] = str(tmp_path / "nope.parquet")
+    path = write_spec(tmp_path / "s.yaml", raw)
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    assert "data.files.train" in str(info.value) and "nope.parquet" in str(info.value)
+
+
+def test_bad_yaml_names_the_line(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("name: x\nmodel: [unclosed\n")
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    assert "broken.yaml" in str(info.value) and "line" in str(info.value)
+
+
+def test_cli_bad_spec_exits_2_names_key_and_launches_nothing(tmp_path):
+    raw = tiny_spec(tmp_path / "runs")
+    raw["scheduler"]["reduction_factor"] = 1
+    raw["search_space"]["batch_size"] = {"type": "choice", "values": []}
+    path = write_spec(tmp_path / "bad.yaml", raw)
+    result = run_cli(["sweep", str(path)], cli_env(tmp_path), tmp_path, timeout=60)
+    assert result.returncode == 2, result.stdout
+    assert "bad.yaml" in result.stdout
+    assert "scheduler.reduction_factor" in result.stdout
+    assert "search_space.batch_size.values" in result.stdout
+    assert "Traceback" not in result.stdout
+    assert not (tmp_path / "runs").exists()
+
+
+def test_cli_bad_data_fails_before_ray_starts(tmp_path):
+    import pandas as pd
+
+    one_class = tmp_path / "one.parquet"
+    pd.DataFrame({"text": ["good film"] * 30, "label": [1] * 30}).to_parquet(one_class)
+    raw = tiny_spec(tmp_path / "runs")
+    raw["data"] = {**raw["data"], "files": {"train": str(one_class), "test": str(one_class)}, "train_size": None, "test_size": None}
+    path = write_spec(tmp_path / "one.yaml", raw)
+    result = run_cli(["sweep", str(path)], cli_env(tmp_path), tmp_path, timeout=120)
+    assert result.returncode == 2, result.stdout
+    assert "no example of class(es) ['negative']" in result.stdout
+    assert "Traceback" not in result.stdout
+    assert not (tmp_path / "runs" / "tiny" / "tuner.pkl").exists()
+
+
+def test_debug_shows_traceback(tmp_path):
+    raw = tiny_spec(tmp_path)
+    raw["budget"]["num_trials"] = -1
+    path = write_spec(tmp_path / "bad.yaml", raw)
+    result = run_cli(["--debug", "sweep", str(path)], cli_env(tmp_path), tmp_path, timeout=60)
+    assert result.returncode != 0 and "Traceback" in result.stdout

@@ -1,0 +1,123 @@
+"""A real sweep on a real local Ray, through the CLI: what a user relies on after `hpo sweep`."""
+
+from __future__ import annotations
+
+import glob
+import json
+
+import optuna
+import pytest
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+
+from hpo.results import FINISHED, STOPPED, load_sweep
+from tests.conftest import run_cli
+from tests.wandb_records import read_run
+
+
+@pytest.fixture(scope="module")
+def sweep(tiny_sweep):
+    return load_sweep(tiny_sweep["path"])
+
+
+def test_every_trial_ran_and_none_errored(sweep):
+    assert len(sweep.trials) == 6
+    assert all(t.outcome in (FINISHED, STOPPED) for t in sweep.trials), [(t.trial_id, t.outcome, t.error) for t in sweep.trials]
+
+
+def test_asha_stopped_a_trial_before_the_others(sweep):
+    stopped = [t for t in sweep.trials if t.outcome == STOPPED]
+    finished = [t for t in sweep.trials if t.outcome == FINISHED]
+    assert stopped, "ASHA stopped no trial"
+    assert finished, "no trial ran to the end"
+    assert min(t.rounds_done for t in stopped) < max(t.rounds_done for t in finished)
+    assert all(t.rounds_done < t.rounds_planned for t in stopped)
+
+
+def test_best_trial_beats_chance_clearly(sweep):
+    trial, value, rnd = sweep.winner()
+    assert value >= 0.65, (trial.trial_id, value)
+    assert 1 <= rnd <= trial.rounds_done
+    best_round = trial.rounds[rnd - 1]
+    assert best_round["val_accuracy"] == value
+    # every class is recalled, not one class guessed for everything
+    assert best_round["val_recall_negative"] > 0.4 and best_round["val_recall_positive"] > 0.4
+
+
+def test_each_round_reports_the_metrics_and_a_checkpoint(sweep):
+    for t in sweep.trials:
+        for r in t.rounds:
+            for key in ("val_accuracy", "val_f1_macro", "val_loss", "val_recall_negative", "val_recall_positive", "train_loss"):
+                assert key in r, (t.trial_id, key)
+            assert r["checkpoint_dir_name"]
+        assert glob.glob(str(t.folder / "checkpoint_*" / "train_state.pt")), t.trial_id
+
+
+def test_tpe_chose_the_configs(tiny_sweep, sweep):
+    journal = tiny_sweep["path"] / "hpo" / "optuna.journal"
+    study = optuna.load_study(study_name="tiny", storage=JournalStorage(JournalFileBackend(str(journal))))
+    assert len(study.trials) == len(sweep.trials)
+    study_params = sorted(json.dumps(t.params, sort_keys=True) for t in study.trials)
+    tune_params = sorted(json.dumps(t.params, sort_keys=True) for t in sweep.trials)
+    assert study_params == tune_params
+    states = {t.state for t in study.trials}
+    # ASHA's early stops reach the study as PRUNED; the others as COMPLETE with their learning curves
+    assert optuna.trial.TrialState.PRUNED in states and optuna.trial.TrialState.COMPLETE in states
+    assert all(t.intermediate_values for t in study.trials)
+    # seeded TPE: the first startup configs are what the seeded sampler draws
+    first = min(study.trials, key=lambda t: t.number)
+    lr = first.params["learning_rate"]
+    assert 5e-4 <= lr <= 5e-3
+
+
+def test_each_trial_has_a_wandb_offline_run_with_its_metrics(tiny_sweep, sweep):
+    files = glob.glob(str(tiny_sweep["path"] / "*" / "wandb" / "offline-run-*" / "run-*.wandb"))
+    runs = {r.run_id: r for r in map(read_run, files)}
+    assert set(runs) == {t.trial_id for t in sweep.trials}
+    for t in sweep.trials:
+        run = runs[t.trial_id]
+        assert run.group == "tiny" and run.project == "hpo-tests" and run.name == t.name
+        assert run.config["learning_rate"] == pytest.approx(t.params["learning_rate"])
+        accs = [h["val_accuracy"] for h in run.history if "val_accuracy" in h]
+        assert accs == pytest.approx([r["val_accuracy"] for r in t.rounds])
+        assert not any("key" in k.lower() or "token" in k.lower() for k in run.config)
+
+
+def test_sweep_stores_spec_and_data_balance(tiny_sweep):
+    meta = tiny_sweep["path"] / "hpo"
+    data = json.loads((meta / "data.json").read_text())
+    assert data["label_names"] == ["negative", "positive"]
+    assert set(data["class_counts"]) == {"train", "validation", "test"}
+    assert data["class_counts"]["validation"] == {"negative": 198, "positive": 202}
+    assert len(data["fingerprint"]) == 64
+    assert "name: tiny" in (meta / "spec.yaml").read_text()
+
+
+def test_cli_prints_path_best_trial_and_wandb_sync(tiny_sweep, sweep):
+    out = tiny_sweep["stdout"]
+    trial, value, _ = sweep.winner()
+    assert str(tiny_sweep["path"]) in out
+    assert f"best: {trial.trial_id}" in out and f"{value:.4f}" in out
+    assert "wandb sync" in out
+
+
+def test_status_shows_the_trials_and_the_best(tiny_sweep, sweep):
+    result = run_cli(["status", str(tiny_sweep["path"])], tiny_sweep["env"], tiny_sweep["tmp"], timeout=60)
+    assert result.returncode == 0, result.stdout
+    trial, value, _ = sweep.winner()
+    assert f"{trial.trial_id} *best*" in result.stdout
+    assert "stopped (ASHA)" in result.stdout and "finished" in result.stdout
+    assert f"{value:.4f}" in result.stdout
+    for t in sweep.trials:
+        assert t.trial_id in result.stdout
+
+
+def test_a_second_sweep_with_the_same_name_is_refused(tiny_sweep):
+    result = run_cli(["sweep", str(tiny_sweep["spec_file"])], tiny_sweep["env"], tiny_sweep["tmp"], timeout=120)
+    assert result.returncode != 0
+    assert "already exists" in result.stdout
+
+
+def test_status_of_a_non_sweep_folder_is_a_clear_error(tmp_path, tiny_sweep):
+    result = run_cli(["status", str(tmp_path)], tiny_sweep["env"], tmp_path, timeout=60)
+    assert result.returncode == 1 and "not a sweep folder" in result.stdout

@@ -1,0 +1,103 @@
+"""The shared training loop: batching, metrics, and exact resume from a checkpoint."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from hpo.spec import OfflinePreset, TrainingSpec
+from trainables.data import Labelled, SpecialIds, tokenize
+from trainables.model import load_tokenizer, preset_dir
+from trainables.trial import build_state, planned_steps
+from trainables.training import classification_metrics, collate, epoch_batches, train_rounds
+
+SPECIAL = SpecialIds(cls=101, sep=102, pad=0)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    import os
+
+    os.environ["HPO_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    source = str(preset_dir(OfflinePreset(layers=1, dim=32, heads=2, hidden_dim=64)))
+    tok = load_tokenizer(source)
+    texts = [f"{'great wonderful' if i % 2 else 'awful boring'} film number {i} " * (1 + i % 5) for i in range(96)]
+    data = tokenize(tok, Labelled(texts, np.array([i % 2 for i in range(96)])), max_length=64)
+    return source, tok, data
+
+
+def test_preset_tokenizer_is_the_uncased_distilbert_vocabulary(tiny):
+    _, tok, _ = tiny
+    assert len(tok) == 30522
+    assert tok("Hello world")["input_ids"] == [101, 7592, 2088, 102]
+
+
+def test_collate_adds_special_tokens_truncates_and_pads_per_batch(tiny):
+    _, _, data = tiny
+    rows = np.array([0, 4])
+    batch = collate(data, rows, 16, SPECIAL)
+    lengths = data.lengths(16)[rows]
+    assert batch["input_ids"].shape == (2, lengths.max())  # padded to the batch, not to 16 or 512
+    for j, n in enumerate(lengths):
+        ids = batch["input_ids"][j]
+        assert ids[0] == 101 and ids[n - 1] == 102 and (ids[n:] == 0).all()
+        assert batch["attention_mask"][j].sum() == n
+
+
+def test_epoch_batches_cover_every_row_once_and_depend_only_on_seed_and_epoch(tiny):
+    _, _, data = tiny
+    hp = TrainingSpec(batch_size=8, max_length=32, seed=3)
+    b1 = epoch_batches(data, hp, epoch=0)
+    assert sorted(np.concatenate(b1).tolist()) == list(range(len(data)))
+    assert all(np.array_equal(a, b) for a, b in zip(b1, epoch_batches(data, hp, epoch=0)))
+    assert not all(np.array_equal(a, b) for a, b in zip(b1, epoch_batches(data, hp, epoch=1)))
+
+
+def test_length_grouping_reduces_padding(tiny):
+    _, _, data = tiny
+    lengths = data.lengths(64)
+
+    def padded(grouping):
+        hp = TrainingSpec(batch_size=8, max_length=64, length_grouping=grouping)
+        return sum(len(b) * lengths[b].max() for b in epoch_batches(data, hp, 0))
+
+    assert padded(True) < padded(False)
+
+
+def test_metrics_match_a_hand_computed_confusion_matrix():
+    logits = np.array([[2.0, 0.0], [2.0, 0.0], [0.0, 2.0], [0.0, 2.0], [2.0, 0.0]])
+    labels = np.array([0, 0, 1, 0, 1])
+    m = classification_metrics(logits, labels, ["neg", "pos"], "test")
+    assert m["test_confusion"] == [[2, 1], [1, 1]]
+    assert m["test_accuracy"] == pytest.approx(0.6)
+    assert m["test_recall_neg"] == pytest.approx(2 / 3) and m["test_recall_pos"] == pytest.approx(0.5)
+    assert m["test_precision_neg"] == pytest.approx(2 / 3)
+    assert m["test_f1_macro"] == pytest.approx((2 / 3 + 0.5) / 2)
+
+
+def test_planned_steps_follow_rounds():
+    hp = TrainingSpec(batch_size=10, rounds_per_epoch=2)
+    assert planned_steps(hp, 95, 4) == 20 and planned_steps(hp, 95, 3) == 15
+
+
+def test_resume_from_a_checkpoint_matches_an_uninterrupted_run(tiny, tmp_path):
+    source, _, data = tiny
+    torch.set_num_threads(1)
+    hp = TrainingSpec(batch_size=16, max_length=32, rounds_per_epoch=2, epochs=2, learning_rate=1e-3, seed=1)
+    device = torch.device("cpu")
+
+    straight = build_state(source, ["neg", "pos"], hp, len(data), 4, device)
+    losses = [f["train_loss"] for f in train_rounds(straight, hp, data, SPECIAL, 4, device)]
+
+    first = build_state(source, ["neg", "pos"], hp, len(data), 4, device)
+    for _ in zip(range(2), train_rounds(first, hp, data, SPECIAL, 4, device)):
+        pass
+    first.save(tmp_path)
+    resumed = build_state(source, ["neg", "pos"], hp, len(data), 4, device)
+    resumed.load(tmp_path)
+    assert resumed.rounds_done == 2
+    rest = [f["train_loss"] for f in train_rounds(resumed, hp, data, SPECIAL, 4, device)]
+    assert rest == pytest.approx(losses[2:], rel=1e-5)
+    for a, b in zip(straight.model.parameters(), resumed.model.parameters()):
+        torch.testing.assert_close(a, b)

@@ -1,0 +1,278 @@
+"""Labelled texts: loading (Hub or local files, one code path), label names, stratified seeded
+splits, balance checks, and tokenizing once into compact arrays that every trial shares.
+
+Both the Hub's IMDB and the offline sample are sorted by label, so nothing here ever takes the
+first N rows: every subset is drawn per class with a seeded generator.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hpo.errors import DataError
+from hpo.spec import DataSpec
+
+_BUILDERS = {".parquet": "parquet", ".csv": "csv", ".json": "json", ".jsonl": "json", ".tsv": "csv"}
+
+
+@dataclass(frozen=True)
+class Labelled:
+    """Texts with integer labels 0..n-1 whose names are ``label_names[i]``."""
+
+    texts: list[str]
+    labels: np.ndarray  # int64
+
+    def subset(self, idx: np.ndarray) -> Labelled:
+        return Labelled([self.texts[i] for i in idx], self.labels[idx])
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+@dataclass(frozen=True)
+class Splits:
+    """train / validation (carved from train) / test, plus what a user needs to audit them."""
+
+    train: Labelled
+    validation: Labelled
+    test: Labelled
+    label_names: list[str]
+    class_counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    fingerprint: str = ""
+
+    def full_train(self) -> Labelled:
+        """All of train: the trial training split with the validation split folded back in."""
+        return Labelled(self.train.texts + self.validation.texts, np.concatenate([self.train.labels, self.validation.labels]))
+
+
+# ---------------------------------------------------------------------------------------- loading
+def _load_raw(spec: DataSpec) -> dict[str, Any]:
+    """Return {'train': Dataset, 'test': Dataset} through ``datasets.load_dataset`` either way."""
+    import datasets
+
+    datasets.disable_progress_bars()
+    try:
+        if spec.files is not None:
+            suffixes = {Path(f).suffix.lower() for f in spec.files.values()}
+            if len(suffixes) != 1 or next(iter(suffixes)) not in _BUILDERS:
+                raise DataError(
+                    f"data.files: use one format for both files, one of {sorted(_BUILDERS)}; got {sorted(suffixes)}"
+                )
+            builder = _BUILDERS[suffixes.pop()]
+            kwargs = {"delimiter": "\t"} if builder == "csv" and spec.files["train"].endswith(".tsv") else {}
+            # One load per file: the splits may differ in extra columns, and each error names its file.
+            return {split: datasets.load_dataset(builder, data_files=path, split="train", **kwargs) for split, path in spec.files.items()}
+        return {
+            "train": datasets.load_dataset(spec.hub_id, split=spec.train_split),
+            "test": datasets.load_dataset(spec.hub_id, split=spec.test_split),
+        }
+    except DataError:
+        raise
+    except Exception as err:  # datasets raises many types; the user needs the cause, not the class
+        where = spec.hub_id or ", ".join(spec.files.values())
+        raise DataError(f"cannot read the data from {where}: {type(err).__name__}: {err}") from err
+
+
+def label_names_of(feature: Any, values: list[Any], spec: DataSpec) -> tuple[list[str], dict[Any, int]]:
+    """Decide the label names and how raw label values map to ids.
+
+    * ``ClassLabel`` feature: names come from the data; ``label_names`` in the spec must equal them
+      (a reversed list is the classic way to read ids backwards, so it is refused, not trusted).
+    * plain ints: ``label_names`` is required and id ``i`` is named ``label_names[i]``.
+    * strings: ids follow ``label_names`` when given, else the sorted distinct strings.
+    """
+    names = getattr(feature, "names", None)
+    if names:
+        if spec.label_names is not None and list(spec.label_names) != list(names):
+            raise DataError(
+                f"data.label_names {spec.label_names} disagree with the dataset's own label names {list(names)} "
+                f"(id 0 = {names[0]!r}); remove data.label_names or list the dataset's names in id order"
+            )
+        return list(names), {i: i for i in range(len(names))}
+    distinct = sorted(set(values))
+    if all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in distinct):
+        if spec.label_names is None:
+            raise DataError(
+                f"data.label_names: the label column {spec.label_column!r} holds bare ids {distinct[:10]}; "
+                "name them in id order, e.g. label_names: [negative, positive]"
+            )
+        bad = [v for v in distinct if not 0 <= v < len(spec.label_names)]
+        if bad:
+            raise DataError(f"label ids {bad} are outside 0..{len(spec.label_names) - 1} (data.label_names has {len(spec.label_names)} names)")
+        return list(spec.label_names), {int(v): int(v) for v in distinct}
+    strings = [str(v) for v in distinct]
+    order = list(spec.label_names) if spec.label_names is not None else strings
+    unknown = [s for s in strings if s not in order]
+    if unknown:
+        raise DataError(f"labels {unknown} are not in data.label_names {order}")
+    return order, {v: order.index(str(v)) for v in distinct}
+
+
+def _to_labelled(ds: Any, spec: DataSpec, split: str, names_and_map=None) -> tuple[Labelled, list[str], dict]:
+    missing = [c for c in (spec.text_column, spec.label_column) if c not in ds.column_names]
+    if missing:
+        raise DataError(f"{split} split: missing column(s) {missing}; it has {ds.column_names} (set data.text_column / data.label_column)")
+    texts = ds[spec.text_column]
+    raw = ds[spec.label_column]
+    if names_and_map is None:
+        names_and_map = label_names_of(ds.features[spec.label_column], raw, spec)
+    names, mapping = names_and_map
+    try:
+        labels = np.array([mapping[v] for v in raw], dtype=np.int64)
+    except KeyError as err:
+        raise DataError(f"{split} split: label {err.args[0]!r} is not one of {names}") from None
+    empty = [i for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]
+    if empty:
+        raise DataError(f"{split} split: {len(empty)} empty or missing text(s) in {spec.text_column!r}, first at row {empty[0]}")
+    return Labelled(list(texts), labels), names, mapping
+
+
+# ------------------------------------------------------------------------------------- sampling
+def stratified_indices(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split row ids into (rest, picked) with ``fraction`` of every class picked, seeded and shuffled."""
+    rng = np.random.default_rng(seed)
+    picked, rest = [], []
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        k = int(round(fraction * len(idx)))
+        picked.append(idx[:k])
+        rest.append(idx[k:])
+    return rng.permutation(np.concatenate(rest)), rng.permutation(np.concatenate(picked))
+
+
+def stratified_sample(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """``n`` row ids drawn with every class in its original proportion (never the first n rows)."""
+    if n >= len(labels):
+        return np.random.default_rng(seed).permutation(len(labels))
+    return stratified_indices(labels, n / len(labels), seed)[1]
+
+
+def class_counts(labels: np.ndarray, names: list[str]) -> dict[str, int]:
+    counts = np.bincount(labels, minlength=len(names))
+    return {name: int(c) for name, c in zip(names, counts)}
+
+
+def check_balance(split: str, counts: dict[str, int], max_ratio: float) -> None:
+    empty = [n for n, c in counts.items() if c == 0]
+    if empty:
+        raise DataError(f"{split} split has no example of class(es) {empty}: {counts}")
+    ratio = max(counts.values()) / min(counts.values())
+    if ratio > max_ratio:
+        raise DataError(
+            f"{split} split is skewed {ratio:.2f}:1 (largest/smallest class) past data.max_class_ratio "
+            f"= {max_ratio}: {counts}; raise the limit or rebalance the data"
+        )
+
+
+def fingerprint(*parts: Labelled) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        for t, y in zip(part.texts, part.labels.tolist()):
+            h.update(t.encode("utf-8", "surrogatepass"))
+            h.update(b"\x00%d\x00" % y)
+        h.update(b"\x01")
+    return h.hexdigest()
+
+
+def load_splits(spec: DataSpec) -> Splits:
+    """Load, name labels, sample, carve validation from train, check balance. Raises ``DataError``."""
+    raw = _load_raw(spec)
+    train, names, mapping = _to_labelled(raw["train"], spec, "train")
+    test, _, _ = _to_labelled(raw["test"], spec, "test", (names, mapping))
+    if len(names) < 2:
+        raise DataError(f"need at least two classes, the data has {names}")
+    if spec.train_size is not None:
+        train = train.subset(stratified_sample(train.labels, spec.train_size, spec.seed))
+    if spec.test_size is not None:
+        test = test.subset(stratified_sample(test.labels, spec.test_size, spec.seed + 1))
+    rest, val = stratified_indices(train.labels, spec.validation_fraction, spec.seed)
+    train, validation = train.subset(rest), train.subset(val)
+    counts = {}
+    for split, part in (("train", train), ("validation", validation), ("test", test)):
+        counts[split] = class_counts(part.labels, names)
+        check_balance(split, counts[split], spec.max_class_ratio)
+    return Splits(train, validation, test, names, counts, fingerprint(train, validation, test))
+
+
+# ----------------------------------------------------------------------------------- tokenized form
+@dataclass(frozen=True)
+class Tokenized:
+    """Ragged token ids without special tokens, stored flat (cheap to ship through Ray's object store).
+
+    Row ``i`` is ``ids[offsets[i]:offsets[i+1]]``; ``[CLS]``/``[SEP]`` are added when batching so one
+    tokenization serves every ``max_length`` a trial may pick.
+    """
+
+    ids: np.ndarray  # int32, flat
+    offsets: np.ndarray  # int64, len n+1
+    labels: np.ndarray  # int64
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def lengths(self, max_length: int) -> np.ndarray:
+        """Length of each row with special tokens, after truncation to ``max_length``."""
+        return np.minimum(np.diff(self.offsets), max_length - 2) + 2
+
+    def select(self, idx: np.ndarray) -> Tokenized:
+        rows = [self.ids[self.offsets[i] : self.offsets[i + 1]] for i in idx]
+        offsets = np.zeros(len(idx) + 1, dtype=np.int64)
+        offsets[1:] = np.cumsum([len(r) for r in rows])
+        flat = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int32)
+        return Tokenized(flat.astype(np.int32), offsets, self.labels[idx])
+
+    @staticmethod
+    def concat(parts: list[Tokenized]) -> Tokenized:
+        offsets = [np.zeros(1, dtype=np.int64)]
+        base = 0
+        for p in parts:
+            offsets.append(p.offsets[1:] + base)
+            base += int(p.offsets[-1])
+        return Tokenized(np.concatenate([p.ids for p in parts]), np.concatenate(offsets), np.concatenate([p.labels for p in parts]))
+
+
+@dataclass(frozen=True)
+class SpecialIds:
+    cls: int
+    sep: int
+    pad: int
+
+
+def tokenize(tokenizer: Any, part: Labelled, max_length: int, batch: int = 1000) -> Tokenized:
+    """Tokenize once to the longest ``max_length`` of the sweep (minus room for [CLS]/[SEP])."""
+    rows: list[list[int]] = []
+    for start in range(0, len(part), batch):
+        enc = tokenizer(
+            part.texts[start : start + batch],
+            add_special_tokens=False,
+            truncation=True,
+            max_length=max_length - 2,
+            return_attention_mask=False,
+            return_token_type_ids=False,
+        )
+        rows.extend(enc["input_ids"])
+    offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum([len(r) for r in rows])
+    flat = np.fromiter((t for r in rows for t in r), dtype=np.int32, count=int(offsets[-1]))
+    return Tokenized(flat, offsets, part.labels.copy())
+
+
+def special_ids(tokenizer: Any) -> SpecialIds:
+    return SpecialIds(cls=tokenizer.cls_token_id, sep=tokenizer.sep_token_id, pad=tokenizer.pad_token_id)
+
+
+@dataclass(frozen=True)
+class SweepData:
+    """What the driver prepares once and every trial (and promotion) reads: no re-tokenizing."""
+
+    train: Tokenized
+    validation: Tokenized
+    test: Tokenized
+    special: SpecialIds
+    label_names: list[str]
+    max_length: int

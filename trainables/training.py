@@ -1,0 +1,229 @@
+"""The one training loop, shared by sweep trials and promotion, and the one evaluation.
+
+Speed choices (each measured in ``benchmarks/``): batches padded to their own longest row, rows of
+similar length batched together, no host sync inside the step loop (the loss is summed on the
+device and read once per round), bf16 autocast and SDPA attention on a GPU.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from hpo.spec import TrainingSpec
+from trainables.data import SpecialIds, Tokenized
+
+STATE_FILE = "train_state.pt"
+
+
+def pick_device(want_gpu: bool) -> torch.device:
+    return torch.device("cuda") if want_gpu and torch.cuda.is_available() else torch.device("cpu")
+
+
+def autocast_dtype(hp: TrainingSpec, device: torch.device) -> torch.dtype | None:
+    if device.type != "cuda" or hp.precision == "fp32":
+        return None
+    if hp.precision == "bf16" or torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return None
+
+
+def collate(data: Tokenized, rows: np.ndarray, max_length: int, special: SpecialIds) -> dict[str, torch.Tensor]:
+    """[CLS] tokens [SEP], truncated to ``max_length`` and padded to the longest row of this batch."""
+    lengths = data.lengths(max_length)[rows]
+    width = int(lengths.max())
+    ids = np.full((len(rows), width), special.pad, dtype=np.int64)
+    mask = np.zeros((len(rows), width), dtype=np.int64)
+    for j, (i, n) in enumerate(zip(rows, lengths)):
+        start = data.offsets[i]
+        ids[j, 0] = special.cls
+        ids[j, 1 : n - 1] = data.ids[start : start + n - 2]
+        ids[j, n - 1] = special.sep
+        mask[j, :n] = 1
+    return {
+        "input_ids": torch.from_numpy(ids),
+        "attention_mask": torch.from_numpy(mask),
+        "labels": torch.from_numpy(data.labels[rows]),
+    }
+
+
+def epoch_batches(data: Tokenized, hp: TrainingSpec, epoch: int) -> list[np.ndarray]:
+    """The batches of one epoch, a pure function of (seed, epoch) so a resumed trial sees the same order.
+
+    With length grouping, rows are shuffled, cut into pools of 50 batches, each pool sorted by length
+    and cut into batches, and the batch order shuffled again: little padding, still random.
+    """
+    rng = np.random.default_rng([hp.seed, epoch])
+    order = rng.permutation(len(data))
+    bs = hp.batch_size
+    if hp.length_grouping:
+        lengths = data.lengths(hp.max_length)
+        pool = bs * 50
+        pools = [order[i : i + pool] for i in range(0, len(order), pool)]
+        order = np.concatenate([p[np.argsort(lengths[p], kind="stable")] for p in pools])
+    batches = [order[i : i + bs] for i in range(0, len(order), bs)]
+    if hp.length_grouping:
+        batches = [batches[i] for i in rng.permutation(len(batches))]
+    return batches
+
+
+@dataclass
+class TrainState:
+    """Everything a trial needs to continue exactly where it stopped."""
+
+    model: Any
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    rounds_done: int = 0
+
+    def save(self, folder: Path) -> None:
+        torch.save(
+            {
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "rounds_done": self.rounds_done,
+            },
+            Path(folder) / STATE_FILE,
+        )
+
+    def load(self, folder: Path) -> None:
+        state = torch.load(Path(folder) / STATE_FILE, map_location="cpu", weights_only=True)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.rounds_done = int(state["rounds_done"])
+
+
+def new_state(model: Any, hp: TrainingSpec, steps_total: int) -> TrainState:
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (no_decay if p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name else decay).append(p)
+    fused = next(model.parameters()).device.type == "cuda"
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=hp.learning_rate,
+        fused=fused,
+    )
+    warmup = int(hp.warmup_ratio * steps_total)
+
+    def lr_factor(step: int) -> float:  # linear warmup, then linear decay to zero
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        return max(0.0, (steps_total - step) / max(1, steps_total - warmup))
+
+    return TrainState(model, optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor))
+
+
+def steps_per_epoch(n_rows: int, batch_size: int) -> int:
+    return math.ceil(n_rows / batch_size)
+
+
+def round_slices(n_batches: int, rounds_per_epoch: int) -> list[slice]:
+    edges = np.linspace(0, n_batches, rounds_per_epoch + 1).round().astype(int)
+    return [slice(a, b) for a, b in zip(edges[:-1], edges[1:])]
+
+
+def train_rounds(
+    state: TrainState,
+    hp: TrainingSpec,
+    data: Tokenized,
+    special: SpecialIds,
+    total_rounds: int,
+    device: torch.device,
+    class_weights: torch.Tensor | None = None,
+) -> Iterator[dict[str, float]]:
+    """Train round by round from ``state.rounds_done``; yield the round's training figures after each.
+
+    The caller evaluates, reports and checkpoints between rounds (the trial) or just runs to the end
+    (promotion). Dropout randomness is reseeded per round so a resumed round matches a fresh one.
+    """
+    model = state.model
+    per_epoch = steps_per_epoch(len(data), hp.batch_size)
+    slices = round_slices(per_epoch, hp.rounds_per_epoch)
+    dtype = autocast_dtype(hp, device)
+    weights = class_weights.to(device) if class_weights is not None else None
+    while state.rounds_done < total_rounds:
+        r = state.rounds_done
+        epoch, part = divmod(r, hp.rounds_per_epoch)
+        batches = epoch_batches(data, hp, epoch)[slices[part]]
+        torch.manual_seed(hp.seed * 100_003 + r)
+        model.train()
+        loss_sum = torch.zeros((), device=device)
+        start = time.perf_counter()
+        for rows in batches:
+            batch = {k: v.to(device, non_blocking=True) for k, v in collate(data, rows, hp.max_length, special).items()}
+            labels = batch.pop("labels")
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                logits = model(**batch).logits
+            loss = torch.nn.functional.cross_entropy(logits.float(), labels, weight=weights)
+            loss.backward()
+            state.optimizer.step()
+            state.scheduler.step()
+            state.optimizer.zero_grad(set_to_none=True)
+            loss_sum += loss.detach()
+        seconds = time.perf_counter() - start
+        state.rounds_done += 1
+        samples = sum(len(b) for b in batches)
+        yield {
+            "train_loss": float(loss_sum) / max(1, len(batches)),  # the one host sync of the round
+            "epoch": state.rounds_done / hp.rounds_per_epoch,
+            "train_seconds": seconds,
+            "train_samples_per_s": samples / seconds if seconds > 0 else 0.0,
+        }
+
+
+@torch.no_grad()
+def predict(model: Any, data: Tokenized, special: SpecialIds, max_length: int, batch_size: int, device: torch.device, dtype: torch.dtype | None = None) -> np.ndarray:
+    """Logits (float32, in the data's row order); rows are batched by length to pad little."""
+    model.eval()
+    order = np.argsort(data.lengths(max_length), kind="stable")
+    out = torch.empty((len(data), model.config.num_labels), dtype=torch.float32)
+    for i in range(0, len(order), batch_size):
+        rows = order[i : i + batch_size]
+        batch = collate(data, rows, max_length, special)
+        batch.pop("labels")
+        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            logits = model(**batch).logits
+        out[torch.from_numpy(rows)] = logits.float().cpu()
+    return out.numpy()
+
+
+def classification_metrics(logits: np.ndarray, labels: np.ndarray, label_names: list[str], prefix: str) -> dict[str, Any]:
+    """accuracy, macro-F1, loss, per-class precision/recall and the confusion matrix (rows: truth)."""
+    n = len(label_names)
+    pred = logits.argmax(axis=1)
+    confusion = np.zeros((n, n), dtype=np.int64)
+    np.add.at(confusion, (labels, pred), 1)
+    tp = np.diag(confusion).astype(float)
+    recall = np.divide(tp, confusion.sum(axis=1), out=np.zeros(n), where=confusion.sum(axis=1) > 0)
+    precision = np.divide(tp, confusion.sum(axis=0), out=np.zeros(n), where=confusion.sum(axis=0) > 0)
+    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros(n), where=(precision + recall) > 0)
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    metrics: dict[str, Any] = {
+        f"{prefix}_accuracy": float((pred == labels).mean()),
+        f"{prefix}_f1_macro": float(f1.mean()),
+        f"{prefix}_loss": float(-log_probs[np.arange(len(labels)), labels].mean()),
+    }
+    for i, name in enumerate(label_names):
+        metrics[f"{prefix}_recall_{name}"] = float(recall[i])
+        metrics[f"{prefix}_precision_{name}"] = float(precision[i])
+    metrics[f"{prefix}_confusion"] = confusion.tolist()
+    return metrics
+
+
+def evaluate(model: Any, data: Tokenized, special: SpecialIds, hp: TrainingSpec, label_names: list[str], device: torch.device, prefix: str = "val") -> dict[str, Any]:
+    start = time.perf_counter()
+    logits = predict(model, data, special, hp.max_length, hp.eval_batch_size, device, autocast_dtype(hp, device))
+    metrics = classification_metrics(logits, data.labels, label_names, prefix)
+    metrics[f"{prefix}_seconds"] = time.perf_counter() - start
+    return metrics

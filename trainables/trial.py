@@ -1,0 +1,75 @@
+"""The Ray Tune trainable. It turns Tune's config into a typed ``TrainingSpec`` on its first line and
+then runs the shared training loop, reporting and checkpointing after every evaluation round."""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hpo.spec import SweepSpec, TrainingSpec
+from trainables.data import SweepData
+from trainables.model import load_classifier
+from trainables.training import (
+    TrainState,
+    evaluate,
+    new_state,
+    pick_device,
+    round_slices,
+    steps_per_epoch,
+    train_rounds,
+)
+
+
+class TrialDiverged(RuntimeError):
+    """The training loss became NaN or infinite: the config is bad, retrying it will not help."""
+
+
+def hyperparams(training: TrainingSpec, config: dict[str, Any]) -> TrainingSpec:
+    """The trial's full settings: the spec's fixed training values with the sampled ones on top."""
+    return TrainingSpec.model_validate({**training.model_dump(), **config})
+
+
+def planned_steps(hp: TrainingSpec, n_rows: int, rounds: int) -> int:
+    """Optimizer steps in ``rounds`` evaluation rounds (the LR schedule decays over them)."""
+    per_epoch = steps_per_epoch(n_rows, hp.batch_size)
+    sizes = [s.stop - s.start for s in round_slices(per_epoch, hp.rounds_per_epoch)]
+    full, part = divmod(rounds, hp.rounds_per_epoch)
+    return full * per_epoch + sum(sizes[:part])
+
+
+def build_state(source: str, label_names: list[str], hp: TrainingSpec, n_rows: int, schedule_rounds: int, device: torch.device) -> TrainState:
+    """Seeded fresh classifier on the base weights, with its optimizer and LR schedule."""
+    torch.manual_seed(hp.seed)
+    model = load_classifier(source, label_names, hp).to(device)
+    return new_state(model, hp, planned_steps(hp, n_rows, schedule_rounds))
+
+
+def run_trial(config: dict[str, Any], *, spec: SweepSpec, data: SweepData, source: str) -> None:
+    """One trial: train on ``data.train``, evaluate on ``data.validation`` each round, report."""
+    from ray import tune
+
+    hp = hyperparams(spec.training, config)
+    torch.set_num_threads(max(1, int(spec.resources.cpu)))
+    device = pick_device(spec.resources.gpu > 0)
+    rounds = spec.planned_rounds(hp.epochs)
+    state = build_state(source, data.label_names, hp, len(data.train), rounds, device)
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            state.load(Path(folder))
+    for figures in train_rounds(state, hp, data.train, data.special, rounds, device):
+        if not math.isfinite(figures["train_loss"]):
+            raise TrialDiverged(f"training loss is {figures['train_loss']} after round {state.rounds_done}")
+        metrics = evaluate(state.model, data.validation, data.special, hp, data.label_names, device)
+        metrics.pop("val_confusion")
+        metrics.update(figures, round=state.rounds_done, rounds_planned=rounds)
+        with tempfile.TemporaryDirectory() as folder:
+            state.save(Path(folder))
+            (Path(folder) / "metrics.json").write_text(json.dumps(metrics))
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+
