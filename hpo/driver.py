@@ -12,47 +12,9 @@ from hpo import experiment as exp
 from hpo.errors import ExperimentError, HpoError
 from hpo.spec import SweepSpec, dump_spec
 from hpo.tracking import group_of, make_callback, resolve_mode
+from trainables.prepare import Prepared, prepare
 
 log = logging.getLogger("hpo")
-
-
-@dataclass(frozen=True)
-class Prepared:
-    """What the driver computes before Ray starts, shared by every trial through the object store."""
-
-    data: Any  # trainables.data.SweepData
-    source: str
-    summary: dict[str, Any]
-
-
-def prepare(spec: SweepSpec, echo: Callable[[str], None] = print) -> Prepared:
-    """Load and check the data, resolve the base model and tokenize once. Raises before any launch."""
-    from trainables.data import SweepData, load_splits, special_ids, tokenize
-    from trainables.model import base_source, load_tokenizer
-
-    splits = load_splits(spec.data)
-    for split, counts in splits.class_counts.items():
-        echo(f"{split:>10}: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
-    source = base_source(spec.model)
-    tokenizer = load_tokenizer(source)
-    max_length = spec.max_length_bound()
-    start = time.perf_counter()
-    data = SweepData(
-        train=tokenize(tokenizer, splits.train, max_length),
-        validation=tokenize(tokenizer, splits.validation, max_length),
-        test=tokenize(tokenizer, splits.test, max_length),
-        special=special_ids(tokenizer),
-        label_names=splits.label_names,
-        max_length=max_length,
-    )
-    echo(f"tokenized {len(data.train) + len(data.validation) + len(data.test)} texts once in {time.perf_counter() - start:.1f}s (max_length {max_length})")
-    summary = {
-        "label_names": splits.label_names,
-        "class_counts": splits.class_counts,
-        "fingerprint": splits.fingerprint,
-        "base_model": spec.model.name or "offline_preset",
-    }
-    return Prepared(data, source, summary)
 
 
 def experiment_path(spec: SweepSpec) -> str:
@@ -152,7 +114,7 @@ def run_sweep(
     mode = resolve_mode(spec.tracking, wandb_mode)
     prepared = prepare(spec, echo)
     exp.write_text(exp.join(path, exp.META_DIR, exp.SPEC_FILE), dump_spec(spec))
-    exp.write_json(exp.join(path, exp.META_DIR, exp.DATA_FILE), {**prepared.summary, "wandb_mode": mode, "wandb_group": group_of(spec.tracking, spec.name), "wandb_project": spec.tracking.project})
+    exp.write_json(exp.join(path, exp.META_DIR, exp.DATA_FILE), {**prepared.summary, "base_model": spec.model.name or "offline_preset", "wandb_mode": mode, "wandb_group": group_of(spec.tracking, spec.name), "wandb_project": spec.tracking.project})
     init_ray(address, num_cpus)
     echo(f"sweep {spec.name}: {spec.budget.num_trials} trials, {spec.budget.max_concurrent} at a time -> {path}")
     start = time.perf_counter()

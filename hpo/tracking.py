@@ -61,6 +61,7 @@ def log_promotion(tracking: TrackingSpec, sweep_name: str, mode: str, name: str,
         mode=mode,
         dir=folder,
         reinit="finish_previous",
+        settings=wandb.Settings(silent=True),
     )
     run.summary.update(summary)
     run_dir = getattr(run, "dir", None)

@@ -106,7 +106,10 @@ _DROPOUT_KEYS = {
 def load_classifier(source: str, label_names: list[str], hp: TrainingSpec | None = None) -> Any:
     """``AutoModelForSequenceClassification`` with the label names always in its config."""
     from transformers import AutoConfig, AutoModelForSequenceClassification
+    from transformers.utils import logging as hf_logging
 
+    # The load report lists the new classification head as "missing": expected, and noise in a sweep log.
+    hf_logging.set_verbosity_error()
     config = AutoConfig.from_pretrained(source)
     keys = _DROPOUT_KEYS.get(config.model_type)
     overrides: dict[str, Any] = {}

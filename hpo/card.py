@@ -1,0 +1,232 @@
+"""What promotion writes and prints: the model card, the provenance file, the metric tables, the W&B run."""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hpo.results import STOPPED, ERRORED, Sweep, TrialRecord
+from hpo.space import describe
+from hpo.spec import dump_spec
+
+PACKAGES = ("hpo-distilbert", "torch", "transformers", "ray", "optuna", "datasets", "wandb", "huggingface_hub", "tokenizers", "pydantic")
+MODEL_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def _git_commit() -> str | None:
+    try:
+        root = Path(__file__).resolve().parents[1]
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    return {k: v for k, v in metrics.items() if isinstance(v, float)}
+
+
+def provenance(sweep: Sweep, trial: TrialRecord, value: float, rnd: int, marker: dict, metrics: dict) -> dict[str, Any]:
+    spec = sweep.spec
+    return {
+        "sweep": spec.name,
+        "spec": yaml.safe_load(dump_spec(spec)),
+        "best_trial": {"trial_id": trial.trial_id, "config": trial.params, "round": rnd, spec.metric: value},
+        "training": marker["training"],
+        "seeds": {
+            "training": marker["training"]["seed"],
+            "data": spec.data.seed,
+            "searcher": spec.searcher.seed,
+            "offline_preset": spec.model.offline_preset.seed if spec.model.offline_preset else None,
+        },
+        "data": {
+            "fingerprint": sweep.data.get("fingerprint"),
+            "class_counts": sweep.data.get("class_counts"),
+            "promotion_balance": marker["balance"],
+        },
+        "test_metrics": metrics,
+        "git_commit": _git_commit(),
+        "versions": _versions(),
+    }
+
+
+def model_card(sweep: Sweep, trial: TrialRecord, value: float, rnd: int, marker: dict, metrics: dict, repo_name: str) -> str:
+    spec = sweep.spec
+    counts = sweep.counts()
+    names = sweep.data.get("label_names") or spec.data.label_names or []
+    meta: dict[str, Any] = {
+        "license": spec.promotion.license,
+        "library_name": "transformers",
+        "pipeline_tag": "text-classification",
+        "tags": list(spec.promotion.tags),
+        "metrics": ["accuracy", "f1"],
+    }
+    if spec.model.name and not spec.model.name.startswith("/"):
+        meta["base_model"] = spec.model.name
+    dataset_name = spec.data.hub_id or "local files"
+    if spec.data.hub_id:
+        meta["datasets"] = [spec.data.hub_id]
+    meta["model-index"] = [
+        {
+            "name": repo_name,
+            "results": [
+                {
+                    "task": {"type": "text-classification", "name": "Text Classification"},
+                    "dataset": {"name": dataset_name, "type": spec.data.hub_id or "local", "split": spec.data.test_split},
+                    "metrics": [
+                        {"type": "accuracy", "value": round(metrics["test_accuracy"], 4), "name": "Test accuracy"},
+                        {"type": "f1", "value": round(metrics["test_f1_macro"], 4), "name": "Test macro-F1", "args": {"average": "macro"}},
+                    ],
+                }
+            ],
+        }
+    ]
+    space = "\n".join(f"| `{k}` | {v} |" for k, v in describe(spec.search_space).items())
+    best = "\n".join(f"| `{k}` | {v} |" for k, v in sorted(trial.params.items()))
+    balance = marker["balance"]
+    data_rows = "\n".join(f"| {split} | " + " | ".join(str(c.get(n, "")) for n in names) + " |" for split, c in (sweep.data.get("class_counts") or {}).items())
+    data_rows += f"\n| promotion training set ({balance['strategy']}) | " + " | ".join(str(balance["after"].get(n, "")) for n in names) + " |"
+    conf = metrics["test_confusion"]
+    conf_rows = "\n".join(f"| **{names[i]}** | " + " | ".join(str(x) for x in row) + " |" for i, row in enumerate(conf))
+    per_class = "\n".join(f"| {n} | {metrics[f'test_precision_{n}']:.4f} | {metrics[f'test_recall_{n}']:.4f} |" for n in names)
+    base = spec.model.name or "an offline random-init DistilBERT preset (" + json.dumps(spec.model.offline_preset.model_dump()) + ")"
+    body = f"""
+# {repo_name}
+
+A {len(names)}-class text classifier ({", ".join(names)}) fine-tuned from {base} on {dataset_name},
+chosen by a hyperparameter sweep (Ray Tune, Optuna TPE, ASHA) and retrained on the full class-balanced
+training set.
+
+## Use
+
+```python
+from transformers import pipeline
+clf = pipeline("text-classification", model="{repo_name}")
+clf("Amazing movie, loved it!", truncation=True)
+```
+
+## Test metrics ({spec.data.test_split} split, {sum(sum(r) for r in conf)} texts)
+
+| metric | value |
+|---|---|
+| accuracy | {metrics['test_accuracy']:.4f} |
+| macro-F1 | {metrics['test_f1_macro']:.4f} |
+| loss | {metrics['test_loss']:.4f} |
+
+| class | precision | recall |
+|---|---|---|
+{per_class}
+
+Confusion matrix (rows: true label, columns: predicted):
+
+| | {" | ".join(names)} |
+|---|{"---|" * len(names)}
+{conf_rows}
+
+## The sweep
+
+- sweep `{spec.name}`: {len(sweep.trials)} trials run, {counts.get(STOPPED, 0)} stopped early by ASHA, {counts.get(ERRORED, 0)} errored
+- metric: `{spec.metric}` ({spec.mode}) on a stratified validation split ({spec.data.validation_fraction:.0%} of train)
+- winner: trial `{trial.trial_id}`, {spec.metric} = {value:.4f} at evaluation round {rnd}; retrained for {rnd} round(s)
+- W&B: project `{spec.tracking.project}`, group `{spec.tracking.group or spec.name}`
+
+Search space:
+
+| parameter | range |
+|---|---|
+{space}
+
+Best configuration:
+
+| parameter | value |
+|---|---|
+{best}
+
+## Data balance
+
+| split | {" | ".join(names)} |
+|---|{"---|" * len(names)}
+{data_rows}
+
+## Reproduce
+
+```bash
+hpo sweep {spec.name}.yaml          # the spec is in provenance.json ("spec")
+hpo promote runs/{spec.name} --repo-id {repo_name}
+```
+
+`provenance.json` holds the resolved spec, the best configuration, the seeds, the data fingerprint and class
+counts, the git commit and the package versions.
+"""
+    return "---\n" + yaml.safe_dump(meta, sort_keys=False) + "---\n" + body
+
+
+def write_release_files(model_dir: Path, sweep: Sweep, trial: TrialRecord, value: float, rnd: int, marker: dict, metrics: dict, repo_name: str) -> list[str]:
+    (model_dir / "README.md").write_text(model_card(sweep, trial, value, rnd, marker, metrics, repo_name))
+    (model_dir / "provenance.json").write_text(json.dumps(provenance(sweep, trial, value, rnd, marker, metrics), indent=2, default=str))
+    extra = [p.name for p in model_dir.iterdir() if p.is_file() and p.name in ("special_tokens_map.json", "vocab.txt")]
+    files = [*MODEL_FILES, *extra, "README.md", "provenance.json"]
+    missing = [f for f in files if not (model_dir / f).is_file()]
+    if missing:
+        from hpo.errors import PromotionError
+
+        raise PromotionError(f"{model_dir} lacks {missing}; delete the folder and rerun to retrain")
+    return files
+
+
+def _table(echo: Callable[[str], None], rows: list[list[str]]) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        echo("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)))
+
+
+def print_metrics(metrics: dict, sweep: Sweep, echo: Callable[[str], None]) -> None:
+    names = sweep.data.get("label_names") or []
+    echo(f"test: accuracy {metrics['test_accuracy']:.4f}, macro-F1 {metrics['test_f1_macro']:.4f}, loss {metrics['test_loss']:.4f}")
+    rows = [["class", "precision", "recall", *[f"pred {n}" for n in names]]]
+    for i, n in enumerate(names):
+        rows.append([n, f"{metrics[f'test_precision_{n}']:.4f}", f"{metrics[f'test_recall_{n}']:.4f}", *map(str, metrics["test_confusion"][i])])
+    _table(echo, rows)
+
+
+def print_gates(gates: list[tuple[str, str, bool]], echo: Callable[[str], None]) -> None:
+    if not gates:
+        echo("gates: disabled in the spec")
+        return
+    echo("gates:")
+    _table(echo, [["gate", "value", "result"], *[[n, v, "pass" if ok else "FAIL"] for n, v, ok in gates]])
+
+
+def print_side_by_side(local: dict, published: dict, echo: Callable[[str], None]) -> None:
+    echo("local vs published (re-evaluated from the published files):")
+    rows = [["metric", "local", "published", ""]]
+    for k in sorted(set(local) | set(published)):
+        a, b = local.get(k), published.get(k)
+        fmt = (lambda x: f"{x:.6f}") if isinstance(a, float) else str
+        rows.append([k, fmt(a) if a is not None else "-", fmt(b) if b is not None else "-", "same" if a == b else "DIFFERENT"])
+    _table(echo, rows)
+
+
+def log_to_wandb(sweep: Sweep, opts: Any, result: Any, work: Path, config: dict[str, Any]) -> str | None:
+    from hpo.tracking import log_promotion, resolve_mode
+
+    mode = resolve_mode(sweep.spec.tracking, opts.wandb_mode)
+    summary = {**scalar_metrics(result.metrics), "hub_url": result.url or "", "hub_commit": result.commit or "", "dry_run": opts.dry_run_dir or ""}
+    return log_promotion(sweep.spec.tracking, sweep.spec.name, mode, f"{sweep.spec.name}-promotion", config, summary, str(work), opts.wandb_module)

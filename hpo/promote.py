@@ -1,0 +1,262 @@
+"""Promotion: pick the sweep's winner, retrain it on the full balanced training set with the same
+training code, evaluate on the held-out test split, gate, publish in one commit, verify the copy.
+
+Everything heavy is kept in ``WORK`` (default ``EXPERIMENT/hpo/promotion``): a retry after a failed
+upload or verification reuses the retrained model instead of training again.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hpo.errors import GateError, PromotionError
+from hpo.results import Sweep, load_sweep
+
+MARKER = "promotion.json"
+CARD = "README.md"
+PROVENANCE = "provenance.json"
+_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
+
+
+@dataclass
+class PromoteOptions:
+    repo_id: str | None = None
+    dry_run_dir: str | None = None
+    private: bool = False
+    work_dir: str | None = None
+    wandb_mode: str | None = None
+    hub: Any = None  # a huggingface_hub.HfApi; the default client when None
+    wandb_module: Any = None
+
+
+@dataclass
+class PromotionResult:
+    trial_id: str
+    best_round: int
+    model_dir: Path
+    metrics: dict[str, Any]
+    published_metrics: dict[str, Any]
+    gates: list[tuple[str, str, bool]]
+    url: str | None = None
+    commit: str | None = None
+    files: list[str] = field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------------- balancing
+def balance(labels: np.ndarray, names: list[str], strategy: str, seed: int) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
+    """Row ids to train on and optional class weights for the loss, plus a report of what changed."""
+    counts = np.bincount(labels, minlength=len(names))
+    report: dict[str, Any] = {"strategy": strategy, "before": dict(zip(names, counts.tolist()))}
+    weights = None
+    if strategy == "downsample":
+        rng = np.random.default_rng(seed)
+        keep = counts.min()
+        idx = np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:keep] for c in range(len(names))])
+        idx = rng.permutation(idx)
+    else:
+        idx = np.arange(len(labels))
+        if strategy == "class_weight":
+            w = len(labels) / (len(names) * counts)
+            weights = w.astype(np.float32)
+            report["class_weights"] = dict(zip(names, [round(float(x), 4) for x in w]))
+    report["after"] = dict(zip(names, np.bincount(labels[idx], minlength=len(names)).tolist()))
+    report["dropped"] = int(len(labels) - len(idx))
+    return idx, weights, report
+
+
+# ------------------------------------------------------------------------------------ the steps
+def _check_target(opts: PromoteOptions) -> None:
+    if opts.repo_id is not None and not _REPO_ID.match(opts.repo_id):
+        raise PromotionError(
+            f"--repo-id {opts.repo_id!r} is not a Hub repo id: use OWNER/NAME (letters, digits, '-', '_', '.'; at most 96 each)"
+        )
+
+
+def _hub(opts: PromoteOptions) -> Any:
+    if opts.hub is None:
+        from huggingface_hub import HfApi
+
+        opts.hub = HfApi()
+    return opts.hub
+
+
+def _check_token(opts: PromoteOptions) -> None:
+    """Fail before retraining when publishing is impossible. The token itself is never printed."""
+    if opts.repo_id is None:
+        return
+    api = _hub(opts)
+    token = api.token
+    if token is None:
+        from huggingface_hub import get_token
+
+        token = get_token()
+    if not token:
+        raise PromotionError("no Hugging Face token: set HF_TOKEN or run `hf auth login`, then rerun the same command")
+
+
+def show_top(sweep: Sweep, echo: Callable[[str], None], n: int = 5) -> None:
+    from hpo.report import make_console, trials_table
+
+    echo(f"winner rule: best {sweep.spec.metric} ({sweep.spec.mode}) over every evaluation round of every trial")
+    make_console().print(trials_table(sweep, limit=n))
+
+
+def _trained_marker(work: Path) -> dict[str, Any] | None:
+    marker = work / "model" / MARKER
+    if marker.is_file() and (work / "model" / "config.json").is_file():
+        return json.loads(marker.read_text())
+    return None
+
+
+def retrain(sweep: Sweep, trial_id: str, params: dict, rounds: int, work: Path, echo: Callable[[str], None]) -> dict[str, Any]:
+    """Retrain from the base model on train+validation (balanced), with the trials' training loop."""
+    import torch
+
+    from trainables.data import Tokenized
+    from trainables.prepare import prepare
+    from trainables.trial import build_state, hyperparams
+    from trainables.training import pick_device, train_rounds
+
+    spec = sweep.spec
+    prepared = prepare(spec, echo)
+    stored = sweep.data.get("fingerprint")
+    if stored and stored != prepared.splits.fingerprint:
+        raise PromotionError(
+            f"the data changed since the sweep (fingerprint {prepared.splits.fingerprint[:12]} != {stored[:12]}); "
+            "promote from the data the sweep saw"
+        )
+    data = prepared.data
+    full = Tokenized.concat([data.train, data.validation])
+    idx, weights, report = balance(full.labels, data.label_names, spec.promotion.balance, spec.data.seed)
+    if report["dropped"]:
+        echo(f"warning: balance '{report['strategy']}' drops {report['dropped']} of {len(full)} training texts: {report['before']} -> {report['after']}")
+    train = full.select(idx)
+    hp = hyperparams(spec.training, params)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    device = pick_device(torch.cuda.is_available())
+    state = build_state(prepared.source, data.label_names, hp, len(train), spec.planned_rounds(hp.epochs), device)
+    echo(f"retraining {trial_id} for {rounds} round(s) on {len(train)} texts ({device.type})")
+    class_weights = torch.from_numpy(weights) if weights is not None else None
+    for figures in train_rounds(state, hp, train, data.special, rounds, device, class_weights):
+        echo(f"  round {state.rounds_done}/{rounds}: train_loss {figures['train_loss']:.4f} ({figures['train_seconds']:.0f}s)")
+    out = work / "model"
+    if out.exists():
+        shutil.rmtree(out)
+    state.model.to("cpu").save_pretrained(out)
+    prepared.tokenizer.model_max_length = hp.max_length  # the pipeline truncates where training did
+    prepared.tokenizer.save_pretrained(out)
+    marker = {
+        "trial_id": trial_id,
+        "round": rounds,
+        "params": params,
+        "training": hp.model_dump(),
+        "fingerprint": prepared.splits.fingerprint,
+        "balance": report,
+    }
+    (out / MARKER).write_text(json.dumps(marker, indent=2, default=str))
+    return marker
+
+
+def evaluate_folder(folder: Path, sweep: Sweep, training: dict[str, Any], device_name: str = "cpu") -> dict[str, Any]:
+    """Test metrics of a saved model folder: the same evaluation code as the trials' validation."""
+    import torch
+
+    from hpo.spec import TrainingSpec
+    from trainables.data import load_splits, special_ids, tokenize
+    from trainables.model import load_classifier, load_tokenizer
+    from trainables.training import evaluate
+
+    hp = TrainingSpec.model_validate(training)
+    splits = load_splits(sweep.spec.data)
+    tokenizer = load_tokenizer(str(folder))
+    test = tokenize(tokenizer, splits.test, hp.max_length)
+    model = load_classifier(str(folder), splits.label_names).to(device_name)
+    device = torch.device(device_name)
+    metrics = evaluate(model, test, special_ids(tokenizer), hp.model_copy(update={"precision": "fp32"}), splits.label_names, device, prefix="test")
+    metrics.pop("test_seconds")
+    return metrics
+
+
+def run_gates(folder: Path, sweep: Sweep, metrics: dict[str, Any]) -> list[tuple[str, str, bool]]:
+    """Each gate as (name, what was measured vs required, passed)."""
+    from transformers import AutoConfig
+
+    gate = sweep.spec.promotion.gate
+    names = sweep.data.get("label_names") or sweep.spec.data.label_names
+    rows = [("test accuracy", f"{metrics['test_accuracy']:.4f} >= {gate.min_test_accuracy}", metrics["test_accuracy"] >= gate.min_test_accuracy)]
+    for name in names:
+        r = metrics[f"test_recall_{name}"]
+        rows.append((f"recall of {name}", f"{r:.4f} >= {gate.min_class_recall}", r >= gate.min_class_recall))
+    config = AutoConfig.from_pretrained(folder)
+    saved = [config.id2label[i] for i in range(len(config.id2label))]
+    rows.append(("config id2label", f"{saved} == {names}", saved == list(names)))
+    if gate.sanity_examples:
+        predicted = pipeline_labels(folder, [ex.text for ex in gate.sanity_examples])
+        for ex, got in zip(gate.sanity_examples, predicted):
+            rows.append((f"sanity: {ex.text[:40]!r}", f"{got} (expected {ex.label})", got == ex.label))
+    return rows
+
+
+def pipeline_labels(folder: Path, texts: list[str]) -> list[str]:
+    """Labels from ``transformers.pipeline`` on the saved folder: what a user of the model gets."""
+    from transformers import pipeline
+
+    clf = pipeline("text-classification", model=str(folder), device="cpu")
+    return [r["label"] for r in clf(texts, truncation=True, batch_size=32)]
+
+
+def same_metrics(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    return [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+
+
+def promote(path: str, opts: PromoteOptions, echo: Callable[[str], None] = print) -> PromotionResult:
+    from hpo import card, hub
+
+    _check_target(opts)
+    sweep = load_sweep(path)
+    trial, value, rnd = sweep.winner()
+    show_top(sweep, echo)
+    echo(f"winner: {trial.trial_id} {sweep.spec.metric}={value:.4f} at round {rnd}, config {trial.params}")
+    _check_token(opts)
+    work = Path(opts.work_dir) if opts.work_dir else Path(path) / "hpo" / "promotion"
+    work.mkdir(parents=True, exist_ok=True)
+    marker = _trained_marker(work)
+    if marker and marker["trial_id"] == trial.trial_id and marker["round"] == rnd:
+        echo(f"reusing the retrained model in {work / 'model'} (delete it to retrain)")
+    else:
+        marker = retrain(sweep, trial.trial_id, trial.params, rnd, work, echo)
+    model_dir = work / "model"
+    metrics = evaluate_folder(model_dir, sweep, marker["training"])
+    gates = run_gates(model_dir, sweep, metrics) if sweep.spec.promotion.gate.enabled else []
+    card.print_metrics(metrics, sweep, echo)
+    card.print_gates(gates, echo)
+    failed = [g for g in gates if not g[2]]
+    if failed:
+        raise GateError("gate failed, nothing published: " + "; ".join(f"{n}: {v}" for n, v, _ in failed))
+    files = card.write_release_files(model_dir, sweep, trial, value, rnd, marker, metrics, opts.repo_id or Path(opts.dry_run_dir).name)
+    if opts.dry_run_dir:
+        target = hub.copy_release(model_dir, Path(opts.dry_run_dir), files)
+        url, commit = None, None
+        echo(f"dry run: wrote {len(files)} files to {target}")
+    else:
+        url, commit, target = hub.publish(_hub(opts), opts.repo_id, model_dir, files, opts.private or sweep.spec.promotion.private, work, echo)
+    published = evaluate_folder(target, sweep, marker["training"])
+    card.print_side_by_side(metrics, published, echo)
+    differ = same_metrics(metrics, published)
+    if differ:
+        raise PromotionError(f"the published copy scores differently from the local model on {differ}: see the table above")
+    labels = pipeline_labels(target, [sweep.spec.promotion.gate.sanity_examples[0].text] if sweep.spec.promotion.gate.sanity_examples else ["a test"])
+    if any(label.startswith("LABEL_") for label in labels):
+        raise PromotionError(f"the published model's pipeline returns {labels}, not the label names")
+    echo("verified: the published copy's test metrics are identical to the local model's")
+    result = PromotionResult(trial.trial_id, rnd, model_dir, metrics, published, gates, url, commit, files)
+    card.log_to_wandb(sweep, opts, result, work, {"trial_id": trial.trial_id, "round": rnd, **trial.params})
+    return result

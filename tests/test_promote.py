@@ -1,0 +1,192 @@
+"""Promotion on a real finished sweep: dry run, publish to a Hub server on loopback, gates, failures."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hpo.promote import balance
+from tests.conftest import imdb_files, run_cli
+from tests.hub_server import start_hub, stop_hub
+from tests.wandb_records import read_run
+
+RELEASE = {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "README.md", "provenance.json"}
+
+
+@pytest.fixture(scope="module")
+def hub():
+    hub = start_hub(token="hf_secret_test_token_123")
+    yield hub
+    stop_hub(hub)
+    assert not hub.errors, hub.errors
+
+
+def hub_env(base: dict, hub, token: bool = True) -> dict:
+    env = {**base, "HF_ENDPOINT": hub.url, "HF_HUB_DISABLE_XET": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "0"}
+    env["HF_HOME"] = str(Path(base["HPO_CACHE"]).parent / "hf-home")
+    if token:
+        env["HF_TOKEN"] = hub.token
+    return env
+
+
+@pytest.fixture(scope="module")
+def dry_run(tiny_sweep):
+    out = tiny_sweep["tmp"] / "promoted"
+    result = run_cli(["promote", str(tiny_sweep["path"]), "--dry-run", str(out)], tiny_sweep["env"], tiny_sweep["tmp"])
+    assert result.returncode == 0, result.stdout[-5000:]
+    return {"dir": out, "stdout": result.stdout}
+
+
+def test_balance_strategies():
+    labels = np.array([0] * 30 + [1] * 10)
+    idx, w, report = balance(labels, ["a", "b"], "downsample", seed=0)
+    assert np.bincount(labels[idx]).tolist() == [10, 10] and w is None and report["dropped"] == 20
+    idx, w, report = balance(labels, ["a", "b"], "class_weight", seed=0)
+    assert len(idx) == 40 and w.tolist() == pytest.approx([40 / 60, 40 / 20]) and report["dropped"] == 0
+    idx, w, _ = balance(labels, ["a", "b"], "none", seed=0)
+    assert len(idx) == 40 and w is None
+
+
+def test_dry_run_writes_exactly_the_release_files(dry_run):
+    assert {p.name for p in dry_run["dir"].iterdir()} == RELEASE
+
+
+def test_dry_run_model_labels_the_test_set_through_the_pipeline_with_names(dry_run):
+    from transformers import pipeline
+
+    test = pd.read_parquet(imdb_files()["test"]).sample(200, random_state=0)
+    clf = pipeline("text-classification", model=str(dry_run["dir"]), device="cpu")
+    out = clf(test.text.tolist(), truncation=True, batch_size=64)
+    labels = {o["label"] for o in out}
+    assert labels <= {"negative", "positive"} and not any(lbl.startswith("LABEL_") for lbl in labels)
+    truth = test.label.map({0: "negative", 1: "positive"}).tolist()
+    accuracy = np.mean([o["label"] == t for o, t in zip(out, truth)])
+    assert accuracy > 0.6, accuracy
+    config = json.loads((dry_run["dir"] / "config.json").read_text())
+    assert config["id2label"] == {"0": "negative", "1": "positive"}
+
+
+def test_dry_run_reports_metrics_gates_and_identical_verification(dry_run):
+    out = dry_run["stdout"]
+    assert "winner rule" in out and "winner:" in out
+    assert "gates:" in out and "FAIL" not in out
+    assert "local vs published" in out and "DIFFERENT" not in out
+    assert "verified: the published copy's test metrics are identical" in out
+
+
+def test_card_and_provenance(dry_run, tiny_sweep):
+    card = (dry_run["dir"] / "README.md").read_text()
+    meta = card.split("---")[1]
+    for key in ("license: apache-2.0", "pipeline_tag: text-classification", "model-index", "type: accuracy"):
+        assert key in meta
+    for text in ("trials run", "stopped early by ASHA", "Search space", "Best configuration", "Confusion matrix", "Data balance", "hpo promote"):
+        assert text in card
+    prov = json.loads((dry_run["dir"] / "provenance.json").read_text())
+    data = json.loads((tiny_sweep["path"] / "hpo" / "data.json").read_text())
+    assert prov["data"]["fingerprint"] == data["fingerprint"]
+    assert prov["spec"]["name"] == "tiny" and prov["best_trial"]["config"]
+    assert {"training", "data", "searcher"} <= set(prov["seeds"])
+    assert {"torch", "transformers", "ray"} <= set(prov["versions"])
+    assert prov["data"]["promotion_balance"]["after"]["negative"] == prov["data"]["promotion_balance"]["after"]["positive"]
+
+
+def test_promotion_is_logged_to_wandb_in_the_sweep_group(dry_run, tiny_sweep):
+    files = list((tiny_sweep["path"] / "hpo" / "promotion" / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert files
+    run = read_run(files[-1])
+    assert run.group == "tiny" and run.job_type == "promotion"
+    assert "test_accuracy" in run.summary
+
+
+def test_publish_to_the_hub_and_verify(dry_run, tiny_sweep, hub):
+    env = hub_env(tiny_sweep["env"], hub)
+    result = run_cli(["promote", str(tiny_sweep["path"]), "--repo-id", "acme/tiny-imdb", "--private"], env, tiny_sweep["tmp"])
+    assert result.returncode == 0, result.stdout[-5000:]
+    assert "reusing the retrained model" in result.stdout  # no second retrain
+    repo = hub.repos()["acme/tiny-imdb"]
+    assert repo.private
+    assert len(repo.commits) == 2  # the repo's initial commit + ours: one commit for all files
+    published = hub.files("acme/tiny-imdb", repo.head)
+    assert RELEASE <= set(published)
+    for name in ("config.json", "model.safetensors", "tokenizer.json"):
+        assert published[name] == (dry_run["dir"] / name).read_bytes()
+    assert repo.head in result.stdout and "verified" in result.stdout and "DIFFERENT" not in result.stdout
+    # the token is never written anywhere: not in the uploaded files, the outputs, the sweep folder
+    secret = hub.token.encode()
+    assert not any(secret in data for data in published.values())
+    assert hub.token not in result.stdout
+    for path in tiny_sweep["path"].rglob("*"):
+        if path.is_file() and path.stat().st_size < 50_000_000:
+            assert secret not in path.read_bytes(), path
+
+
+def test_malformed_repo_id_and_missing_token_fail_before_training(tiny_sweep, hub):
+    bad = run_cli(["promote", str(tiny_sweep["path"]), "--repo-id", "no-owner"], hub_env(tiny_sweep["env"], hub), tiny_sweep["tmp"], timeout=60)
+    assert bad.returncode == 1 and "is not a Hub repo id" in bad.stdout and "Traceback" not in bad.stdout
+    env = hub_env(tiny_sweep["env"], hub, token=False)
+    none = run_cli(["promote", str(tiny_sweep["path"]), "--repo-id", "acme/x"], env, tiny_sweep["tmp"], timeout=60)
+    assert none.returncode == 1 and "no Hugging Face token" in none.stdout
+    assert "retraining" not in none.stdout
+
+
+def _copy_sweep(tiny_sweep, name: str, **gate) -> Path:
+    import yaml
+
+    target = tiny_sweep["tmp"] / name
+    shutil.copytree(tiny_sweep["path"], target, ignore=shutil.ignore_patterns("wandb", "published-*"))
+    spec_file = target / "hpo" / "spec.yaml"
+    spec = yaml.safe_load(spec_file.read_text())
+    spec["promotion"]["gate"].update(gate)
+    spec_file.write_text(yaml.safe_dump(spec))
+    return target
+
+
+def test_hub_error_mid_upload_publishes_nothing_and_a_retry_does_not_retrain(dry_run, tiny_sweep, hub):
+    sweep = _copy_sweep(tiny_sweep, "flaky")
+    env = hub_env(tiny_sweep["env"], hub)
+    hub.fail_next_commit()
+    first = run_cli(["promote", str(sweep), "--repo-id", "acme/flaky"], env, tiny_sweep["tmp"])
+    assert first.returncode == 1, first.stdout[-3000:]
+    assert "nothing was published" in first.stdout and "rerun the same command" in first.stdout
+    repo = hub.repos()["acme/flaky"]
+    assert [c.title for c in repo.commits] == ["initial commit"]
+    second = run_cli(["promote", str(sweep), "--repo-id", "acme/flaky"], env, tiny_sweep["tmp"])
+    assert second.returncode == 0, second.stdout[-3000:]
+    assert "reusing the retrained model" in second.stdout and "verified" in second.stdout
+
+
+def test_failed_gate_publishes_nothing_and_exits_3(dry_run, tiny_sweep, hub):
+    sweep = _copy_sweep(tiny_sweep, "strict", min_test_accuracy=0.999)
+    env = hub_env(tiny_sweep["env"], hub)
+    result = run_cli(["promote", str(sweep), "--repo-id", "acme/strict"], env, tiny_sweep["tmp"])
+    assert result.returncode == 3, result.stdout[-3000:]
+    assert "gate failed, nothing published" in result.stdout and ">= 0.999" in result.stdout
+    assert "acme/strict" not in hub.repos()
+
+
+def test_gate_refuses_a_collapsed_model(dry_run, tiny_sweep, tmp_path):
+    """A model that says 'negative' to everything never passes, whatever its accuracy."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from hpo.promote import evaluate_folder, run_gates
+    from hpo.results import load_sweep
+
+    collapsed = tmp_path / "collapsed"
+    shutil.copytree(dry_run["dir"], collapsed)
+    weights = load_file(collapsed / "model.safetensors")
+    weights["classifier.weight"] = torch.zeros_like(weights["classifier.weight"])
+    weights["classifier.bias"] = torch.tensor([5.0, -5.0])
+    save_file(weights, collapsed / "model.safetensors", metadata={"format": "pt"})
+    sweep = load_sweep(tiny_sweep["path"])
+    marker = json.loads((tiny_sweep["path"] / "hpo" / "promotion" / "model" / "promotion.json").read_text())
+    metrics = evaluate_folder(collapsed, sweep, marker["training"])
+    assert metrics["test_recall_positive"] == 0.0
+    gates = {name: ok for name, _, ok in run_gates(collapsed, sweep, metrics)}
+    assert gates["recall of positive"] is False
+    assert not all(gates.values())

@@ -1,0 +1,51 @@
+"""Data and base model, prepared once per sweep (and once per promotion), before Ray starts."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from hpo.spec import SweepSpec
+from trainables.data import Splits, SweepData, load_splits, special_ids, tokenize
+from trainables.model import base_source, load_tokenizer
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What every trial shares through the object store, and what promotion retrains from."""
+
+    data: SweepData
+    source: str  # the base model: Hub id or folder
+    splits: Splits
+    tokenizer: Any
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return {
+            "label_names": self.splits.label_names,
+            "class_counts": self.splits.class_counts,
+            "fingerprint": self.splits.fingerprint,
+        }
+
+
+def prepare(spec: SweepSpec, echo: Callable[[str], None] = print) -> Prepared:
+    """Load and check the data, resolve the base model, tokenize once. Raises before any launch."""
+    splits = load_splits(spec.data)
+    for split, counts in splits.class_counts.items():
+        echo(f"{split:>10}: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
+    source = base_source(spec.model)
+    tokenizer = load_tokenizer(source)
+    max_length = spec.max_length_bound()
+    start = time.perf_counter()
+    data = SweepData(
+        train=tokenize(tokenizer, splits.train, max_length),
+        validation=tokenize(tokenizer, splits.validation, max_length),
+        test=tokenize(tokenizer, splits.test, max_length),
+        special=special_ids(tokenizer),
+        label_names=splits.label_names,
+        max_length=max_length,
+    )
+    echo(f"tokenized {len(data.train) + len(data.validation) + len(data.test)} texts once in {time.perf_counter() - start:.1f}s (max_length {max_length})")
+    return Prepared(data, source, splits, tokenizer)
