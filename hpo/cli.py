@@ -11,6 +11,10 @@ from collections.abc import Callable, Sequence
 
 
 def _sweep(args: argparse.Namespace) -> int:
+    if args.resume:
+        return _resume(argparse.Namespace(**{**vars(args), "path": args.resume}))
+    if args.spec is None:
+        raise _usage("give a spec file, or --resume PATH")
     from hpo.spec import load_spec
 
     spec = load_spec(args.spec, {"name": args.name, "storage": args.storage})
@@ -19,6 +23,18 @@ def _sweep(args: argparse.Namespace) -> int:
 
     try:
         outcome = run_sweep(spec, address=args.address, wandb_mode=args.wandb_mode, num_cpus=args.num_cpus)
+    finally:
+        shutdown_ray()
+    print_sweep_summary(outcome.path, outcome.wandb_mode)
+    return 0
+
+
+def _resume(args: argparse.Namespace) -> int:
+    from hpo.driver import resume_sweep, shutdown_ray
+    from hpo.report import print_sweep_summary
+
+    try:
+        outcome = resume_sweep(args.path, address=args.address, num_cpus=args.num_cpus)
     finally:
         shutdown_ray()
     print_sweep_summary(outcome.path, outcome.wandb_mode)
@@ -69,13 +85,20 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("sweep", help="run a sweep from a spec (YAML)")
-    s.add_argument("spec", help="sweep spec, e.g. search_spaces/quickstart.yaml")
+    s.add_argument("spec", nargs="?", help="sweep spec, e.g. search_spaces/quickstart.yaml")
+    s.add_argument("--resume", metavar="PATH", help="continue the sweep at PATH after its driver died")
     s.add_argument("--address", help="Ray cluster to join (e.g. 'auto'); default: embedded local Ray")
     s.add_argument("--storage", help="override the spec's storage (local folder, s3://, gs://)")
     s.add_argument("--name", help="override the spec's sweep name")
     s.add_argument("--wandb-mode", choices=["online", "offline", "disabled"], help="override tracking.mode")
     s.add_argument("--num-cpus", type=int, help="CPUs for embedded Ray (default: all)")
     s.set_defaults(run=_sweep)
+
+    r = sub.add_parser("resume", help="continue a sweep after its driver died (same as sweep --resume)")
+    r.add_argument("path", help="experiment folder, e.g. runs/quickstart")
+    r.add_argument("--address", help="Ray cluster to join; default: embedded local Ray")
+    r.add_argument("--num-cpus", type=int, help="CPUs for embedded Ray (default: all)")
+    r.set_defaults(run=_resume)
 
     st = sub.add_parser("status", help="table of a sweep's trials (while it runs or after)")
     st.add_argument("path", help="experiment folder, e.g. runs/quickstart")
@@ -114,6 +137,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"hpo {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as err:  # a bug or an unforeseen failure: one line, the traceback under --debug
+        if args.debug:
+            raise
+        print(f"hpo {args.command}: unexpected error: {type(err).__name__}: {err} (rerun with --debug for the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

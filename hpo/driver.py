@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import logging
 import time
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -23,10 +24,8 @@ def experiment_path(spec: SweepSpec) -> str:
 
 def journal_path(spec: SweepSpec) -> str | None:
     """The Optuna journal beside the sweep; None for remote storage (a journal needs a local file)."""
-    from hpo.searcher import JOURNAL_FILE
-
     path = experiment_path(spec)
-    return None if "://" in path else exp.join(path, exp.META_DIR, JOURNAL_FILE)
+    return None if "://" in path else exp.join(path, exp.META_DIR, exp.JOURNAL_FILE)
 
 
 def init_ray(address: str | None, num_cpus: int | None = None) -> None:
@@ -53,20 +52,28 @@ def _scheduler(spec: SweepSpec) -> Any:
     )
 
 
-def build_tuner(spec: SweepSpec, prepared: Prepared, wandb_mode: str) -> Any:
+def _trainable(spec: SweepSpec, prepared: Prepared) -> Any:
     from ray import tune
 
-    from hpo.searcher import make_searcher
     from trainables.trial import run_trial
 
-    trainable = tune.with_resources(
+    return tune.with_resources(
         tune.with_parameters(run_trial, spec=spec, data=prepared.data, source=prepared.source),
         {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
     )
+
+
+def build_tuner(spec: SweepSpec, prepared: Prepared, wandb_mode: str) -> Any:
+    from ray import tune
+
+    from hpo.janitor import CheckpointJanitor
+    from hpo.searcher import make_searcher
+
     callbacks = [cb for cb in [make_callback(spec.tracking, spec.name, wandb_mode)] if cb is not None]
+    callbacks.append(CheckpointJanitor(spec.metric, spec.mode, spec.checkpoints.disk_budget_mb))
     name = spec.name
     return tune.Tuner(
-        trainable,
+        _trainable(spec, prepared),
         tune_config=tune.TuneConfig(
             metric=spec.metric,
             mode=spec.mode,
@@ -92,12 +99,59 @@ def build_tuner(spec: SweepSpec, prepared: Prepared, wandb_mode: str) -> Any:
     )
 
 
+# Filesystems every node of a cluster sees the same way.
+_SHARED_FS = ("nfs", "nfs4", "cifs", "smb3", "lustre", "gpfs", "beegfs", "ceph", "glusterfs", "fuse.gcsfuse", "fuse.s3fs", "fuse.juicefs", "efs")
+
+
+def filesystem_type(path: str) -> str:
+    """The type of the filesystem holding ``path`` (longest mount point prefix in /proc/mounts)."""
+    target, best, kind = str(Path(path).resolve()), "", "unknown"
+    try:
+        mounts = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return kind
+    for line in mounts:
+        parts = line.split()
+        if len(parts) >= 3 and (target == parts[1] or target.startswith(parts[1].rstrip("/") + "/")) and len(parts[1]) >= len(best):
+            best, kind = parts[1], parts[2]
+    return kind
+
+
+def check_storage(spec: SweepSpec) -> None:
+    """On a cluster spanning several hosts, checkpoints must go where every node can read them."""
+    import ray
+
+    hosts = {n["NodeManagerAddress"] for n in ray.nodes() if n.get("Alive")}
+    if len(hosts) < 2 or "://" in spec.storage:
+        return
+    kind = filesystem_type(spec.storage)
+    if kind not in _SHARED_FS:
+        raise ExperimentError(
+            f"storage {spec.storage!r} is on a node-local filesystem ({kind}) but the cluster has {len(hosts)} hosts: "
+            "trials restarted on another node could not find their checkpoints. Use --storage s3://BUCKET/PATH, "
+            "gs://..., or a shared (NFS) path mounted on every node"
+        )
+
+
 @dataclass(frozen=True)
 class SweepOutcome:
     path: str
     wandb_mode: str
     n_trials: int
     n_errored: int
+
+
+def _fit(tuner: Any, path: str, mode: str, echo: Callable[[str], None]) -> SweepOutcome:
+    start = time.perf_counter()
+    results = tuner.fit()
+    del tuner  # let Tune's callbacks go while Ray is still up (their finalizers talk to Ray)
+    gc.collect()
+    echo(f"sweep finished in {time.perf_counter() - start:.0f}s")
+    errored = sum(1 for r in results if r.error is not None)
+    if errored == len(results):
+        first = next(r.error for r in results if r.error is not None)
+        raise HpoError(f"every trial errored ({errored}); first error: {first}")
+    return SweepOutcome(path, mode, len(results), errored)
 
 
 def run_sweep(
@@ -110,27 +164,45 @@ def run_sweep(
     """Run a whole sweep and return where it landed. Raises ``HpoError`` on bad data or if every trial errored."""
     path = experiment_path(spec)
     if exp.exists(exp.join(path, "tuner.pkl")):
-        raise ExperimentError(f"an experiment already exists at {path}; pick another --name or --storage, or resume it")
+        raise ExperimentError(f"an experiment already exists at {path}; pick another --name or --storage, or `hpo resume {path}`")
     mode = resolve_mode(spec.tracking, wandb_mode)
     prepared = prepare(spec, echo)
-    exp.write_text(exp.join(path, exp.META_DIR, exp.SPEC_FILE), dump_spec(spec))
-    exp.write_json(exp.join(path, exp.META_DIR, exp.DATA_FILE), {**prepared.summary, "base_model": spec.model.name or "offline_preset", "wandb_mode": mode, "wandb_group": group_of(spec.tracking, spec.name), "wandb_project": spec.tracking.project})
     init_ray(address, num_cpus)
+    check_storage(spec)
+    exp.write_text(exp.join(path, exp.META_DIR, exp.SPEC_FILE), dump_spec(spec))
+    summary = {**prepared.summary, "base_model": spec.model.name or "offline_preset"}
+    tracking = {"wandb_mode": mode, "wandb_group": group_of(spec.tracking, spec.name), "wandb_project": spec.tracking.project}
+    exp.write_json(exp.join(path, exp.META_DIR, exp.DATA_FILE), {**summary, **tracking})
     echo(f"sweep {spec.name}: {spec.budget.num_trials} trials, {spec.budget.max_concurrent} at a time -> {path}")
-    start = time.perf_counter()
-    tuner = build_tuner(spec, prepared, mode)
-    results = tuner.fit()
-    del tuner  # let Tune's callbacks go while Ray is still up (their finalizers talk to Ray)
-    gc.collect()
-    echo(f"sweep finished in {time.perf_counter() - start:.0f}s")
-    errored = sum(1 for r in results if r.error is not None)
-    outcome = SweepOutcome(path, mode, len(results), errored)
-    if errored == len(results):
-        first = next(r.error for r in results if r.error is not None)
-        raise HpoError(f"every trial errored ({errored}); first error: {first}")
-    return outcome
+    return _fit(build_tuner(spec, prepared, mode), path, mode, echo)
 
 
+def resume_sweep(path: str, address: str | None = None, echo: Callable[[str], None] = print, num_cpus: int | None = None) -> SweepOutcome:
+    """Continue a sweep whose driver died: finished trials are kept, unfinished ones resume from their
+    checkpoints, the searcher's state is restored, W&B runs continue under the same ids."""
+    import os
+
+    from ray import tune
+
+    from hpo.results import load_sweep
+
+    if "://" not in str(path):
+        path = str(Path(path).resolve())
+    sweep = load_sweep(path)
+    spec = sweep.spec
+    if not exp.exists(exp.join(path, "tuner.pkl")):
+        raise ExperimentError(f"{path} has no Tune state (tuner.pkl) to resume from; start it with `hpo sweep`")
+    prepared = prepare(spec, echo)
+    if sweep.data.get("fingerprint") not in (None, prepared.splits.fingerprint):
+        raise ExperimentError(f"the data changed since {path} started (fingerprint differs); cannot resume on other data")
+    mode = sweep.data.get("wandb_mode", "offline")
+    if mode != "disabled":
+        os.environ["WANDB_MODE"] = mode  # read by the restored W&B callback
+    init_ray(address, num_cpus)
+    check_storage(spec)
+    echo(f"resuming {spec.name} at {path}: {len(sweep.trials)} trials known, {sweep.counts()}")
+    tuner = tune.Tuner.restore(str(path), trainable=_trainable(spec, prepared), resume_unfinished=True, resume_errored=True)
+    return _fit(tuner, str(path), mode, echo)
 def shutdown_ray() -> None:
     import ray
 

@@ -13,6 +13,7 @@ from typing import Any
 META_DIR = "hpo"
 SPEC_FILE = "spec.yaml"
 DATA_FILE = "data.json"
+JOURNAL_FILE = "optuna.journal"  # the Optuna study behind the TPE searcher
 
 
 def join(base: str, *parts: str) -> str:

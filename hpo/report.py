@@ -37,7 +37,7 @@ def trials_table(sweep: Sweep, limit: int | None = None) -> Table:
         cells += [f"{best[0]:.4f}" if best else "-", str(best[1]) if best else "-", t.outcome]
         marker = " *best*" if t.trial_id == best_id else ""
         cells[0] += marker
-        style = "bold" if t.trial_id == best_id else _STYLE.get(t.outcome)
+        style = "bold" if t.trial_id == best_id else _STYLE.get(t.outcome, "red" if t.outcome.startswith("failed") else None)
         table.add_row(*cells, style=style)
     return table
 

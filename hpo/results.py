@@ -39,9 +39,15 @@ class TrialRecord:
         return self.rounds[-1].get("rounds_planned") if self.rounds else None
 
     @property
+    def failure(self) -> str | None:
+        return self.rounds[-1].get("failure") if self.rounds else None
+
+    @property
     def outcome(self) -> str:
         if self.status == "ERROR":
             return ERRORED
+        if self.failure:
+            return f"failed: {self.failure}"
         if self.status == "TERMINATED":
             planned = self.rounds_planned
             return STOPPED if planned is not None and self.rounds_done < planned else FINISHED
@@ -52,7 +58,7 @@ class TrialRecord:
         best = None
         for r in self.rounds:
             v = r.get(metric)
-            if v is None:
+            if v is None or "failure" in r:
                 continue
             if best is None or (v > best[0] if mode == "max" else v < best[0]):
                 best = (v, int(r["training_iteration"]))
@@ -98,7 +104,8 @@ def _read_results(path: Path) -> list[dict[str, Any]]:
 
 
 def _statuses(folder: Path) -> dict[str, dict[str, Any]]:
-    states = sorted(glob.glob(str(folder / "experiment_state-*.json")), key=os.path.getmtime)
+    # The newest session's file by the timestamp in its name (a resumed sweep rewrites older ones too).
+    states = sorted(glob.glob(str(folder / "experiment_state-*.json")))
     if not states:
         return {}
     try:

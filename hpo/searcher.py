@@ -4,7 +4,8 @@ Two things differ from Ray's stock ``OptunaSearch``:
 
 * a trial that ASHA stopped early is told to the study as PRUNED (with its learning curve as
   intermediate values), not as a completed trial, so TPE and optuna-dashboard see what happened;
-* a completed trial's value is its best round's value: the same rule promotion uses to pick the winner.
+* a completed trial's value is its best round's value: the same rule promotion uses to pick the winner;
+* a trial that ended with a ``failure`` (NaN loss, out of GPU memory) is told as FAIL.
 
 The study lives in an Optuna journal file under ``EXPERIMENT/hpo/`` (when storage is local), so
 ``optuna-dashboard`` can read it while the sweep runs and after.
@@ -16,7 +17,6 @@ from typing import Any
 
 from ray.tune.search.optuna import OptunaSearch
 
-JOURNAL_FILE = "optuna.journal"
 
 
 class SweepSearch(OptunaSearch):
@@ -24,28 +24,53 @@ class SweepSearch(OptunaSearch):
         super().__init__(*args, **kwargs)
         self._best: dict[str, float] = {}
 
-    def on_trial_result(self, trial_id: str, result: dict) -> None:
-        super().on_trial_result(trial_id, result)
+    def _track(self, trial_id: str, result: dict) -> None:
         value = result.get(self.metric)
         if value is not None:
             old = self._best.get(trial_id)
             better = old is None or (value > old if self.mode == "max" else value < old)
             self._best[trial_id] = value if better else old
 
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if "failure" in result:  # a failed trial's last report carries no measured value
+            return
+        super().on_trial_result(trial_id, result)
+        self._track(trial_id, result)
+
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         from optuna.trial import TrialState
 
         if error or not result or trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return super().on_trial_complete(trial_id, result, error)
-        stopped_early = result.get("round", 0) < result.get("rounds_planned", 0)
         ot_trial = self._ot_trials[trial_id]
         try:
-            if stopped_early:
+            if "failure" in result:  # diverged or out of memory: a failure for TPE, not a value
+                self._ot_study.tell(ot_trial, None, state=TrialState.FAIL)
+                return
+            # Tune hands a trial's last result to on_trial_complete only: record it as a round too.
+            step = result.get("training_iteration")
+            seen = self._ot_study._storage.get_trial(ot_trial._trial_id).intermediate_values
+            if step is not None and step not in seen and result.get(self.metric) is not None:
+                ot_trial.report(result[self.metric], step)
+            self._track(trial_id, result)
+            if result.get("round", 0) < result.get("rounds_planned", 0):  # stopped early by ASHA
                 self._ot_study.tell(ot_trial, None, state=TrialState.PRUNED)
             else:
-                self._ot_study.tell(ot_trial, self._best.get(trial_id, result.get(self.metric)))
+                self._ot_study.tell(ot_trial, self._best[trial_id])
         finally:
             self._completed_trials.add(trial_id)
+
+    def restore(self, checkpoint_path: str) -> None:
+        """After a driver crash: trials the study handed out after the last saved searcher state never
+        reached Tune; mark them FAIL so the study (and the dashboard) holds no phantom running trials."""
+        from optuna.trial import TrialState
+
+        super().restore(checkpoint_path)
+        known = {t.number for t in self._ot_trials.values()}
+        storage = self._ot_study._storage
+        for trial in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if trial.number not in known:
+                storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
 
 
 def make_searcher(spec: Any, journal: str | None) -> Any:

@@ -233,7 +233,13 @@ class TrackingSpec(_Strict):
 
 
 class CheckpointSpec(_Strict):
-    num_to_keep: int = Field(1, ge=1, description="Best checkpoints kept per trial, by the metric.")
+    num_to_keep: int = Field(1, ge=1, description="Best checkpoints kept per running trial, by the metric.")
+    disk_budget_mb: float | None = Field(
+        None,
+        gt=0,
+        description="Bound on the sweep folder's size. Finished trials' checkpoints are deleted as they end "
+        "(the best trial's last, only when over budget); running trials keep theirs for resuming.",
+    )
 
 
 class FailureSpec(_Strict):

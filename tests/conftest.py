@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,9 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 IMDB = (REPO / ".." / "shared" / "data" / "imdb-sample").resolve()
+
+
+TINY_BUDGET_MB = 150  # the tiny model's checkpoint (weights + AdamW state) is about 25 MB
 
 
 def imdb_files() -> dict[str, str]:
@@ -46,6 +50,7 @@ def tiny_spec(storage: Path, name: str = "tiny", **overrides) -> dict:
         "resources": {"cpu": 1},
         "tracking": {"project": "hpo-tests", "mode": "offline"},
         "storage": str(storage),
+        "checkpoints": {"num_to_keep": 1, "disk_budget_mb": TINY_BUDGET_MB},
         "promotion": {
             "balance": "downsample",
             "gate": {
@@ -89,12 +94,24 @@ def _descendants(pid: int) -> list[int]:
         return []
 
 
-def run_cli(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run ``hpo ARGS`` in its own session; afterwards kill anything it left (Ray daemons) by pid."""
-    proc = subprocess.Popen(
+def start_cli(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen:
+    """Start ``hpo ARGS`` in its own session (finish it with ``finish_cli``)."""
+    return subprocess.Popen(
         [sys.executable, "-m", "hpo.cli", *args],
         cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )
+
+
+def kill_pids(pids) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def finish_cli(proc: subprocess.Popen, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Wait for ``proc``; afterwards kill anything it left (Ray daemons) by pid."""
     children: set[int] = set()
     try:
         out, _ = proc.communicate(timeout=timeout)
@@ -104,16 +121,27 @@ def run_cli(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 60
         out, _ = proc.communicate()
     finally:
         children.update(_descendants(proc.pid))
-        for pid in children:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        kill_pids(children)
         try:
             os.killpg(proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, None)
+
+
+def run_cli(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+    return finish_cli(start_cli(args, env, cwd), timeout)
+
+
+def folder_bytes(path: Path) -> int:
+    total = 0
+    for root, _, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.path.getsize(os.path.join(root, f))
+            except OSError:
+                pass
+    return total
 
 
 @pytest.fixture(scope="session")
@@ -122,6 +150,12 @@ def tiny_sweep(tmp_path_factory) -> dict:
     tmp = tmp_path_factory.mktemp("sweep")
     spec_file = write_spec(tmp / "tiny.yaml", tiny_spec(tmp / "runs"))
     env = cli_env(tmp)
-    result = run_cli(["sweep", str(spec_file)], env, tmp)
+    path = tmp / "runs" / "tiny"
+    proc = start_cli(["sweep", str(spec_file)], env, tmp)
+    peak = 0
+    while proc.poll() is None:  # the sweep folder's largest size while it runs (the disk budget)
+        peak = max(peak, folder_bytes(path))
+        time.sleep(0.25)
+    result = finish_cli(proc)
     assert result.returncode == 0, result.stdout[-6000:]
-    return {"path": tmp / "runs" / "tiny", "stdout": result.stdout, "env": env, "tmp": tmp, "spec_file": spec_file}
+    return {"path": path, "stdout": result.stdout, "env": env, "tmp": tmp, "spec_file": spec_file, "peak_bytes": peak}

@@ -50,7 +50,17 @@ def test_each_round_reports_the_metrics_and_a_checkpoint(sweep):
             for key in ("val_accuracy", "val_f1_macro", "val_loss", "val_recall_negative", "val_recall_positive", "train_loss"):
                 assert key in r, (t.trial_id, key)
             assert r["checkpoint_dir_name"]
-        assert glob.glob(str(t.folder / "checkpoint_*" / "train_state.pt")), t.trial_id
+        assert t.rounds[0]["startup_seconds"] > 0
+
+
+def test_disk_budget_holds_and_only_the_best_trial_keeps_a_checkpoint(tiny_sweep, sweep):
+    from tests.conftest import TINY_BUDGET_MB, folder_bytes
+
+    best, _, _ = sweep.winner()
+    kept = {t.trial_id for t in sweep.trials if glob.glob(str(t.folder / "checkpoint_*" / "train_state.pt"))}
+    assert kept == {best.trial_id}
+    assert 0 < tiny_sweep["peak_bytes"] <= TINY_BUDGET_MB * 2**20, tiny_sweep["peak_bytes"] / 2**20
+    assert folder_bytes(tiny_sweep["path"]) < 60 * 2**20
 
 
 def test_tpe_chose_the_configs(tiny_sweep, sweep):
@@ -106,7 +116,7 @@ def test_status_shows_the_trials_and_the_best(tiny_sweep, sweep):
     assert result.returncode == 0, result.stdout
     trial, value, _ = sweep.winner()
     assert f"{trial.trial_id} *best*" in result.stdout
-    assert "stopped (ASHA)" in result.stdout and "finished" in result.stdout
+    assert "stopped (ASHA)" in result.stdout and "finished" in result.stdout and "disk used" in result.stdout
     assert f"{value:.4f}" in result.stdout
     for t in sweep.trials:
         assert t.trial_id in result.stdout

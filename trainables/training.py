@@ -150,6 +150,7 @@ def train_rounds(
     slices = round_slices(per_epoch, hp.rounds_per_epoch)
     dtype = autocast_dtype(hp, device)
     weights = class_weights.to(device) if class_weights is not None else None
+    first_step_unix = None  # when this call's first optimizer step finished (start-up measurement)
     while state.rounds_done < total_rounds:
         r = state.rounds_done
         epoch, part = divmod(r, hp.rounds_per_epoch)
@@ -169,15 +170,21 @@ def train_rounds(
             state.scheduler.step()
             state.optimizer.zero_grad(set_to_none=True)
             loss_sum += loss.detach()
+            if first_step_unix is None:
+                first_step_unix = time.time()
         seconds = time.perf_counter() - start
         state.rounds_done += 1
         samples = sum(len(b) for b in batches)
-        yield {
+        figures = {
             "train_loss": float(loss_sum) / max(1, len(batches)),  # the one host sync of the round
             "epoch": state.rounds_done / hp.rounds_per_epoch,
             "train_seconds": seconds,
             "train_samples_per_s": samples / seconds if seconds > 0 else 0.0,
         }
+        if first_step_unix is not None and first_step_unix > 0:
+            figures["first_step_unix"] = first_step_unix
+            first_step_unix = -1.0  # reported once per call
+        yield figures
 
 
 @torch.no_grad()

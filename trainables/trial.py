@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,15 @@ from trainables.training import (
 )
 
 
-class TrialDiverged(RuntimeError):
-    """The training loss became NaN or infinite: the config is bad, retrying it will not help."""
+def failure_result(spec: SweepSpec, reason: str, rounds_done: int, rounds_planned: int) -> dict[str, Any]:
+    """The last report of a trial that cannot go on (NaN loss, out of GPU memory).
+
+    Retrying such a config gives the same outcome, so the trial ends normally instead of raising
+    (which Tune would retry). ``failure`` tells the searcher and ``hpo status`` what happened; the
+    metric is set to its worst possible value so ASHA never promotes the trial.
+    """
+    worst = 0.0 if spec.mode == "max" else 1e9
+    return {spec.metric: worst, "failure": reason, "round": rounds_done, "rounds_planned": rounds_planned}
 
 
 def hyperparams(training: TrainingSpec, config: dict[str, Any]) -> TrainingSpec:
@@ -51,6 +59,7 @@ def build_state(source: str, label_names: list[str], hp: TrainingSpec, n_rows: i
 
 def run_trial(config: dict[str, Any], *, spec: SweepSpec, data: SweepData, source: str) -> None:
     """One trial: train on ``data.train``, evaluate on ``data.validation`` each round, report."""
+    entered = time.time()
     from ray import tune
 
     hp = hyperparams(spec.training, config)
@@ -62,14 +71,32 @@ def run_trial(config: dict[str, Any], *, spec: SweepSpec, data: SweepData, sourc
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
             state.load(Path(folder))
-    for figures in train_rounds(state, hp, data.train, data.special, rounds, device):
-        if not math.isfinite(figures["train_loss"]):
-            raise TrialDiverged(f"training loss is {figures['train_loss']} after round {state.rounds_done}")
-        metrics = evaluate(state.model, data.validation, data.special, hp, data.label_names, device)
-        metrics.pop("val_confusion")
-        metrics.update(figures, round=state.rounds_done, rounds_planned=rounds)
-        with tempfile.TemporaryDirectory() as folder:
-            state.save(Path(folder))
-            (Path(folder) / "metrics.json").write_text(json.dumps(metrics))
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+    try:
+        for figures in train_rounds(state, hp, data.train, data.special, rounds, device):
+            if not math.isfinite(figures["train_loss"]):
+                reason = f"diverged: training loss {figures['train_loss']} in round {state.rounds_done}"
+                tune.report(failure_result(spec, reason, state.rounds_done, rounds))
+                return
+            _report_round(state, hp, data, device, figures, rounds, entered)
+    except torch.OutOfMemoryError:
+        done = state.rounds_done
+        del state
+        torch.cuda.empty_cache()
+        reason = f"out of GPU memory (batch_size {hp.batch_size}, max_length {hp.max_length})"
+        tune.report(failure_result(spec, reason, done + 1, rounds))
+
+
+def _report_round(state: TrainState, hp: TrainingSpec, data: SweepData, device: torch.device, figures: dict, rounds: int, entered: float) -> None:
+    from ray import tune
+
+    metrics = evaluate(state.model, data.validation, data.special, hp, data.label_names, device)
+    metrics.pop("val_confusion")
+    metrics.update(figures, round=state.rounds_done, rounds_planned=rounds)
+    if "first_step_unix" in metrics:  # start-up: entering the trial -> first optimizer step done
+        metrics["trial_entered_unix"] = entered
+        metrics["startup_seconds"] = metrics["first_step_unix"] - entered
+    with tempfile.TemporaryDirectory() as folder:
+        state.save(Path(folder))
+        (Path(folder) / "metrics.json").write_text(json.dumps(metrics))
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 

@@ -1,0 +1,145 @@
+"""What every benchmark shares: machine facts, summary statistics, spec overrides, output files."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+QUICKSTART = "search_spaces/quickstart.yaml"  # relative to REPO: its data paths are resolved from there
+
+
+class BenchError(Exception):
+    """A benchmark could not run; the CLI prints it as one line."""
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _cpu_model() -> str | None:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def _git() -> dict[str, Any]:
+    def git(*args: str) -> str | None:
+        try:
+            return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            return None
+
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": git("rev-parse", "HEAD"), "dirty": None if status is None else bool(status)}
+
+
+def machine_info() -> dict[str, Any]:
+    """The facts a reader needs to compare two result files (taken when the benchmark starts)."""
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {
+        "date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "cpu_model": _cpu_model(),
+        # The machine may be shared: a high load average explains a slow, noisy result.
+        "load_avg_1m_at_start": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        "torch_threads_default": torch.get_num_threads(),
+        "gpu": gpu,
+        "cuda": torch.version.cuda if gpu else None,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "versions": {d: _version(d) for d in ("torch", "transformers", "accelerate", "ray", "optuna", "wandb", "datasets")},
+        "git": _git(),
+    }
+
+
+def command_line() -> str:
+    """The exact command that produced a result, as a reader would type it from the repo root."""
+    script = Path(sys.argv[0]).resolve()
+    shown = os.path.relpath(script, REPO) if script.is_relative_to(REPO) else str(script)
+    return " ".join(shlex.quote(a) for a in ["python", shown, *sys.argv[1:]])
+
+
+def summarize(values: list[float | None]) -> dict[str, Any]:
+    """Median with min/max and the interquartile range; ``None`` values (not measured) are left out."""
+    xs = np.array([v for v in values if v is not None], dtype=float)
+    if xs.size == 0:
+        return {"n": 0, "median": None, "min": None, "max": None, "q1": None, "q3": None, "values": []}
+    q1, med, q3 = np.percentile(xs, [25, 50, 75])
+    return {
+        "n": int(xs.size),
+        "median": float(med),
+        "min": float(xs.min()),
+        "max": float(xs.max()),
+        "q1": float(q1),
+        "q3": float(q3),
+        "values": [float(x) for x in xs],
+    }
+
+
+def fmt(value: float | None, digits: int = 1, unit: str = "") -> str:
+    return "n/a" if value is None else f"{value:,.{digits}f}{unit}"
+
+
+def fmt_stat(stat: dict[str, Any], digits: int = 1, unit: str = "") -> str:
+    """``median (min–max)``, or just the value when there was one measurement."""
+    if not stat or stat.get("median") is None:
+        return "n/a"
+    if stat["n"] == 1 or stat["min"] == stat["max"]:
+        return fmt(stat["median"], digits, unit)
+    return f"{fmt(stat['median'], digits, unit)} ({fmt(stat['min'], digits)}–{fmt(stat['max'], digits)})"
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b in (None, 0) else a / b
+
+
+def merged(base: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``new`` laid over it, nested mappings merged key by key."""
+    out = dict(base)
+    for key, value in new.items():
+        out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def with_overrides(spec: Any, overrides: dict[str, Any]) -> Any:
+    """The spec with nested fields replaced, e.g. ``{"data": {"train_size": 600}}``, validated again.
+
+    The models are frozen; a dump, merge and re-parse (instead of ``model_copy(update=...)``) also
+    runs the spec's validators, so a misspelt override fails here instead of being ignored.
+    """
+    from hpo.spec import parse_spec
+
+    return parse_spec(merged(spec.model_dump(mode="json"), overrides), "benchmark overrides")
+
+
+def write_outputs(out: Path, name: str, payload: dict[str, Any], markdown: str) -> None:
+    """``NAME.json`` (everything measured) and ``NAME.md`` (the README table); the table is printed."""
+    out.mkdir(parents=True, exist_ok=True)
+    if hasattr(os, "getloadavg"):
+        payload["machine"]["load_avg_1m_at_end"] = os.getloadavg()[0]
+    (out / f"{name}.json").write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    (out / f"{name}.md").write_text(markdown + "\n")
+    print()
+    print(markdown)
+    print(f"\n[wrote {out / (name + '.json')} and {name}.md]", flush=True)

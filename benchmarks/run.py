@@ -1,0 +1,78 @@
+"""Benchmarks for the README's Performance section.
+
+    python benchmarks/run.py {throughput,sweep,search,all} [--quick] [--out benchmarks/results]
+
+throughput  training samples/s: our loop against the usual transformers.Trainer setup (+ MFU on a GPU)
+sweep       the quickstart sweep end to end: busy fraction of the trial slots, trial start-up
+search      ASHA+TPE against random search without early stopping: best accuracy and compute, per seed
+all         the three, sharing the ASHA+TPE sweeps between search and sweep
+
+Each comparison runs inside this one process tree (sweeps in child processes, one Ray each), repeats,
+and writes NAME.json (every figure, plus the machine) and NAME.md (the table, printed too) under
+--out. --quick is a smoke version with tiny sizes (NAME-quick.*). Nothing here asserts on timings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+# Run as a script from anywhere: the repository root holds hpo/, trainables/ and benchmarks/.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks._common import REPO, BenchError  # noqa: E402
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="benchmarks/run.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("benchmark", choices=["throughput", "sweep", "search", "all"])
+    p.add_argument("--quick", action="store_true", help="smoke sizes: seconds to a minute or two per benchmark")
+    p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results", help="folder for NAME.json and NAME.md")
+    p.add_argument("--reps", type=int, default=None, help="repetitions (throughput, sweep) and seeds (search); default 3, --quick 1")
+    p.add_argument("--threads", type=int, default=2, help="torch threads of both throughput sides (default 2)")
+    p.add_argument("--peak-tflops", type=float, default=None, help="dense bf16 peak of a GPU missing from the MFU table")
+    p.add_argument("--keep", action="store_true", help="keep the sweeps' experiment folders and logs (printed at the end)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["_sweep-worker"]:  # a child process running one sweep (benchmarks/_sweeps.py)
+        os.chdir(REPO)
+        from benchmarks._sweeps import worker
+
+        return worker(argv[1])
+    args = _parser().parse_args(argv)
+    reps = args.reps or (1 if args.quick else 3)
+    out = args.out.resolve()
+    os.chdir(REPO)  # the spec's relative data paths are resolved from the repository root
+    from benchmarks import search, sweep, throughput
+    from benchmarks._sweeps import SweepRunner
+
+    storage = Path(tempfile.mkdtemp(prefix="hpo-bench-"))
+    runner = SweepRunner(storage)
+    try:
+        if args.benchmark in ("throughput", "all"):
+            throughput.run(out, args.quick, reps, args.threads, args.peak_tflops)
+        # search before sweep: in `all` the sweep benchmark reuses search's ASHA+TPE runs (same specs).
+        if args.benchmark in ("search", "all"):
+            search.run(out, args.quick, reps, runner)
+        if args.benchmark in ("sweep", "all"):
+            sweep.run(out, args.quick, reps, runner)
+    except BenchError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    finally:
+        if args.keep:
+            print(f"experiment folders and logs kept in {storage}")
+        else:
+            shutil.rmtree(storage, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""Keeps a sweep's disk use bounded: checkpoints that can no longer matter are deleted as trials end.
+
+A checkpoint matters while its trial may still run (to resume it after a crash). Promotion retrains
+from the base model, so a finished trial needs none, except that the best one keeps its checkpoint
+for users who want to load it, as long as the spec's disk budget allows.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ray.tune import Callback
+
+log = logging.getLogger("hpo")
+
+
+def _checkpoint_dirs(fs: Any, folder: str) -> list[str]:
+    import pyarrow.fs as pafs
+
+    try:
+        infos = fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True))
+    except OSError:
+        return []
+    return [i.path for i in infos if i.type == pafs.FileType.Directory and i.base_name.startswith("checkpoint_")]
+
+
+def folder_bytes(fs: Any, folder: str) -> int:
+    import pyarrow.fs as pafs
+
+    try:
+        infos = fs.get_file_info(pafs.FileSelector(folder, recursive=True, allow_not_found=True))
+    except OSError:
+        return 0
+    return sum(i.size or 0 for i in infos if i.type == pafs.FileType.File)
+
+
+class CheckpointJanitor(Callback):
+    def __init__(self, metric: str, mode: str, budget_mb: float | None):
+        self.metric, self.mode = metric, mode
+        self.budget = None if budget_mb is None else int(budget_mb * 2**20)
+        self._best: dict[str, float] = {}
+        self.deleted_bytes = 0
+
+    def _better(self, a: float, b: float) -> bool:
+        return a > b if self.mode == "max" else a < b
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        self._track(trial, result)
+
+    def _track(self, trial: Any, result: dict) -> None:
+        value = result.get(self.metric)
+        if value is not None and "failure" not in result:
+            old = self._best.get(trial.trial_id)
+            if old is None or self._better(value, old):
+                self._best[trial.trial_id] = value
+
+    # Tune calls these before it marks the trial TERMINATED / ERROR, so the trial is passed on as done.
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._track(trial, info.get("result") or trial.last_result or {})
+        self.tidy(trials, trial)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.tidy(trials, trial)
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self.tidy(trials)
+
+    def _delete(self, trial: Any) -> None:
+        fs = trial.storage.storage_filesystem
+        for path in _checkpoint_dirs(fs, trial.storage.trial_fs_path):
+            size = folder_bytes(fs, path)
+            try:
+                fs.delete_dir(path)
+                self.deleted_bytes += size
+            except OSError as err:  # already gone, or storage hiccup: try again at the next trial end
+                log.debug("could not delete %s: %s", path, err)
+
+    def tidy(self, trials: list, ending: Any = None) -> None:
+        done = [t for t in trials if t.status in ("TERMINATED", "ERROR") or t is ending]
+        ranked = sorted((t for t in done if t.trial_id in self._best), key=lambda t: self._best[t.trial_id], reverse=self.mode == "max")
+        keep = ranked[0] if ranked else None
+        for t in done:
+            if t is not keep:
+                self._delete(t)
+        if self.budget is None or not trials:
+            return
+        storage = trials[0].storage
+        used = folder_bytes(storage.storage_filesystem, storage.experiment_fs_path)
+        if used > self.budget and keep is not None:
+            self._delete(keep)
+            used = folder_bytes(storage.storage_filesystem, storage.experiment_fs_path)
+        if used > self.budget:
+            log.warning(
+                "sweep uses %.0f MiB, over checkpoints.disk_budget_mb (%.0f): only running trials' checkpoints are left",
+                used / 2**20, self.budget / 2**20,
+            )
