@@ -81,6 +81,7 @@ def build_tuner(spec: SweepSpec, prepared: Prepared, wandb_mode: str) -> Any:
             scheduler=_scheduler(spec),
             num_samples=spec.budget.num_trials,
             time_budget_s=spec.budget.time_limit_s,
+            reuse_actors=True,  # a finished trial's worker process takes the next trial: no start-up per trial
             trial_name_creator=lambda t: f"{name}_{t.trial_id}",
             trial_dirname_creator=lambda t: f"{name}_{t.trial_id}",
         ),

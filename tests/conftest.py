@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from hpo.results import disk_usage
+
 REPO = Path(__file__).resolve().parents[1]
 IMDB = (REPO / ".." / "shared" / "data" / "imdb-sample").resolve()
 
@@ -133,17 +135,6 @@ def run_cli(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 60
     return finish_cli(start_cli(args, env, cwd), timeout)
 
 
-def folder_bytes(path: Path) -> int:
-    total = 0
-    for root, _, files in os.walk(path):
-        for f in files:
-            try:
-                total += os.path.getsize(os.path.join(root, f))
-            except OSError:
-                pass
-    return total
-
-
 @pytest.fixture(scope="session")
 def tiny_sweep(tmp_path_factory) -> dict:
     """One real sweep for the whole session: 6 trials, ASHA, TPE, W&B offline."""
@@ -154,7 +145,7 @@ def tiny_sweep(tmp_path_factory) -> dict:
     proc = start_cli(["sweep", str(spec_file)], env, tmp)
     peak = 0
     while proc.poll() is None:  # the sweep folder's largest size while it runs (the disk budget)
-        peak = max(peak, folder_bytes(path))
+        peak = max(peak, disk_usage(path))
         time.sleep(0.25)
     result = finish_cli(proc)
     assert result.returncode == 0, result.stdout[-6000:]

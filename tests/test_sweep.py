@@ -54,13 +54,14 @@ def test_each_round_reports_the_metrics_and_a_checkpoint(sweep):
 
 
 def test_disk_budget_holds_and_only_the_best_trial_keeps_a_checkpoint(tiny_sweep, sweep):
-    from tests.conftest import TINY_BUDGET_MB, folder_bytes
+    from hpo.results import disk_usage
+    from tests.conftest import TINY_BUDGET_MB
 
     best, _, _ = sweep.winner()
     kept = {t.trial_id for t in sweep.trials if glob.glob(str(t.folder / "checkpoint_*" / "train_state.pt"))}
     assert kept == {best.trial_id}
     assert 0 < tiny_sweep["peak_bytes"] <= TINY_BUDGET_MB * 2**20, tiny_sweep["peak_bytes"] / 2**20
-    assert folder_bytes(tiny_sweep["path"]) < 60 * 2**20
+    assert disk_usage(tiny_sweep["path"]) < 60 * 2**20
 
 
 def test_tpe_chose_the_configs(tiny_sweep, sweep):

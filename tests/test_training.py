@@ -45,6 +45,24 @@ def test_collate_adds_special_tokens_truncates_and_pads_per_batch(tiny):
         assert batch["attention_mask"][j].sum() == n
 
 
+def test_a_batch_without_padding_has_no_mask_and_the_same_logits(tiny):
+    source, _, data = tiny
+    lengths = data.lengths(64)
+    same = np.flatnonzero(lengths == lengths[0])[:3]
+    mixed = np.array([same[0], int(np.argmax(lengths != lengths[0]))])
+    assert "attention_mask" not in collate(data, same, 64, SPECIAL)
+    assert "attention_mask" in collate(data, mixed, 64, SPECIAL)
+    torch.manual_seed(0)
+    from trainables.model import load_classifier
+
+    model = load_classifier(source, ["neg", "pos"]).eval()
+    batch = collate(data, same, 64, SPECIAL)
+    with torch.no_grad():
+        unmasked = model(input_ids=batch["input_ids"]).logits
+        masked = model(input_ids=batch["input_ids"], attention_mask=torch.ones_like(batch["input_ids"])).logits
+    torch.testing.assert_close(unmasked, masked)
+
+
 def test_epoch_batches_cover_every_row_once_and_depend_only_on_seed_and_epoch(tiny):
     _, _, data = tiny
     hp = TrainingSpec(batch_size=8, max_length=32, seed=3)
