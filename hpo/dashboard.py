@@ -14,7 +14,6 @@ from hpo import experiment as exp
 from hpo.errors import ExperimentError, HpoError
 
 
-
 def journal_file(path: str | Path) -> Path:
     """The sweep's journal, or an ``ExperimentError`` that says why there is none."""
     if "://" in str(path):

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from hpo.errors import GateError, PromotionError
+from hpo.errors import GateError, HpoError, PromotionError
 from hpo.results import Sweep, load_sweep
 
 MARKER = "promotion.json"
@@ -140,7 +140,6 @@ def retrain(sweep: Sweep, trial_id: str, params: dict, rounds: int, work: Path, 
         echo(f"warning: balance '{report['strategy']}' drops {report['dropped']} of {len(full)} training texts: {report['before']} -> {report['after']}")
     train = full.select(idx)
     hp = hyperparams(spec.training, params)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     device = pick_device(torch.cuda.is_available())
     state = build_state(prepared.source, data.label_names, hp, len(train), spec.planned_rounds(hp.epochs), device)
     echo(f"retraining {trial_id} for {rounds} round(s) on {len(train)} texts ({device.type})")
@@ -222,19 +221,24 @@ def promote(path: str, opts: PromoteOptions, echo: Callable[[str], None] = print
 
     _check_target(opts)
     sweep = load_sweep(path)
-    trial, value, rnd = sweep.winner()
+    trial, value, rnd = sweep.winner(ended_only=True)
     show_top(sweep, echo)
     echo(f"winner: {trial.trial_id} {sweep.spec.metric}={value:.4f} at round {rnd}, config {trial.params}")
     _check_token(opts)
     work = Path(opts.work_dir) if opts.work_dir else Path(path) / "hpo" / "promotion"
     work.mkdir(parents=True, exist_ok=True)
-    marker = _trained_marker(work)
-    if marker and marker["trial_id"] == trial.trial_id and marker["round"] == rnd:
-        echo(f"reusing the retrained model in {work / 'model'} (delete it to retrain)")
-    else:
-        marker = retrain(sweep, trial.trial_id, trial.params, rnd, work, echo)
     model_dir = work / "model"
-    metrics = evaluate_folder(model_dir, sweep, marker["training"])
+    marker = _trained_marker(work)
+    metrics = None
+    if marker and marker["trial_id"] == trial.trial_id and marker["round"] == rnd:
+        echo(f"reusing the retrained model in {model_dir} (delete it to retrain)")
+        try:
+            metrics = evaluate_folder(model_dir, sweep, marker["training"])
+        except HpoError as err:  # a truncated or corrupt file: retrain rather than fail
+            echo(f"warning: the kept model is unreadable ({err}); retraining")
+    if metrics is None:
+        marker = retrain(sweep, trial.trial_id, trial.params, rnd, work, echo)
+        metrics = evaluate_folder(model_dir, sweep, marker["training"])
     gates = run_gates(model_dir, sweep, metrics) if sweep.spec.promotion.gate.enabled else []
     card.print_metrics(metrics, sweep, echo)
     card.print_gates(gates, echo)

@@ -77,10 +77,12 @@ class Sweep:
         rows = [(t, *t.best(self.spec.metric, self.spec.mode)) for t in self.trials if t.best(self.spec.metric, self.spec.mode)]
         return sorted(rows, key=lambda row: row[1], reverse=self.spec.mode == "max")
 
-    def winner(self) -> tuple[TrialRecord, float, int]:
-        ranked = self.ranked()
+    def winner(self, ended_only: bool = False) -> tuple[TrialRecord, float, int]:
+        """The best (trial, value, round); with ``ended_only``, among trials that are no longer running."""
+        ranked = [row for row in self.ranked() if not ended_only or row[0].outcome not in (RUNNING, PENDING)]
         if not ranked:
-            raise ExperimentError(f"{self.path}: no trial reported a single evaluation round; nothing to promote")
+            what = "ended" if ended_only else "reported a single evaluation round"
+            raise ExperimentError(f"{self.path}: no trial {what} with a value of {self.spec.metric}; nothing to promote yet")
         return ranked[0]
 
     def counts(self) -> dict[str, int]:

@@ -190,3 +190,23 @@ def test_gate_refuses_a_collapsed_model(dry_run, tiny_sweep, tmp_path):
     gates = {name: ok for name, _, ok in run_gates(collapsed, sweep, metrics)}
     assert gates["recall of positive"] is False
     assert not all(gates.values())
+
+
+def test_a_corrupt_kept_model_is_retrained_not_published(dry_run, tiny_sweep):
+    sweep = _copy_sweep(tiny_sweep, "corrupt")
+    weights = sweep / "hpo" / "promotion" / "model" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])  # a crash mid-write
+    out = tiny_sweep["tmp"] / "corrupt-promoted"
+    result = run_cli(["promote", str(sweep), "--dry-run", str(out)], tiny_sweep["env"], tiny_sweep["tmp"])
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "the kept model is unreadable" in result.stdout and "retraining" in result.stdout
+    assert (out / "model.safetensors").stat().st_size > 1_000_000
+
+
+def test_a_sweep_with_no_ended_trial_is_refused(tiny_sweep):
+    sweep = _copy_sweep(tiny_sweep, "unfinished")
+    for state in sweep.glob("experiment_state-*.json"):  # as if every trial were still running
+        state.write_text(state.read_text().replace('\\"status\\": \\"TERMINATED\\"', '\\"status\\": \\"RUNNING\\"').replace('"status": "TERMINATED"', '"status": "RUNNING"'))
+    result = run_cli(["promote", str(sweep), "--dry-run", str(tiny_sweep["tmp"] / "x")], tiny_sweep["env"], tiny_sweep["tmp"], timeout=120)
+    assert result.returncode == 1 and "no trial ended" in result.stdout, result.stdout[-2000:]
+    assert "retraining" not in result.stdout

@@ -110,12 +110,12 @@ def load_classifier(source: str, label_names: list[str], hp: TrainingSpec | None
 
     # The load report lists the new classification head as "missing": expected, and noise in a sweep log.
     hf_logging.set_verbosity_error()
-    config = AutoConfig.from_pretrained(source)
-    keys = _DROPOUT_KEYS.get(config.model_type)
-    overrides: dict[str, Any] = {}
-    if hp is not None and keys is not None:
-        overrides = dict(zip(keys, (hp.dropout, hp.attention_dropout, hp.classifier_dropout)))
     try:
+        config = AutoConfig.from_pretrained(source)
+        keys = _DROPOUT_KEYS.get(config.model_type)
+        overrides: dict[str, Any] = {}
+        if hp is not None and keys is not None:
+            overrides = dict(zip(keys, (hp.dropout, hp.attention_dropout, hp.classifier_dropout)))
         return AutoModelForSequenceClassification.from_pretrained(
             source,
             num_labels=len(label_names),
