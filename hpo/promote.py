@@ -164,17 +164,17 @@ def retrain(sweep: Sweep, trial_id: str, params: dict, rounds: int, work: Path, 
     return marker
 
 
-def evaluate_folder(folder: Path, sweep: Sweep, training: dict[str, Any], device_name: str = "cpu") -> dict[str, Any]:
-    """Test metrics of a saved model folder: the same evaluation code as the trials' validation."""
+def evaluate_folder(folder: Path, splits: Any, training: dict[str, Any], device_name: str = "cpu") -> dict[str, Any]:
+    """Test metrics of a saved model folder, tokenized with that folder's own tokenizer: the same
+    evaluation code as the trials' validation. ``splits`` is ``trainables.data.load_splits``'s result."""
     import torch
 
     from hpo.spec import TrainingSpec
-    from trainables.data import load_splits, special_ids, tokenize
+    from trainables.data import special_ids, tokenize
     from trainables.model import load_classifier, load_tokenizer
     from trainables.training import evaluate
 
     hp = TrainingSpec.model_validate(training)
-    splits = load_splits(sweep.spec.data)
     tokenizer = load_tokenizer(str(folder))
     test = tokenize(tokenizer, splits.test, hp.max_length)
     model = load_classifier(str(folder), splits.label_names).to(device_name)
@@ -227,18 +227,21 @@ def promote(path: str, opts: PromoteOptions, echo: Callable[[str], None] = print
     _check_token(opts)
     work = Path(opts.work_dir) if opts.work_dir else Path(path) / "hpo" / "promotion"
     work.mkdir(parents=True, exist_ok=True)
+    from trainables.data import load_splits
+
+    splits = load_splits(sweep.spec.data)  # once: both the local and the published copy are scored on it
     model_dir = work / "model"
     marker = _trained_marker(work)
     metrics = None
     if marker and marker["trial_id"] == trial.trial_id and marker["round"] == rnd:
         echo(f"reusing the retrained model in {model_dir} (delete it to retrain)")
         try:
-            metrics = evaluate_folder(model_dir, sweep, marker["training"])
+            metrics = evaluate_folder(model_dir, splits, marker["training"])
         except HpoError as err:  # a truncated or corrupt file: retrain rather than fail
             echo(f"warning: the kept model is unreadable ({err}); retraining")
     if metrics is None:
         marker = retrain(sweep, trial.trial_id, trial.params, rnd, work, echo)
-        metrics = evaluate_folder(model_dir, sweep, marker["training"])
+        metrics = evaluate_folder(model_dir, splits, marker["training"])
     gates = run_gates(model_dir, sweep, metrics) if sweep.spec.promotion.gate.enabled else []
     card.print_metrics(metrics, sweep, echo)
     card.print_gates(gates, echo)
@@ -252,7 +255,7 @@ def promote(path: str, opts: PromoteOptions, echo: Callable[[str], None] = print
         echo(f"dry run: wrote {len(files)} files to {target}")
     else:
         url, commit, target = hub.publish(_hub(opts), opts.repo_id, model_dir, files, opts.private or sweep.spec.promotion.private, work, echo)
-    published = evaluate_folder(target, sweep, marker["training"])
+    published = evaluate_folder(target, splits, marker["training"])
     card.print_side_by_side(metrics, published, echo)
     differ = same_metrics(metrics, published)
     if differ:

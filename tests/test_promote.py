@@ -185,7 +185,9 @@ def test_gate_refuses_a_collapsed_model(dry_run, tiny_sweep, tmp_path):
     save_file(weights, collapsed / "model.safetensors", metadata={"format": "pt"})
     sweep = load_sweep(tiny_sweep["path"])
     marker = json.loads((tiny_sweep["path"] / "hpo" / "promotion" / "model" / "promotion.json").read_text())
-    metrics = evaluate_folder(collapsed, sweep, marker["training"])
+    from trainables.data import load_splits
+
+    metrics = evaluate_folder(collapsed, load_splits(sweep.spec.data), marker["training"])
     assert metrics["test_recall_positive"] == 0.0
     gates = {name: ok for name, _, ok in run_gates(collapsed, sweep, metrics)}
     assert gates["recall of positive"] is False
