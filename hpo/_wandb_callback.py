@@ -1,9 +1,25 @@
-"""Ray Tune's W&B callback with two fixes, kept in a module of its own so it is imported only when
-tracking is on (and so Tune can pickle it by reference into the experiment state)."""
+"""Ray Tune's W&B callback with the fixes a sweep that can crash needs, kept in a module of its own so it
+is imported only when tracking is on (and so Tune can pickle it by reference into the experiment state).
+
+W&B writes a run out when the run finishes, so a driver killed moments after a trial ended can leave
+that trial's run empty. Each trial whose run was written completely gets a marker file in its folder;
+a resumed sweep replays, from the trial's ``result.json``, every round of a trial that has no marker.
+W&B runs are keyed by trial id with ``resume="allow"``, so a replay continues the trial's own run
+(steps W&B already holds are ignored by it) instead of adding a second one.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
+from pathlib import Path
+
+from ray.air.constants import EXPR_RESULT_FILE, TRAINING_ITERATION
 from ray.air.integrations.wandb import WandbLoggerCallback, _WandbLoggingActor
+
+log = logging.getLogger("hpo")
+
+LOGGED_MARKER = "wandb-logged.json"  # in a trial's folder once its W&B run is completely written
 
 
 class _FlushingLoggingActor(_WandbLoggingActor):
@@ -16,11 +32,178 @@ class _FlushingLoggingActor(_WandbLoggingActor):
         self._wandb.teardown()
 
 
+def _read_trial_file(trial, name: str) -> list[str]:
+    """The file's text in each of the trial's folders: where Tune stores it (shared storage, possibly a
+    URI) and this driver's staging copy. A resumed driver's staging copy starts empty."""
+    import pyarrow.fs
+
+    texts = []
+    try:
+        fs = trial.storage.storage_filesystem
+        with fs.open_input_stream(f"{trial.path.rstrip('/')}/{name}") as f:
+            texts.append(f.read().decode())
+    except (OSError, AttributeError, TypeError, pyarrow.ArrowException):
+        pass
+    try:
+        texts.append(Path(trial.local_path, name).read_text())
+    except (OSError, TypeError):
+        pass
+    return texts
+
+
+def _rows(text: str) -> list[dict]:
+    rows = []
+    for line in text.splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            break  # a torn last line
+    return [r for r in rows if isinstance(r.get(TRAINING_ITERATION), int)]
+
+
+def _reported_rounds(trial) -> list[dict]:
+    """The results the trial reported so far, as Tune's JSON logger wrote them (the longest copy)."""
+    return max((_rows(t) for t in _read_trial_file(trial, EXPR_RESULT_FILE)), key=len, default=[])
+
+
+def _marked_logged(trial) -> bool:
+    return bool(_read_trial_file(trial, LOGGED_MARKER))
+
+
+def _set_marker(trial, present: bool) -> None:
+    """Write (or remove) the marker in both of the trial's folders."""
+    import pyarrow.fs
+
+    text = json.dumps({"run_id": trial.trial_id}) + "\n"
+    try:
+        local = Path(trial.local_path, LOGGED_MARKER)
+        local.write_text(text) if present else local.unlink(missing_ok=True)
+    except (OSError, TypeError) as e:
+        log.warning("could not update %s for trial %s: %s", LOGGED_MARKER, trial.trial_id, e)
+    try:
+        fs, target = trial.storage.storage_filesystem, f"{trial.path.rstrip('/')}/{LOGGED_MARKER}"
+        if present:
+            with fs.open_output_stream(target) as f:
+                f.write(text.encode())
+        elif fs.get_file_info(target).type != pyarrow.fs.FileType.NotFound:
+            fs.delete_file(target)
+    except (OSError, AttributeError, TypeError, pyarrow.ArrowException) as e:
+        log.warning("could not update %s for trial %s in storage: %s", LOGGED_MARKER, trial.trial_id, e)
+
+
+def _upload_wandb_folder(trial) -> bool:
+    """Copy the trial's W&B folder from the driver's staging copy to where Tune stores the trial.
+
+    Tune's own last upload happens before the loggers of the last trials have finished writing, which
+    left their W&B files empty in the sweep folder. Returns whether the folder is in storage."""
+    import pyarrow.fs
+
+    src = Path(trial.local_path or "", "wandb")
+    if not src.is_dir():
+        return True
+    try:
+        fs, dest = trial.storage.storage_filesystem, f"{trial.path.rstrip('/')}/wandb"
+        if isinstance(fs, pyarrow.fs.LocalFileSystem) and Path(dest).resolve() == src.resolve():
+            return True
+        pyarrow.fs.copy_files(str(src.resolve()), dest, source_filesystem=pyarrow.fs.LocalFileSystem(), destination_filesystem=fs)
+        return True
+    except (OSError, AttributeError, TypeError, pyarrow.ArrowException) as e:
+        log.warning("could not copy the W&B files of trial %s to %s: %s", trial.trial_id, getattr(trial, "path", "?"), e)
+        return False
+
+
 class SweepWandbCallback(WandbLoggerCallback):
-    """Flushes every run before its logger is stopped, and has a finalizer that tolerates interpreter
-    shutdown (the stock one touches the ``ray`` module after Python has torn it down)."""
+    """Flushes every run before its logger is stopped, marks completely written runs, replays the rounds a
+    crash kept out of W&B, and has a finalizer that tolerates interpreter shutdown."""
 
     _logger_actor_cls = _FlushingLoggingActor
+
+    @property
+    def _replayed_upto(self) -> dict:
+        """Per trial, the last round the replay sent. Made on first use: a callback restored from an
+        experiment started by an older version never ran this class's ``__init__``."""
+        return self.__dict__.setdefault("_replayed", {})
+
+    @property
+    def _stopping(self) -> set:
+        """Trials whose logger was told to finish (it may still be writing)."""
+        return self.__dict__.setdefault("_stopping_trials", set())
+
+    def log_trial_start(self, trial):
+        if trial in self._stopping and trial in self._trial_logging_futures:
+            # A trial restarted (after a lost node, a retry) while its previous logger is still writing:
+            # the stock callback would keep sending to that finishing logger and lose the rest of the run.
+            # Let it finish, then continue the same W&B run in a new one.
+            self._finish(self._trial_logging_futures[trial], timeout=self._upload_timeout)
+        fresh = trial not in self._trial_logging_futures
+        super().log_trial_start(trial)
+        if fresh:
+            _set_marker(trial, False)
+            self._replay(trial)
+
+    def log_trial_result(self, iteration, trial, result):
+        if trial not in self._trial_logging_actors or trial in self._stopping:
+            self.log_trial_start(trial)
+        if result.get(TRAINING_ITERATION, iteration) <= self._replayed_upto.get(trial, 0):
+            return  # already sent by the replay
+        super().log_trial_result(iteration, trial, result)
+
+    def _replay(self, trial) -> None:
+        """Send the rounds the trial reported before this logger started (none for a new trial)."""
+        rows = _reported_rounds(trial)
+        for row in rows:
+            super().log_trial_result(row[TRAINING_ITERATION], trial, row)
+        if rows:
+            self._replayed_upto[trial] = rows[-1][TRAINING_ITERATION]
+
+    def _signal_logging_actor_stop(self, trial):
+        super()._signal_logging_actor_stop(trial)
+        self._stopping.add(trial)
+
+    def _finish(self, future, timeout: float) -> bool:
+        """Wait up to ``timeout`` s for one logger; when it is done, mark its run and release it."""
+        import ray
+
+        done, _ = ray.wait([future], timeout=timeout)
+        if not done:
+            return False
+        trial = self._logging_future_to_trial.pop(future)
+        try:
+            ray.get(future)
+        except Exception as e:  # the run was not written out: the next resume replays it
+            log.warning("W&B logging for trial %s failed: %s", trial.trial_id, e)
+        else:
+            self._mark_logged(trial)
+        self._stopping.discard(trial)
+        self._cleanup_logging_actor(trial)
+        return True
+
+    def _cleanup_logging_actors(self, timeout: int = 0, kill_on_timeout: bool = False):
+        import ray
+
+        futures = list(self._trial_logging_futures.values())
+        done, remaining = ray.wait(futures, num_returns=len(futures), timeout=timeout)
+        for future in done:
+            self._finish(future, timeout=0)
+        if kill_on_timeout:
+            for future in remaining:
+                trial = self._logging_future_to_trial.pop(future)
+                self._stopping.discard(trial)
+                self._cleanup_logging_actor(trial)
+
+    def _mark_logged(self, trial) -> None:
+        self._replayed_upto.pop(trial, None)
+        if _upload_wandb_folder(trial):
+            _set_marker(trial, True)
+
+    def on_experiment_end(self, trials, **info):
+        for trial in trials:  # ended before a crash, its run never written out: write it now
+            ended = trial.status in (trial.TERMINATED, trial.ERROR)
+            if ended and trial not in self._trial_logging_futures and not _marked_logged(trial):
+                if _reported_rounds(trial):
+                    self.log_trial_start(trial)
+                    self.log_trial_end(trial, failed=trial.status == trial.ERROR)
+        super().on_experiment_end(trials, **info)
 
     def __del__(self):
         try:

@@ -41,7 +41,10 @@ def make_callback(tracking: TrackingSpec, sweep_name: str, mode: str) -> Any | N
     kwargs: dict[str, Any] = {"mode": mode, "job_type": "trial", "resume": "allow"}
     if tracking.entity:
         kwargs["entity"] = tracking.entity
-    return SweepWandbCallback(project=tracking.project, group=group_of(tracking, sweep_name), **kwargs)
+    # Offline, finishing a run is a local write: a logger still busy after two minutes is stuck, and the
+    # sweep should end rather than wait for Tune's default half hour. Online keeps time to upload.
+    timeout = 120 if mode == "offline" else 1800
+    return SweepWandbCallback(project=tracking.project, group=group_of(tracking, sweep_name), upload_timeout=timeout, **kwargs)
 
 
 def log_promotion(tracking: TrackingSpec, sweep_name: str, mode: str, name: str, config: dict, summary: dict, folder: str, wandb_module: Any = None) -> str | None:

@@ -92,6 +92,8 @@ def test_each_trial_has_a_wandb_offline_run_with_its_metrics(tiny_sweep, sweep):
         accs = [h["val_accuracy"] for h in run.history if "val_accuracy" in h]
         assert accs == pytest.approx([r["val_accuracy"] for r in t.rounds])
         assert not any("key" in k.lower() or "token" in k.lower() for k in run.config)
+        # written completely, and marked so: a resume would not replay it
+        assert json.loads((tiny_sweep["path"] / f"tiny_{t.trial_id}" / "wandb-logged.json").read_text()) == {"run_id": t.trial_id}
 
 
 def test_sweep_stores_spec_and_data_balance(tiny_sweep):
