@@ -136,7 +136,7 @@ def _run_metadata(folder: Path) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _trial_row(t: Any, meta: dict[str, Any]) -> dict[str, Any]:
+def _trial_row(t: Any, meta: dict[str, Any], metric: str) -> dict[str, Any]:
     rounds = t.rounds
     first = rounds[0] if rounds else {}
     busy = sum(r.get("train_seconds", 0.0) + r.get("val_seconds", 0.0) for r in rounds)
@@ -152,6 +152,7 @@ def _trial_row(t: Any, meta: dict[str, Any]) -> dict[str, Any]:
         "rounds_done": t.rounds_done,
         "rounds_planned": t.rounds_planned,
         "params": t.params,
+        "curve": [r.get(metric) for r in rounds],  # the metric at each round (benchmarks/replay.py)
         "busy_s": busy,
         "start_unix": start,
         "end_unix": end,
@@ -183,7 +184,7 @@ def analyze(path: str, wall_s: float) -> dict[str, Any]:
 
     sweep = load_sweep(path)
     meta = _run_metadata(Path(path))
-    rows = [_trial_row(t, meta.get(t.trial_id, {})) for t in sweep.trials]
+    rows = [_trial_row(t, meta.get(t.trial_id, {}), sweep.spec.metric) for t in sweep.trials]
     slots = sweep.spec.budget.max_concurrent
     busy = sum(r["busy_s"] for r in rows)
     starts = [r["start_unix"] for r in rows if r["start_unix"] is not None]

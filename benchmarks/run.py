@@ -6,6 +6,7 @@ throughput  training samples/s: our loop against the usual transformers.Trainer 
 sweep       the quickstart sweep end to end: busy fraction of the trial slots, trial start-up
 search      ASHA+TPE against random search without early stopping: best accuracy and compute, per seed
 all         the three, sharing the ASHA+TPE sweeps between search and sweep
+replay      ASHA settings replayed on random search's learning curves (--from search.json or sweep folders)
 
 Each comparison runs inside this one process tree (sweeps in child processes, one Ray each), repeats,
 and writes NAME.json (every figure, plus the machine) and NAME.md (the table, printed too) under
@@ -29,13 +30,14 @@ from benchmarks._common import REPO, BenchError  # noqa: E402
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="benchmarks/run.py", description=__doc__.split("\n\n")[0])
-    p.add_argument("benchmark", choices=["throughput", "sweep", "search", "all"])
+    p.add_argument("benchmark", choices=["throughput", "sweep", "search", "all", "replay"])
     p.add_argument("--quick", action="store_true", help="smoke sizes: seconds to a minute or two per benchmark")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results", help="folder for NAME.json and NAME.md")
     p.add_argument("--reps", type=int, default=None, help="repetitions (throughput, sweep) and seeds (search); default 3, --quick 1")
     p.add_argument("--threads", type=int, default=2, help="torch threads of both throughput sides (default 2)")
     p.add_argument("--peak-tflops", type=float, default=None, help="dense bf16 peak of a GPU missing from the MFU table")
     p.add_argument("--keep", action="store_true", help="keep the sweeps' experiment folders and logs (printed at the end)")
+    p.add_argument("--from", dest="sources", type=Path, nargs="+", default=None, help="replay: search.json or sweep folders without early stopping")
     return p
 
 
@@ -49,6 +51,16 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     reps = args.reps or (1 if args.quick else 3)
     out = args.out.resolve()
+    if args.benchmark == "replay":
+        from benchmarks import replay
+
+        sources = [s.resolve() for s in (args.sources or [out / "search.json"])]
+        try:
+            replay.run(out, sources)
+        except BenchError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        return 0
     os.chdir(REPO)  # the spec's relative data paths are resolved from the repository root
     from benchmarks import search, sweep, throughput
     from benchmarks._sweeps import SweepRunner

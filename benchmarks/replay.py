@@ -1,0 +1,171 @@
+"""ASHA replayed on learning curves: what each ASHA setting would have cost, and found, on trials that
+were all trained to the end (the random-search sweeps of the ``search`` benchmark).
+
+Every trial of a sweep without early stopping has its metric at every round. Draw ``trials`` of them
+(without replacement, many times), feed them in that order to an event simulation of Ray Tune's
+``ASHAScheduler`` with ``slots`` trials at a time, one time unit per round, and apply its rule: when a
+trial reaches a rung (``grace * rf**k`` rounds, below the maximum) it stops if its value is worse than
+the ``1 - 1/rf`` quantile of the values that trials reached at that rung before it (the first trial at
+a rung always goes on). Compute is the rounds run against ``trials x max_rounds``; quality is the best
+value seen against the best value of the same trials trained to the end.
+
+The configurations are random search's, not TPE's, so this isolates the scheduler. It uses no timing.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks._common import BenchError, command_line, fmt, machine_info, write_outputs
+
+# (grace_period, reduction_factor) in rounds; the first is the quickstart's.
+SETTINGS = [(2, 3), (2, 2), (2, 4), (3, 3), (4, 3), (1, 3)]
+
+
+def load_curves(sources: list[Path]) -> tuple[list[list[float]], dict[str, Any]]:
+    """Full-length learning curves from sweep folders, or from a ``search.json`` (its random-search runs)."""
+    from hpo.results import load_sweep
+
+    curves: list[list[float]] = []
+    info: dict[str, Any] = {}
+    for src in sources:
+        if not src.exists():
+            raise BenchError(f"{src} does not exist: give search.json (benchmarks/results/) or sweep folders kept with --keep")
+        if src.suffix == ".json":
+            runs = [r for r in json.loads(src.read_text())["runs"] if r["arm"] == "random_fifo"]
+            rows = [t for r in runs for t in r["analysis"]["per_trial"]]
+            if any("curve" not in t for t in rows):
+                raise BenchError(f"{src} has no learning curves (written by an older version): replay the kept sweep folders instead")
+            full = [t["curve"] for t in rows if t["rounds_done"] == t["rounds_planned"]]
+            info.setdefault("metric", runs[0]["analysis"]["best_metric"] if runs else None)
+        else:
+            sweep = load_sweep(str(src))
+            spec = sweep.spec
+            if spec.scheduler.type != "fifo":
+                raise BenchError(f"{src} is a sweep with early stopping ({spec.scheduler.type}); replay needs every trial trained to the end")
+            full = [[r[spec.metric] for r in t.rounds] for t in sweep.trials if t.rounds_done == t.rounds_planned]
+            info.setdefault("metric", spec.metric)
+            info.setdefault("mode", spec.mode)
+            info.setdefault("max_rounds", spec.scheduler.max_rounds)
+            info.setdefault("slots", spec.budget.max_concurrent)
+            info.setdefault("trials", spec.budget.num_trials)
+        curves.extend(full)
+    lengths = {len(c) for c in curves}
+    if len(lengths) != 1:
+        raise BenchError(f"the curves differ in length ({sorted(lengths)}); replay sweeps of one spec")
+    return curves, info
+
+
+def rungs(grace: int, rf: int, max_rounds: int) -> list[int]:
+    out, m = [], grace
+    while m < max_rounds:
+        out.append(m)
+        m *= rf
+    return out
+
+
+def simulate(curves: list[list[float]], grace: int, rf: int, slots: int, sign: float) -> tuple[int, float]:
+    """Rounds run and best value found by asynchronous ASHA over ``curves`` taken in order.
+    ``sign`` is +1 to maximise the metric, -1 to minimise it (values are multiplied by it)."""
+    max_rounds = len(curves[0])
+    recorded: dict[int, list[float]] = {m: [] for m in rungs(grace, rf, max_rounds)}
+    waiting = list(range(len(curves)))
+    running: list[tuple[float, int, int]] = []  # (time the round ends, trial, round)
+    done = [0] * len(curves)
+    best = -np.inf
+    for slot in range(min(slots, len(waiting))):
+        heapq.heappush(running, (1.0 + 1e-6 * slot, waiting.pop(0), 1))
+    while running:
+        now, trial, rnd = heapq.heappop(running)
+        value = sign * curves[trial][rnd - 1]
+        done[trial], best = rnd, max(best, value)
+        stop = rnd >= max_rounds
+        if rnd in recorded:
+            seen = recorded[rnd]
+            if seen and value < np.nanpercentile(seen, 100 * (1 - 1 / rf)):
+                stop = True
+            seen.append(value)
+        if not stop:
+            heapq.heappush(running, (now + 1.0, trial, rnd + 1))
+        elif waiting:
+            heapq.heappush(running, (now + 1.0, waiting.pop(0), 1))
+    return sum(done), sign * best
+
+
+def replay(curves: list[list[float]], trials: int, slots: int, sign: float, draws: int, seed: int) -> list[dict[str, Any]]:
+    rng = random.Random(seed)
+    samples = [rng.sample(curves, trials) for _ in range(draws)]
+    max_rounds = len(curves[0])
+    out = []
+    for grace, rf in SETTINGS:
+        compute, diff = [], []
+        for sample in samples:
+            rounds, best = simulate(sample, grace, rf, slots, sign)
+            full_best = sign * max(sign * v for c in sample for v in c)
+            compute.append(rounds / (trials * max_rounds))
+            diff.append(100 * sign * (best - full_best))  # points; negative = worse than training all
+        out.append(
+            {
+                "grace_period": grace,
+                "reduction_factor": rf,
+                "rungs": rungs(grace, rf, max_rounds),
+                "compute_median": float(np.median(compute)),
+                "compute_q1_q3": [float(np.percentile(compute, 25)), float(np.percentile(compute, 75))],
+                "diff_points_median": float(np.median(diff)),
+                "diff_points_mean": float(np.mean(diff)),
+                "diff_points_p10": float(np.percentile(diff, 10)),
+                "share_within_0_5_points_and_40pct": float(np.mean([(d >= -0.5) and (c <= 0.40) for d, c in zip(diff, compute)])),
+            }
+        )
+    return out
+
+
+def run(out: Path, sources: list[Path], draws: int = 2000, seed: int = 0) -> dict[str, Any]:
+    curves, info = load_curves(sources)
+    if not curves:
+        raise BenchError("no trial trained to the end in the given sources")
+    trials = min(info.get("trials") or 10, len(curves))
+    slots = info.get("slots") or 2
+    sign = -1.0 if info.get("mode") == "min" or info.get("metric") == "val_loss" else 1.0
+    print(f"replay: {len(curves)} curves of {len(curves[0])} rounds, {draws} draws of {trials} trials, {slots} at a time", flush=True)
+    payload = {
+        "benchmark": "replay",
+        "machine": machine_info(),
+        "sources": [str(s) for s in sources],
+        "metric": info.get("metric"),
+        "curves": len(curves),
+        "max_rounds": len(curves[0]),
+        "trials": trials,
+        "slots": slots,
+        "draws": draws,
+        "settings": replay(curves, trials, slots, sign, draws, seed),
+        "command": command_line(),
+    }
+    write_outputs(out, "replay", payload, markdown(payload))
+    return payload
+
+
+def markdown(p: dict[str, Any]) -> str:
+    lines = [
+        f"**ASHA replayed** on {p['curves']} learning curves of random search trained to the end ({p['max_rounds']} rounds), "
+        f"{p['draws']} draws of {p['trials']} trials, {p['slots']} at a time, Ray's stopping rule. Compute: share of the "
+        f"rounds of training every trial to the end; Δ: best {p['metric']} found minus the best of the same trials trained to the end.",
+        "",
+        "| grace, reduction factor (rungs) | compute, median (q1–q3) | Δ points, median / mean / 10th pct | draws meeting ≤ 40 % and ≥ −0.5 |",
+        "|---|---:|---:|---:|",
+    ]
+    for s in p["settings"]:
+        q1, q3 = s["compute_q1_q3"]
+        lines.append(
+            f"| {s['grace_period']}, {s['reduction_factor']} ({', '.join(map(str, s['rungs']))}) | {fmt(100 * s['compute_median'], 0)} % "
+            f"({fmt(100 * q1, 0)}–{fmt(100 * q3, 0)}) | {s['diff_points_median']:+.2f} / {s['diff_points_mean']:+.2f} / {s['diff_points_p10']:+.2f} "
+            f"| {fmt(100 * s['share_within_0_5_points_and_40pct'], 0)} % |"
+        )
+    lines += ["", f"```bash\n{p['command']}\n```"]
+    return "\n".join(lines)

@@ -1,0 +1,29 @@
+"""The ASHA replay of the benchmarks applies Ray's stopping rule to recorded learning curves."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.replay import rungs, simulate
+
+
+def test_rungs_are_grace_times_powers_of_the_reduction_factor_below_the_maximum():
+    assert rungs(2, 3, 12) == [2, 6]
+    assert rungs(2, 2, 12) == [2, 4, 8]
+    assert rungs(4, 3, 12) == [4]
+
+
+def test_first_trial_at_a_rung_goes_on_and_a_worse_one_stops_there():
+    curves = [
+        [0.50, 0.60, 0.70, 0.80, 0.80, 0.80],  # first at every rung: trained to the end
+        [0.50, 0.50, 0.90, 0.90, 0.90, 0.90],  # below the first at round 2: stopped there, never shows its 0.90
+        [0.50, 0.70, 0.70, 0.90, 0.90, 0.95],  # above the median at rounds 2 and 4: to the end
+    ]
+    rounds, best = simulate(curves, grace=2, rf=2, slots=1, sign=1.0)
+    assert (rounds, best) == (6 + 2 + 6, 0.95)
+
+
+def test_minimised_metric_stops_the_higher_loss():
+    losses = [[0.7, 0.6, 0.5, 0.4], [0.7, 0.65, 0.1, 0.1]]
+    rounds, best = simulate(losses, grace=2, rf=2, slots=1, sign=-1.0)
+    assert rounds == 4 + 2 and best == pytest.approx(0.4)
