@@ -4,6 +4,7 @@ a driver killed with SIGKILL and resumed, a trial whose loss diverges, and node-
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -236,3 +237,24 @@ def test_cluster_yaml_is_a_valid_launcher_config():
     assert 0 < gpu["min_workers"] < gpu["max_workers"]
     assert any("pip install" in c and "-e ~/hpo" in c for c in config["setup_commands"])
     assert "/home/ubuntu/hpo" in config["file_mounts"]
+
+
+def test_resume_writes_a_wandb_run_that_was_lost(tiny_sweep, tmp_path):
+    """A trial whose W&B run never reached the sweep folder (a driver killed while it was being
+    written) gets it back from its result.json on resume, under its own run id, with every round."""
+    path = tmp_path / "runs" / "tiny"
+    shutil.copytree(tiny_sweep["path"], path)
+    sweep = load_sweep(path)
+    lost, kept = sweep.trials[0], sweep.trials[1:]
+    lost_dir = path / f"tiny_{lost.trial_id}"
+    shutil.rmtree(lost_dir / "wandb")
+    (lost_dir / "wandb-logged.json").unlink()
+    result = run_cli(["resume", str(path)], tiny_sweep["env"], tmp_path, timeout=300)
+    assert result.returncode == 0, result.stdout[-5000:]
+    runs = [read_run(f) for f in lost_dir.glob("wandb/offline-run-*/run-*.wandb")]
+    assert [r.run_id for r in runs] == [lost.trial_id]
+    assert runs[0].group == "tiny" and runs[0].job_type == "trial"
+    assert [h["val_accuracy"] for h in runs[0].history] == pytest.approx([r["val_accuracy"] for r in lost.rounds])
+    assert (lost_dir / "wandb-logged.json").is_file()
+    for t in kept:  # complete runs are left alone
+        assert len(list((path / f"tiny_{t.trial_id}").glob("wandb/offline-run-*"))) == 1
