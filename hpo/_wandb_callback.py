@@ -14,6 +14,8 @@ import json
 import logging
 from pathlib import Path
 
+import pyarrow
+import pyarrow.fs
 from ray.air.constants import EXPR_RESULT_FILE, TRAINING_ITERATION
 from ray.air.integrations.wandb import WandbLoggerCallback, _WandbLoggingActor
 
@@ -32,63 +34,53 @@ class _FlushingLoggingActor(_WandbLoggingActor):
         self._wandb.teardown()
 
 
-def _read_trial_file(trial, name: str) -> list[str]:
-    """The file's text in each of the trial's folders: where Tune stores it (shared storage, possibly a
-    URI) and this driver's staging copy. A resumed driver's staging copy starts empty."""
-    import pyarrow.fs
-
-    texts = []
-    try:
-        fs = trial.storage.storage_filesystem
-        with fs.open_input_stream(f"{trial.path.rstrip('/')}/{name}") as f:
-            texts.append(f.read().decode())
-    except (OSError, AttributeError, TypeError, pyarrow.ArrowException):
-        pass
-    try:
-        texts.append(Path(trial.local_path, name).read_text())
-    except (OSError, TypeError):
-        pass
-    return texts
+def _in_storage(trial, name: str) -> tuple:
+    """The filesystem and path of ``name`` in the trial's folder where Tune stores it (possibly a bucket)."""
+    return trial.storage.storage_filesystem, f"{trial.path.rstrip('/')}/{name}"
 
 
-def _rows(text: str) -> list[dict]:
-    rows = []
-    for line in text.splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            break  # a torn last line
-    return [r for r in rows if isinstance(r.get(TRAINING_ITERATION), int)]
+_FS_ERRORS = (OSError, AttributeError, TypeError, pyarrow.ArrowException)
 
 
 def _reported_rounds(trial) -> list[dict]:
-    """The results the trial reported so far, as Tune's JSON logger wrote them (the longest copy)."""
-    return max((_rows(t) for t in _read_trial_file(trial, EXPR_RESULT_FILE)), key=len, default=[])
+    """The results the trial reported so far, from the longer of Tune's stored copy of its
+    ``result.json`` and this driver's staging copy (a resumed driver's staging copy starts empty)."""
+    from hpo.results import parse_results
+
+    texts = []
+    try:
+        fs, path = _in_storage(trial, EXPR_RESULT_FILE)
+        with fs.open_input_stream(path) as f:
+            texts.append(f.read().decode())
+    except _FS_ERRORS:
+        pass
+    try:
+        texts.append(Path(trial.local_path, EXPR_RESULT_FILE).read_text())
+    except _FS_ERRORS:
+        pass
+    rows = max((parse_results(t) for t in texts), key=len, default=[])
+    return [r for r in rows if isinstance(r.get(TRAINING_ITERATION), int)]
 
 
-def _marked_logged(trial) -> bool:
-    return bool(_read_trial_file(trial, LOGGED_MARKER))
+def _marker_exists(trial) -> bool:
+    try:
+        fs, path = _in_storage(trial, LOGGED_MARKER)
+        return fs.get_file_info(path).type != pyarrow.fs.FileType.NotFound
+    except _FS_ERRORS:
+        return False
 
 
 def _set_marker(trial, present: bool) -> None:
-    """Write (or remove) the marker in both of the trial's folders."""
-    import pyarrow.fs
-
-    text = json.dumps({"run_id": trial.trial_id}) + "\n"
+    """Write (or remove) the marker where Tune stores the trial, beside the W&B files it vouches for."""
     try:
-        local = Path(trial.local_path, LOGGED_MARKER)
-        local.write_text(text) if present else local.unlink(missing_ok=True)
-    except (OSError, TypeError) as e:
-        log.warning("could not update %s for trial %s: %s", LOGGED_MARKER, trial.trial_id, e)
-    try:
-        fs, target = trial.storage.storage_filesystem, f"{trial.path.rstrip('/')}/{LOGGED_MARKER}"
+        fs, path = _in_storage(trial, LOGGED_MARKER)
         if present:
-            with fs.open_output_stream(target) as f:
-                f.write(text.encode())
-        elif fs.get_file_info(target).type != pyarrow.fs.FileType.NotFound:
-            fs.delete_file(target)
-    except (OSError, AttributeError, TypeError, pyarrow.ArrowException) as e:
-        log.warning("could not update %s for trial %s in storage: %s", LOGGED_MARKER, trial.trial_id, e)
+            with fs.open_output_stream(path) as f:
+                f.write((json.dumps({"run_id": trial.trial_id}) + "\n").encode())
+        elif _marker_exists(trial):
+            fs.delete_file(path)
+    except _FS_ERRORS as e:
+        log.warning("could not update %s for trial %s: %s", LOGGED_MARKER, trial.trial_id, e)
 
 
 def _upload_wandb_folder(trial) -> bool:
@@ -96,18 +88,17 @@ def _upload_wandb_folder(trial) -> bool:
 
     Tune's own last upload happens before the loggers of the last trials have finished writing, which
     left their W&B files empty in the sweep folder. Returns whether the folder is in storage."""
-    import pyarrow.fs
 
     src = Path(trial.local_path or "", "wandb")
     if not src.is_dir():
         return True
     try:
-        fs, dest = trial.storage.storage_filesystem, f"{trial.path.rstrip('/')}/wandb"
+        fs, dest = _in_storage(trial, "wandb")
         if isinstance(fs, pyarrow.fs.LocalFileSystem) and Path(dest).resolve() == src.resolve():
             return True
         pyarrow.fs.copy_files(str(src.resolve()), dest, source_filesystem=pyarrow.fs.LocalFileSystem(), destination_filesystem=fs)
         return True
-    except (OSError, AttributeError, TypeError, pyarrow.ArrowException) as e:
+    except _FS_ERRORS as e:
         log.warning("could not copy the W&B files of trial %s to %s: %s", trial.trial_id, getattr(trial, "path", "?"), e)
         return False
 
@@ -199,7 +190,7 @@ class SweepWandbCallback(WandbLoggerCallback):
     def on_experiment_end(self, trials, **info):
         for trial in trials:  # ended before a crash, its run never written out: write it now
             ended = trial.status in (trial.TERMINATED, trial.ERROR)
-            if ended and trial not in self._trial_logging_futures and not _marked_logged(trial):
+            if ended and trial not in self._trial_logging_futures and not _marker_exists(trial):
                 if _reported_rounds(trial):
                     self.log_trial_start(trial)
                     self.log_trial_end(trial, failed=trial.status == trial.ERROR)

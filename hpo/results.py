@@ -92,17 +92,21 @@ class Sweep:
         return out
 
 
-def _read_results(path: Path) -> list[dict[str, Any]]:
+def parse_results(text: str) -> list[dict[str, Any]]:
+    """The rows of a trial's ``result.json`` (one JSON object per line), up to a torn last line."""
     rows = []
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            line = line.strip()
-            if line:
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError:  # a line being written right now
-                    break
+    for line in text.splitlines():
+        line = line.strip()
+        if line:
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:  # a line being written right now
+                break
     return rows
+
+
+def _read_results(path: Path) -> list[dict[str, Any]]:
+    return parse_results(path.read_text()) if path.is_file() else []
 
 
 def _statuses(folder: Path) -> dict[str, dict[str, Any]]:
