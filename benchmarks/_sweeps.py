@@ -113,7 +113,7 @@ class SweepRunner:
         self._done[key] = result
         a = result["analysis"]
         print(
-            f"  {name}: {result['wall_s']:.0f}s, {a['trials']} trials ({a['stopped']} stopped), {a['trial_rounds']} rounds, "
+            f"  {name}: {result['wall_s']:.0f}s, {a['trials']} trials ({a['stopped']} stopped by ASHA, {a.get('converged', 0)} on patience), {a['trial_rounds']} rounds, "
             f"best {a['best_value']:.4f}, busy {a['busy_fraction_run_sweep']:.2f}",
             flush=True,
         )
@@ -153,6 +153,7 @@ def _trial_row(t: Any, meta: dict[str, Any], metric: str) -> dict[str, Any]:
         "rounds_planned": t.rounds_planned,
         "params": t.params,
         "curve": [r.get(metric) for r in rounds],  # the metric at each round (benchmarks/replay.py)
+        "top_class_share_curve": [r.get("val_top_class_share") for r in rounds],
         "busy_s": busy,
         "start_unix": start,
         "end_unix": end,
@@ -180,7 +181,7 @@ def _handoff_gaps(rows: list[dict[str, Any]], slots: int) -> list[float]:
 
 def analyze(path: str, wall_s: float) -> dict[str, Any]:
     """Compute, utilisation and start-up of one finished sweep, from its folder alone."""
-    from hpo.results import STOPPED, load_sweep
+    from hpo.results import CONVERGED, STOPPED, load_sweep
 
     sweep = load_sweep(path)
     meta = _run_metadata(Path(path))
@@ -196,6 +197,7 @@ def analyze(path: str, wall_s: float) -> dict[str, Any]:
         "trials": len(rows),
         "outcomes": sweep.counts(),
         "stopped": sweep.counts().get(STOPPED, 0),
+        "converged": sweep.counts().get(CONVERGED, 0),
         "trial_rounds": rounds,
         "trial_epochs": rounds / sweep.spec.training.rounds_per_epoch,
         "best_value": best,

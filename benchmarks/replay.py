@@ -9,6 +9,10 @@ the ``1 - 1/rf`` quantile of the values that trials reached at that rung before 
 a rung always goes on). Compute is the rounds run against ``trials x max_rounds``; quality is the best
 value seen against the best value of the same trials trained to the end.
 
+The sweep's own rules are replayed too: ``stop_single_class`` (a trial predicting one class for at
+least 99 % of the validation set is stopped at a rung even when it is the first there) and
+``patience`` (a trial past the last rung stops once its metric has not improved for that many rounds).
+
 The configurations are random search's, not TPE's, so this isolates the scheduler. It uses no timing.
 """
 
@@ -17,22 +21,34 @@ from __future__ import annotations
 import heapq
 import json
 import random
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from benchmarks._common import BenchError, command_line, fmt, machine_info, write_outputs
+from hpo.spec import SINGLE_CLASS_SHARE, SchedulerSpec
 
-# (grace_period, reduction_factor) in rounds; the first is the quickstart's.
-SETTINGS = [(2, 3), (2, 2), (2, 4), (3, 3), (4, 3), (1, 3)]
+# (grace_period, reduction_factor, stop_single_class, patience); Ray's ASHA alone first, then our rules.
+SETTINGS = [
+    (2, 3, False, None), (2, 2, False, None), (2, 4, False, None), (3, 3, False, None), (4, 3, False, None), (1, 3, False, None),
+    (2, 3, True, None), (2, 2, True, None), (2, 3, False, 3), (2, 2, False, 3),
+    (2, 3, True, 3), (2, 2, True, 3), (2, 2, True, 2), (2, 2, True, 4),
+]
 
 
-def load_curves(sources: list[Path]) -> tuple[list[list[float]], dict[str, Any]]:
+@dataclass(frozen=True)
+class Curve:
+    values: list[float]  # the metric, round by round
+    shares: list[float] | None  # val_top_class_share, round by round (None: not recorded)
+
+
+def load_curves(sources: list[Path]) -> tuple[list[Curve], dict[str, Any]]:
     """Full-length learning curves from sweep folders, or from a ``search.json`` (its random-search runs)."""
     from hpo.results import load_sweep
 
-    curves: list[list[float]] = []
+    curves: list[Curve] = []
     info: dict[str, Any] = {}
     for src in sources:
         if not src.exists():
@@ -42,55 +58,66 @@ def load_curves(sources: list[Path]) -> tuple[list[list[float]], dict[str, Any]]
             rows = [t for r in runs for t in r["analysis"]["per_trial"]]
             if any("curve" not in t for t in rows):
                 raise BenchError(f"{src} has no learning curves (written by an older version): replay the kept sweep folders instead")
-            full = [t["curve"] for t in rows if t["rounds_done"] == t["rounds_planned"]]
+            full = [Curve(t["curve"], t.get("top_class_share_curve")) for t in rows if t["rounds_done"] == t["rounds_planned"]]
             info.setdefault("metric", runs[0]["analysis"]["best_metric"] if runs else None)
         else:
             sweep = load_sweep(str(src))
             spec = sweep.spec
-            if spec.scheduler.type != "fifo":
-                raise BenchError(f"{src} is a sweep with early stopping ({spec.scheduler.type}); replay needs every trial trained to the end")
-            full = [[r[spec.metric] for r in t.rounds] for t in sweep.trials if t.rounds_done == t.rounds_planned]
+            if spec.scheduler.type != "fifo" or spec.scheduler.patience is not None:
+                raise BenchError(f"{src} is a sweep with early stopping; replay needs every trial trained to the end")
+            full = [
+                Curve([r[spec.metric] for r in t.rounds], [r["val_top_class_share"] for r in t.rounds] if all("val_top_class_share" in r for r in t.rounds) else None)
+                for t in sweep.trials
+                if t.rounds_done == t.rounds_planned
+            ]
             info.setdefault("metric", spec.metric)
             info.setdefault("mode", spec.mode)
             info.setdefault("max_rounds", spec.scheduler.max_rounds)
             info.setdefault("slots", spec.budget.max_concurrent)
             info.setdefault("trials", spec.budget.num_trials)
         curves.extend(full)
-    lengths = {len(c) for c in curves}
+    lengths = {len(c.values) for c in curves}
     if len(lengths) != 1:
         raise BenchError(f"the curves differ in length ({sorted(lengths)}); replay sweeps of one spec")
     return curves, info
 
 
 def rungs(grace: int, rf: int, max_rounds: int) -> list[int]:
-    out, m = [], grace
-    while m < max_rounds:
-        out.append(m)
-        m *= rf
-    return out
+    return SchedulerSpec(max_rounds=max_rounds, grace_period=grace, reduction_factor=rf).rungs()
 
 
-def simulate(curves: list[list[float]], grace: int, rf: int, slots: int, sign: float) -> tuple[int, float]:
+def simulate(
+    curves: list[Curve], grace: int, rf: int, slots: int, sign: float, single_class: bool = False, patience: int | None = None
+) -> tuple[int, float]:
     """Rounds run and best value found by asynchronous ASHA over ``curves`` taken in order.
     ``sign`` is +1 to maximise the metric, -1 to minimise it (values are multiplied by it)."""
-    max_rounds = len(curves[0])
-    recorded: dict[int, list[float]] = {m: [] for m in rungs(grace, rf, max_rounds)}
+    max_rounds = len(curves[0].values)
+    spec = SchedulerSpec(max_rounds=max_rounds, grace_period=grace, reduction_factor=rf, patience=patience)
+    recorded: dict[int, list[float]] = {m: [] for m in spec.rungs()}
     waiting = list(range(len(curves)))
     running: list[tuple[float, int, int]] = []  # (time the round ends, trial, round)
     done = [0] * len(curves)
+    own_best = [(-np.inf, 0)] * len(curves)  # each trial's best value and its round
     best = -np.inf
     for slot in range(min(slots, len(waiting))):
         heapq.heappush(running, (1.0 + 1e-6 * slot, waiting.pop(0), 1))
     while running:
         now, trial, rnd = heapq.heappop(running)
-        value = sign * curves[trial][rnd - 1]
+        value = sign * curves[trial].values[rnd - 1]
         done[trial], best = rnd, max(best, value)
+        if value > own_best[trial][0]:
+            own_best[trial] = (value, rnd)
         stop = rnd >= max_rounds
         if rnd in recorded:
             seen = recorded[rnd]
             if seen and value < np.nanpercentile(seen, 100 * (1 - 1 / rf)):
                 stop = True
+            shares = curves[trial].shares
+            if single_class and shares is not None and shares[rnd - 1] >= SINGLE_CLASS_SHARE:
+                stop = True
             seen.append(value)
+        if patience is not None and spec.patience_from() <= rnd and rnd - own_best[trial][1] >= patience:
+            stop = True
         if not stop:
             heapq.heappush(running, (now + 1.0, trial, rnd + 1))
         elif waiting:
@@ -98,22 +125,27 @@ def simulate(curves: list[list[float]], grace: int, rf: int, slots: int, sign: f
     return sum(done), sign * best
 
 
-def replay(curves: list[list[float]], trials: int, slots: int, sign: float, draws: int, seed: int) -> list[dict[str, Any]]:
+def replay(curves: list[Curve], trials: int, slots: int, sign: float, draws: int, seed: int) -> list[dict[str, Any]]:
     rng = random.Random(seed)
     samples = [rng.sample(curves, trials) for _ in range(draws)]
-    max_rounds = len(curves[0])
+    max_rounds = len(curves[0].values)
+    have_shares = all(c.shares is not None for c in curves)
     out = []
-    for grace, rf in SETTINGS:
+    for grace, rf, single_class, patience in SETTINGS:
+        if single_class and not have_shares:
+            continue  # curves recorded before val_top_class_share existed
         compute, diff = [], []
         for sample in samples:
-            rounds, best = simulate(sample, grace, rf, slots, sign)
-            full_best = sign * max(sign * v for c in sample for v in c)
+            rounds, best = simulate(sample, grace, rf, slots, sign, single_class, patience)
+            full_best = sign * max(sign * v for c in sample for v in c.values)
             compute.append(rounds / (trials * max_rounds))
             diff.append(100 * sign * (best - full_best))  # points; negative = worse than training all
         out.append(
             {
                 "grace_period": grace,
                 "reduction_factor": rf,
+                "stop_single_class": single_class,
+                "patience": patience,
                 "rungs": rungs(grace, rf, max_rounds),
                 "compute_median": float(np.median(compute)),
                 "compute_q1_q3": [float(np.percentile(compute, 25)), float(np.percentile(compute, 75))],
@@ -133,14 +165,14 @@ def run(out: Path, sources: list[Path], draws: int = 2000, seed: int = 0) -> dic
     trials = min(info.get("trials") or 10, len(curves))
     slots = info.get("slots") or 2
     sign = -1.0 if info.get("mode") == "min" or info.get("metric") == "val_loss" else 1.0
-    print(f"replay: {len(curves)} curves of {len(curves[0])} rounds, {draws} draws of {trials} trials, {slots} at a time", flush=True)
+    print(f"replay: {len(curves)} curves of {len(curves[0].values)} rounds, {draws} draws of {trials} trials, {slots} at a time", flush=True)
     payload = {
         "benchmark": "replay",
         "machine": machine_info(),
         "sources": [str(s) for s in sources],
         "metric": info.get("metric"),
         "curves": len(curves),
-        "max_rounds": len(curves[0]),
+        "max_rounds": len(curves[0].values),
         "trials": trials,
         "slots": slots,
         "draws": draws,
@@ -154,16 +186,17 @@ def run(out: Path, sources: list[Path], draws: int = 2000, seed: int = 0) -> dic
 def markdown(p: dict[str, Any]) -> str:
     lines = [
         f"**ASHA replayed** on {p['curves']} learning curves of random search trained to the end ({p['max_rounds']} rounds), "
-        f"{p['draws']} draws of {p['trials']} trials, {p['slots']} at a time, Ray's stopping rule. Compute: share of the "
+        f"{p['draws']} draws of {p['trials']} trials, {p['slots']} at a time, Ray's stopping rule (and the sweep's own rules where marked). Compute: share of the "
         f"rounds of training every trial to the end; Δ: best {p['metric']} found minus the best of the same trials trained to the end.",
         "",
-        "| grace, reduction factor (rungs) | compute, median (q1–q3) | Δ points, median / mean / 10th pct | draws meeting ≤ 40 % and ≥ −0.5 |",
-        "|---|---:|---:|---:|",
+        "| grace, reduction factor (rungs) | one-class stop | patience | compute, median (q1–q3) | Δ points, median / mean / 10th pct | draws meeting ≤ 40 % and ≥ −0.5 |",
+        "|---|---|---:|---:|---:|---:|",
     ]
     for s in p["settings"]:
         q1, q3 = s["compute_q1_q3"]
         lines.append(
-            f"| {s['grace_period']}, {s['reduction_factor']} ({', '.join(map(str, s['rungs']))}) | {fmt(100 * s['compute_median'], 0)} % "
+            f"| {s['grace_period']}, {s['reduction_factor']} ({', '.join(map(str, s['rungs']))}) | {'yes' if s.get('stop_single_class') else 'no'} "
+            f"| {s.get('patience') or '-'} | {fmt(100 * s['compute_median'], 0)} % "
             f"({fmt(100 * q1, 0)}–{fmt(100 * q3, 0)}) | {s['diff_points_median']:+.2f} / {s['diff_points_mean']:+.2f} / {s['diff_points_p10']:+.2f} "
             f"| {fmt(100 * s['share_within_0_5_points_and_40pct'], 0)} % |"
         )

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from hpo.results import STOPPED, ERRORED, Sweep, TrialRecord
+from hpo.results import CONVERGED, STOPPED, ERRORED, Sweep, TrialRecord
 from hpo.space import describe
 from hpo.spec import dump_spec
 
@@ -142,7 +142,7 @@ Confusion matrix (rows: true label, columns: predicted):
 
 ## The sweep
 
-- sweep `{spec.name}`: {len(sweep.trials)} trials run, {counts.get(STOPPED, 0)} stopped early by ASHA, {counts.get(ERRORED, 0)} errored
+- sweep `{spec.name}`: {len(sweep.trials)} trials run, {counts.get(STOPPED, 0)} stopped early by ASHA, {counts.get(CONVERGED, 0)} ended on patience, {counts.get(ERRORED, 0)} errored
 - metric: `{spec.metric}` ({spec.mode}) on a stratified validation split ({spec.data.validation_fraction:.0%} of train)
 - winner: trial `{trial.trial_id}`, {spec.metric} = {value:.4f} at evaluation round {rnd}; retrained for {rnd} round(s)
 - W&B: project `{spec.tracking.project}`, group `{spec.tracking.group or spec.name}`

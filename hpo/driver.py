@@ -41,17 +41,6 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> None:
         ray.init(address=address, **kwargs)
 
 
-def _scheduler(spec: SweepSpec) -> Any:
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-
-    s = spec.scheduler
-    if s.type == "fifo":
-        return FIFOScheduler()
-    return ASHAScheduler(
-        time_attr="training_iteration", max_t=s.max_rounds, grace_period=s.grace_period, reduction_factor=s.reduction_factor
-    )
-
-
 def _trainable(spec: SweepSpec, prepared: Prepared) -> Any:
     from ray import tune
 
@@ -67,6 +56,7 @@ def build_tuner(spec: SweepSpec, prepared: Prepared, wandb_mode: str) -> Any:
     from ray import tune
 
     from hpo.janitor import CheckpointJanitor
+    from hpo.scheduler import make_scheduler
     from hpo.searcher import make_searcher
 
     callbacks = [cb for cb in [make_callback(spec.tracking, spec.name, wandb_mode)] if cb is not None]
@@ -78,7 +68,7 @@ def build_tuner(spec: SweepSpec, prepared: Prepared, wandb_mode: str) -> Any:
             metric=spec.metric,
             mode=spec.mode,
             search_alg=make_searcher(spec, journal_path(spec)),
-            scheduler=_scheduler(spec),
+            scheduler=make_scheduler(spec),
             num_samples=spec.budget.num_trials,
             time_budget_s=spec.budget.time_limit_s,
             reuse_actors=True,  # a finished trial's worker process takes the next trial: no start-up per trial

@@ -9,9 +9,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from hpo.results import ERRORED, FINISHED, STOPPED, Sweep, disk_usage, load_sweep
+from hpo.results import CONVERGED, ERRORED, FINISHED, STOPPED, Sweep, disk_usage, load_sweep
+from hpo.spec import SINGLE_CLASS_SHARE
 
-_STYLE = {FINISHED: "green", STOPPED: "yellow", ERRORED: "red"}
+_STYLE = {FINISHED: "green", CONVERGED: "green", STOPPED: "yellow", ERRORED: "red"}
 
 
 def _fmt(v: object) -> str:
@@ -63,9 +64,28 @@ def wandb_offline_runs(path: str) -> list[str]:
     return sorted(glob.glob(str(Path(path) / "*" / "wandb" / "offline-run-*")))
 
 
+def stopped_before_learning(sweep: Sweep) -> int | None:
+    """The first rung, when ``stop_single_class`` stopped every trial there, still predicting one class."""
+    s = sweep.spec.scheduler
+    first = min(s.rungs(), default=None)
+    if not s.stop_single_class or first is None or not sweep.trials:
+        return None
+    for t in sweep.trials:
+        if t.outcome != STOPPED or t.rounds_done != first or t.rounds[-1].get("val_top_class_share", 0.0) < SINGLE_CLASS_SHARE:
+            return None
+    return first
+
+
 def print_sweep_summary(path: str, wandb_mode: str, console: Console | None = None) -> None:
     console = console or make_console()
     sweep = print_status(path, console)
+    rung = stopped_before_learning(sweep)
+    if rung is not None:
+        console.print(
+            f"warning: every trial still predicted one class at round {rung} and was stopped there "
+            "(scheduler.stop_single_class); raise scheduler.grace_period or set stop_single_class: false",
+            style="bold red",
+        )
     console.print(f"experiment: {path}")
     if sweep.ranked():
         console.print(f"promote it: hpo promote {path} --dry-run promoted/{sweep.spec.name}")

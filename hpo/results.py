@@ -18,6 +18,7 @@ from hpo.errors import ExperimentError
 from hpo.spec import SweepSpec, parse_spec
 
 FINISHED, STOPPED, ERRORED, RUNNING, PENDING = "finished", "stopped (ASHA)", "errored", "running", "pending"
+CONVERGED = "converged (patience)"
 
 
 @dataclass
@@ -50,7 +51,9 @@ class TrialRecord:
             return f"failed: {self.failure}"
         if self.status == "TERMINATED":
             planned = self.rounds_planned
-            return STOPPED if planned is not None and self.rounds_done < planned else FINISHED
+            if planned is None or self.rounds_done >= planned:
+                return FINISHED
+            return CONVERGED if self.rounds[-1].get("converged") else STOPPED
         return RUNNING if self.status == "RUNNING" else PENDING
 
     def best(self, metric: str, mode: str) -> tuple[float, int] | None:

@@ -4,7 +4,8 @@ Two things differ from Ray's stock ``OptunaSearch``:
 
 * a trial that ASHA stopped early is told to the study as PRUNED (with its learning curve as
   intermediate values), not as a completed trial, so TPE and optuna-dashboard see what happened;
-* a completed trial's value is its best round's value: the same rule promotion uses to pick the winner;
+* a completed trial's value is its best round's value: the same rule promotion uses to pick the winner
+  (a trial that ended on ``patience`` counts as completed: it converged, it was not cut short);
 * a trial that ended with a ``failure`` (NaN loss, out of GPU memory) is told as FAIL.
 
 The study lives in an Optuna journal file under ``EXPERIMENT/hpo/`` (when storage is local), so
@@ -53,7 +54,7 @@ class SweepSearch(OptunaSearch):
             if step is not None and step not in seen and result.get(self.metric) is not None:
                 ot_trial.report(result[self.metric], step)
             self._track(trial_id, result)
-            if result.get("round", 0) < result.get("rounds_planned", 0):  # stopped early by ASHA
+            if result.get("round", 0) < result.get("rounds_planned", 0) and not result.get("converged"):  # stopped by ASHA
                 self._ot_study.tell(ot_trial, None, state=TrialState.PRUNED)
             else:
                 self._ot_study.tell(ot_trial, self._best[trial_id])

@@ -7,6 +7,7 @@ the driver turns them into Ray Tune and Optuna objects in one place (``hpo.space
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -192,17 +193,47 @@ class SearcherSpec(_Strict):
     multivariate: bool = True
 
 
+# stop_single_class: a trial predicting one class for at least this share of the validation set.
+SINGLE_CLASS_SHARE = 0.99
+
+
 class SchedulerSpec(_Strict):
     type: Literal["asha", "fifo"] = Field("asha", description="fifo: no early stopping (baselines).")
     max_rounds: int = Field(4, ge=1, description="Most evaluation rounds any trial gets.")
     grace_period: int = Field(1, ge=1, description="Rounds before ASHA may stop a trial.")
     reduction_factor: float = Field(2.0, gt=1.0)
+    stop_single_class: bool = Field(
+        False,
+        description="asha: at each rung also stop a trial that predicts one class for at least 99% of the "
+        "validation set, even the first trial to reach that rung (which ASHA alone always lets go on). Only "
+        "where some configurations learn within grace_period: otherwise it stops every trial at the first rung.",
+    )
+    patience: int | None = Field(
+        None,
+        ge=1,
+        description="Stop a trial whose metric has not improved for this many rounds, checked from ASHA's last "
+        "rung on (fifo: from grace_period). It ends converged, with its best round as its result.",
+    )
 
     @model_validator(mode="after")
     def _grace(self) -> SchedulerSpec:
         if self.grace_period > self.max_rounds:
             raise ValueError(f"grace_period ({self.grace_period}) exceeds max_rounds ({self.max_rounds})")
         return self
+
+    def rungs(self) -> list[int]:
+        """The rounds at which ASHA compares trials (as Ray's ASHAScheduler places them), below max_rounds."""
+        if self.type != "asha":
+            return []
+        out, k = [], 0
+        while (at := math.ceil(self.grace_period * self.reduction_factor**k - 1e-9)) < self.max_rounds:
+            out.append(at)
+            k += 1
+        return out
+
+    def patience_from(self) -> int:
+        """The first round at which ``patience`` may end a trial."""
+        return max(self.rungs(), default=self.grace_period)
 
 
 class BudgetSpec(_Strict):

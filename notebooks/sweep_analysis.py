@@ -33,7 +33,6 @@ FIGURES = os.environ.get("HPO_FIGURES", "")  # empty: EXPERIMENT/hpo/figures
 
 # %%
 import json
-import math
 import warnings
 from pathlib import Path
 
@@ -50,14 +49,14 @@ from optuna.trial import TrialState
 
 from hpo.dashboard import open_storage
 from hpo.errors import HpoError
-from hpo.results import FINISHED, STOPPED, load_sweep
+from hpo.results import CONVERGED, FINISHED, STOPPED, load_sweep
 
 sweep = load_sweep(EXPERIMENT)
 spec = sweep.spec
 METRIC, MODE = spec.metric, spec.mode
 figures = Path(FIGURES or Path(EXPERIMENT) / "hpo" / "figures")
 figures.mkdir(parents=True, exist_ok=True)
-COLORS = {FINISHED: "tab:green", STOPPED: "tab:orange"}  # anything else (errored, running): grey
+COLORS = {FINISHED: "tab:green", CONVERGED: "tab:blue", STOPPED: "tab:orange"}  # anything else (errored, running): grey
 
 
 def save(fig, name: str) -> None:
@@ -100,15 +99,13 @@ trials
 # %% [markdown]
 # ## Learning curves and ASHA's rungs
 #
-# ASHA compares trials at its rungs (`grace_period * reduction_factor**k` rounds, up to `max_rounds`)
-# and stops the weaker ones there; a cross marks where a stopped trial ended.
+# ASHA compares trials at its rungs (`grace_period * reduction_factor**k` rounds, below `max_rounds`)
+# and stops the weaker ones there, and any trial still predicting one class; a cross marks where a
+# stopped trial ended. With `patience`, a trial whose metric stopped improving ends `converged`.
 
 # %%
 sched = spec.scheduler
-rungs = []
-if sched.type == "asha":  # the milestones Ray's ASHAScheduler uses
-    n_rungs = int(math.log(sched.max_rounds / sched.grace_period) / math.log(sched.reduction_factor) + 1)
-    rungs = [sched.grace_period * sched.reduction_factor**k for k in range(n_rungs)]
+rungs = sched.rungs()  # the rounds at which Ray's ASHAScheduler compares trials (none for fifo)
 winner_id = order[0].trial_id if sweep.ranked() else None
 print(f"ASHA rungs at rounds {', '.join(f'{r:g}' for r in rungs)}" if rungs else f"no rungs: scheduler {sched.type}")
 print("stopped by ASHA: " + (", ".join(f"{t.trial_id} at round {t.rounds_done}" for t in order if t.outcome == STOPPED) or "none"))

@@ -24,7 +24,7 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
-from hpo.results import FINISHED, STOPPED, load_sweep
+from hpo.results import CONVERGED, FINISHED, STOPPED, load_sweep
 from tests.conftest import REPO, run_cli
 
 NOTEBOOK = REPO / "notebooks" / "sweep_analysis.ipynb"
@@ -225,7 +225,7 @@ def test_dashboard_serves_every_trial_with_asha_stops_as_pruned(dashboard, tiny_
     served = _by_trial(dashboard, sweep)
     for t in sweep.trials:
         trial = served[t.trial_id]
-        assert trial["state"] == {STOPPED: "Pruned", FINISHED: "Complete"}[t.outcome], (t.trial_id, t.outcome)
+        assert trial["state"] == {STOPPED: "Pruned", FINISHED: "Complete", CONVERGED: "Complete"}[t.outcome], (t.trial_id, t.outcome)
         # the learning curve, round by round, as Tune recorded it
         assert trial["intermediate_values"], t.trial_id
         rounds = {r["training_iteration"]: r[sweep.spec.metric] for r in t.rounds}
@@ -245,10 +245,10 @@ def test_dashboard_learning_curves_hold_every_round_and_complete_values_follow_t
     for t in sweep.trials:
         trial = served[t.trial_id]
         assert [v["step"] for v in trial["intermediate_values"]] == [r["training_iteration"] for r in t.rounds], t.trial_id
-        if t.outcome == FINISHED:
+        if t.outcome in (FINISHED, CONVERGED):
             assert trial["values"] == [pytest.approx(t.best(sweep.spec.metric, sweep.spec.mode)[0])], t.trial_id
     winner, value, _ = sweep.winner()
-    if winner.outcome == FINISHED:  # the dashboard's best trial is the one promotion picks (or ties with it)
+    if winner.outcome in (FINISHED, CONVERGED):  # the dashboard's best trial is the one promotion picks (or ties with it)
         assert dashboard["details"]["tiny"]["best_trials"][0]["values"] == [pytest.approx(value)]
 
 

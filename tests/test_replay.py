@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.replay import rungs, simulate
+from benchmarks.replay import Curve, rungs, simulate
 
 
 def test_rungs_are_grace_times_powers_of_the_reduction_factor_below_the_maximum():
@@ -19,11 +19,22 @@ def test_first_trial_at_a_rung_goes_on_and_a_worse_one_stops_there():
         [0.50, 0.50, 0.90, 0.90, 0.90, 0.90],  # below the first at round 2: stopped there, never shows its 0.90
         [0.50, 0.70, 0.70, 0.90, 0.90, 0.95],  # above the median at rounds 2 and 4: to the end
     ]
-    rounds, best = simulate(curves, grace=2, rf=2, slots=1, sign=1.0)
+    rounds, best = simulate([Curve(c, None) for c in curves], grace=2, rf=2, slots=1, sign=1.0)
     assert (rounds, best) == (6 + 2 + 6, 0.95)
 
 
 def test_minimised_metric_stops_the_higher_loss():
     losses = [[0.7, 0.6, 0.5, 0.4], [0.7, 0.65, 0.1, 0.1]]
-    rounds, best = simulate(losses, grace=2, rf=2, slots=1, sign=-1.0)
+    rounds, best = simulate([Curve(c, None) for c in losses], grace=2, rf=2, slots=1, sign=-1.0)
     assert rounds == 4 + 2 and best == pytest.approx(0.4)
+
+
+def test_one_class_rule_stops_the_first_trial_at_a_rung_and_patience_ends_a_flat_curve():
+    stuck = Curve([0.5, 0.5, 0.5, 0.5, 0.9, 0.9, 0.9, 0.9], [1.0, 1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.5])
+    flat = Curve([0.6, 0.7, 0.8, 0.8, 0.8, 0.8, 0.8, 0.8], [0.6] * 8)
+    # Ray's rule alone: the stuck trial is first at rungs 2 and 4, so it runs to the end
+    assert simulate([stuck, flat], grace=2, rf=2, slots=1, sign=1.0) == (8 + 8, 0.9)
+    # one-class rule: stopped at round 2; the flat trial then leads every rung
+    assert simulate([stuck, flat], grace=2, rf=2, slots=1, sign=1.0, single_class=True) == (2 + 8, 0.8)
+    # patience 2 from the last rung (4): the flat trial's best is round 3, so it ends at round 5
+    assert simulate([stuck, flat], grace=2, rf=2, slots=1, sign=1.0, single_class=True, patience=2) == (2 + 5, 0.8)

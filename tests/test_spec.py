@@ -59,6 +59,8 @@ def test_all_problems_reported_together(tmp_path):
     raw["trainng"] = {}
     problems = _problems(raw)
     text = "\n".join(problems)
+    raw["scheduler"] = {"type": "asha", "patience": 0}
+    assert any("scheduler.patience" in p and "0" in p for p in _problems(raw))
     assert "search_space.learning_rate.low" in text and "0.0" in text
     assert "budget.num_trials" in text
     assert "grace_period (3) exceeds max_rounds (2)" in text

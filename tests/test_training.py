@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
 
-from hpo.spec import OfflinePreset, TrainingSpec
+from hpo.spec import OfflinePreset, SchedulerSpec, TrainingSpec
 from trainables.data import Labelled, SpecialIds, tokenize
 from trainables.model import load_tokenizer, preset_dir
-from trainables.trial import build_state, planned_steps
+from trainables.trial import build_state, converged, planned_steps
 from trainables.training import classification_metrics, collate, epoch_batches, train_rounds
 
 SPECIAL = SpecialIds(cls=101, sep=102, pad=0)
@@ -92,6 +94,7 @@ def test_metrics_match_a_hand_computed_confusion_matrix():
     assert m["test_recall_neg"] == pytest.approx(2 / 3) and m["test_recall_pos"] == pytest.approx(0.5)
     assert m["test_precision_neg"] == pytest.approx(2 / 3)
     assert m["test_f1_macro"] == pytest.approx((2 / 3 + 0.5) / 2)
+    assert m["test_top_class_share"] == pytest.approx(3 / 5)  # 3 of 5 predicted "neg"
 
 
 def test_planned_steps_follow_rounds():
@@ -109,13 +112,28 @@ def test_resume_from_a_checkpoint_matches_an_uninterrupted_run(tiny, tmp_path):
     losses = [f["train_loss"] for f in train_rounds(straight, hp, data, SPECIAL, 4, device)]
 
     first = build_state(source, ["neg", "pos"], hp, len(data), 4, device)
-    for _ in zip(range(2), train_rounds(first, hp, data, SPECIAL, 4, device)):
-        pass
+    for _, value in zip(range(2), [0.6, 0.55]):
+        next(train_rounds(first, hp, data, SPECIAL, 4, device))
+        first.note(value, "max")
     first.save(tmp_path)
     resumed = build_state(source, ["neg", "pos"], hp, len(data), 4, device)
     resumed.load(tmp_path)
     assert resumed.rounds_done == 2
+    assert (resumed.best_value, resumed.best_round) == (0.6, 1)  # what patience counts from
     rest = [f["train_loss"] for f in train_rounds(resumed, hp, data, SPECIAL, 4, device)]
     assert rest == pytest.approx(losses[2:], rel=1e-5)
     for a, b in zip(straight.model.parameters(), resumed.model.parameters()):
         torch.testing.assert_close(a, b)
+
+
+def test_patience_counts_rounds_without_improvement_from_the_last_rung():
+    asha = SchedulerSpec(max_rounds=12, grace_period=2, reduction_factor=2, patience=3)  # rungs 2, 4, 8
+    state = SimpleNamespace(rounds_done=0, best_round=0)
+    for done, best, expected in [(7, 3, False), (8, 5, True), (8, 6, False), (11, 8, True), (12, 5, False)]:
+        state.rounds_done, state.best_round = done, best
+        assert converged(state, asha, 12) is expected, (done, best)
+    state.rounds_done, state.best_round = 11, 1
+    assert converged(state, asha.model_copy(update={"patience": None}), 12) is False
+    fifo = SchedulerSpec(type="fifo", max_rounds=6, grace_period=1, patience=1)
+    state.rounds_done, state.best_round = 2, 1
+    assert converged(state, fifo, 6) is True

@@ -85,6 +85,13 @@ class TrainState:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
     rounds_done: int = 0
+    best_value: float | None = None  # the best evaluation so far and its round (for patience)
+    best_round: int = 0
+
+    def note(self, value: float, mode: str) -> None:
+        """Record this round's value of the sweep's metric; earlier rounds win ties."""
+        if self.best_value is None or (value > self.best_value if mode == "max" else value < self.best_value):
+            self.best_value, self.best_round = value, self.rounds_done
 
     def save(self, folder: Path) -> None:
         torch.save(
@@ -93,6 +100,8 @@ class TrainState:
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
                 "rounds_done": self.rounds_done,
+                "best_value": self.best_value,
+                "best_round": self.best_round,
             },
             Path(folder) / STATE_FILE,
         )
@@ -103,6 +112,7 @@ class TrainState:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.rounds_done = int(state["rounds_done"])
+        self.best_value, self.best_round = state.get("best_value"), int(state.get("best_round", 0))
 
 
 def new_state(model: Any, hp: TrainingSpec, steps_total: int) -> TrainState:
@@ -223,6 +233,8 @@ def classification_metrics(logits: np.ndarray, labels: np.ndarray, label_names: 
         f"{prefix}_accuracy": float((pred == labels).mean()),
         f"{prefix}_f1_macro": float(f1.mean()),
         f"{prefix}_loss": float(-log_probs[np.arange(len(labels)), labels].mean()),
+        # 1.0: every example put into one class (a model that has learned nothing, or collapsed)
+        f"{prefix}_top_class_share": float(confusion.sum(axis=0).max() / max(1, len(labels))),
     }
     for i, name in enumerate(label_names):
         metrics[f"{prefix}_recall_{name}"] = float(recall[i])

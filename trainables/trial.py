@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from hpo.spec import SweepSpec, TrainingSpec
+from hpo.spec import SchedulerSpec, SweepSpec, TrainingSpec
 from trainables.data import SweepData
 from trainables.model import load_classifier
 from trainables.training import (
@@ -71,13 +71,16 @@ def run_trial(config: dict[str, Any], *, spec: SweepSpec, data: SweepData, sourc
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
             state.load(Path(folder))
+        if converged(state, spec.scheduler, rounds):
+            return  # it had ended on patience when the driver died; its last report says so
     try:
         for figures in train_rounds(state, hp, data.train, data.special, rounds, device):
             if not math.isfinite(figures["train_loss"]):
                 reason = f"diverged: training loss {figures['train_loss']} in round {state.rounds_done}"
                 tune.report(failure_result(spec, reason, state.rounds_done, rounds))
                 return
-            _report_round(state, hp, data, device, figures, rounds, entered)
+            if _report_round(state, spec, hp, data, device, figures, rounds, entered):
+                return  # converged: no improvement for `patience` rounds
     except torch.OutOfMemoryError:
         done = state.rounds_done
         del state
@@ -86,12 +89,22 @@ def run_trial(config: dict[str, Any], *, spec: SweepSpec, data: SweepData, sourc
         tune.report(failure_result(spec, reason, done + 1, rounds))
 
 
-def _report_round(state: TrainState, hp: TrainingSpec, data: SweepData, device: torch.device, figures: dict, rounds: int, entered: float) -> None:
+def converged(state: TrainState, scheduler: SchedulerSpec, rounds: int) -> bool:
+    """No improvement for ``patience`` rounds, past ASHA's last rung, with rounds still to go."""
+    p = scheduler.patience
+    done = state.rounds_done
+    return p is not None and scheduler.patience_from() <= done < rounds and done - state.best_round >= p
+
+
+def _report_round(state: TrainState, spec: SweepSpec, hp: TrainingSpec, data: SweepData, device: torch.device, figures: dict, rounds: int, entered: float) -> bool:
+    """Evaluate, report and checkpoint one round; True when the trial has converged and ends here."""
     from ray import tune
 
     metrics = evaluate(state.model, data.validation, data.special, hp, data.label_names, device)
     metrics.pop("val_confusion")
-    metrics.update(figures, round=state.rounds_done, rounds_planned=rounds)
+    state.note(metrics[spec.metric], spec.mode)
+    stop = converged(state, spec.scheduler, rounds)
+    metrics.update(figures, round=state.rounds_done, rounds_planned=rounds, converged=stop)
     if "first_step_unix" in metrics:  # start-up: entering the trial -> first optimizer step done
         metrics["trial_entered_unix"] = entered
         metrics["startup_seconds"] = metrics["first_step_unix"] - entered
@@ -99,4 +112,5 @@ def _report_round(state: TrainState, hp: TrainingSpec, data: SweepData, device: 
         state.save(Path(folder))
         (Path(folder) / "metrics.json").write_text(json.dumps(metrics))
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+    return stop
 

@@ -1,0 +1,111 @@
+"""Early stopping beyond Ray's ASHA: trials that still predict one class are stopped at a rung even
+when they are the first there, and ``patience`` ends a trial whose metric stopped improving."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import optuna
+import pytest
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+from ray.tune.schedulers import ASHAScheduler, TrialScheduler
+
+from hpo.results import CONVERGED, STOPPED, load_sweep
+from hpo.scheduler import SweepASHA, make_scheduler
+from hpo.spec import SchedulerSpec, parse_spec
+from tests.conftest import cli_env, run_cli, tiny_spec, write_spec
+
+
+@pytest.mark.parametrize("max_rounds,grace,rf", [(12, 2, 3), (12, 2, 2), (6, 2, 2), (8, 2, 2), (4, 1, 2), (12, 2, 1.5), (9, 3, 3)])
+def test_spec_rungs_are_the_rounds_rays_asha_compares_at(max_rounds, grace, rf):
+    ray_asha = ASHAScheduler(time_attr="training_iteration", metric="m", mode="max", max_t=max_rounds, grace_period=grace, reduction_factor=rf)
+    milestones = sorted(m for m, _ in ray_asha._brackets[0]._rungs)
+    # Ray compares at the first round >= each milestone; the one at max_rounds stops every trial anyway
+    expected = sorted({next(r for r in range(1, max_rounds + 1) if r >= m) for m in milestones if m < max_rounds})
+    assert SchedulerSpec(max_rounds=max_rounds, grace_period=grace, reduction_factor=rf).rungs() == expected
+
+
+def _feed(scheduler, reports):
+    """Results in arrival order, [(trial, round, accuracy, top_class_share)] -> the decisions."""
+    scheduler.set_search_properties("val_accuracy", "max")
+    trials, out = {}, []
+    for tid, rnd, acc, share in reports:
+        if tid not in trials:
+            trials[tid] = SimpleNamespace(trial_id=tid)
+            scheduler.on_trial_add(None, trials[tid])
+        result = {"training_iteration": rnd, "val_accuracy": acc, "val_top_class_share": share}
+        out.append(scheduler.on_trial_result(None, trials[tid], result))
+    return out
+
+
+def test_first_trial_at_a_rung_that_predicts_one_class_is_stopped_only_with_the_rule():
+    spec = SchedulerSpec(max_rounds=12, grace_period=2, reduction_factor=2, stop_single_class=True)
+    reports = [("a", 1, 0.505, 1.0), ("a", 2, 0.505, 1.0), ("b", 1, 0.70, 0.6), ("b", 2, 0.78, 0.55)]
+    plain = _feed(make_scheduler(parse_spec_with(spec.model_copy(update={"stop_single_class": False}))), reports)
+    # Ray's ASHA: the first trial at rung 2 goes on, whatever its value
+    assert plain == [TrialScheduler.CONTINUE] * 4
+    ours = make_scheduler(parse_spec_with(spec))
+    assert isinstance(ours, SweepASHA)
+    assert _feed(ours, reports) == [TrialScheduler.CONTINUE, TrialScheduler.STOP, TrialScheduler.CONTINUE, TrialScheduler.CONTINUE]
+    assert ours.single_class_stops == ["a"]
+    # off the rungs the rule does not apply, and a trial that learned is judged by ASHA alone
+    assert _feed(make_scheduler(parse_spec_with(spec)), [("c", 3, 0.5, 1.0)]) == [TrialScheduler.CONTINUE]
+    judged = _feed(make_scheduler(parse_spec_with(spec)), [("d", 2, 0.80, 0.5), ("e", 2, 0.70, 0.6)])
+    assert judged == [TrialScheduler.CONTINUE, TrialScheduler.STOP]
+
+
+def parse_spec_with(scheduler: SchedulerSpec):
+    from pathlib import Path
+
+    raw = tiny_spec(Path("/nonexistent"))
+    raw["scheduler"] = scheduler.model_dump()
+    return parse_spec(raw)
+
+
+def _study(path, name):
+    storage = JournalStorage(JournalFileBackend(str(path / "hpo" / "optuna.journal")))
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def _frozen_sweep(tmp_path, name, scheduler):
+    """Trials with a learning rate too small to move the model: every round predicts one class."""
+    raw = tiny_spec(tmp_path / "runs", name=name)
+    raw["data"].update(train_size=400, test_size=100)
+    raw["training"].update(max_length=32, epochs=2)
+    raw["search_space"] = {"learning_rate": {"type": "choice", "values": [1.0e-7]}}
+    raw["searcher"] = {"type": "random", "seed": 0}
+    raw["scheduler"] = scheduler
+    raw["budget"] = {"num_trials": 2, "max_concurrent": 1}
+    raw["tracking"]["mode"] = "disabled"
+    spec_file = write_spec(tmp_path / f"{name}.yaml", raw)
+    result = run_cli(["sweep", str(spec_file)], cli_env(tmp_path), tmp_path)
+    assert result.returncode == 0, result.stdout[-4000:]
+    return load_sweep(tmp_path / "runs" / name), result.stdout
+
+
+def test_a_sweep_stops_trials_that_learned_nothing_at_the_first_rung(tmp_path):
+    sweep, stdout = _frozen_sweep(tmp_path, "frozen", {"type": "asha", "max_rounds": 4, "grace_period": 1, "reduction_factor": 2, "stop_single_class": True})
+    assert [t.outcome for t in sweep.trials] == [STOPPED, STOPPED], [(t.trial_id, t.outcome, t.error) for t in sweep.trials]
+    for t in sweep.trials:
+        # both equal: ASHA alone would have let both go on (a value equal to the cutoff is not below it)
+        assert t.rounds_done == 1 and t.rounds_planned == 4
+        assert t.rounds[-1]["val_top_class_share"] == 1.0
+    assert [s.state for s in _study(sweep.path, "frozen").trials] == [optuna.trial.TrialState.PRUNED] * 2
+    # a sweep that stopped everything before anything learned says so, and what to change
+    assert "every trial still predicted one class at round 1" in " ".join(stdout.split())
+
+
+def test_patience_ends_a_trial_that_stopped_improving_as_converged(tmp_path):
+    sweep, stdout = _frozen_sweep(tmp_path, "patient", {"type": "fifo", "max_rounds": 4, "grace_period": 1, "patience": 1})
+    study = _study(sweep.path, "patient")
+    assert "predicted one class" not in stdout
+    for t in sweep.trials:
+        assert t.outcome == CONVERGED, (t.trial_id, t.outcome, t.error)
+        # round 2 did not beat round 1: one round without improvement ends it, two rounds before its budget
+        assert t.rounds_done == 2 and t.rounds_planned == 4
+        assert [r["converged"] for r in t.rounds] == [False, True]
+        assert t.best("val_accuracy", "max") == (t.rounds[0]["val_accuracy"], 1)
+    # converged is a finished trial for TPE, valued at its best round, not a pruned one
+    assert [s.state for s in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
+    assert [s.value for s in study.trials] == [pytest.approx(t.rounds[0]["val_accuracy"]) for t in sweep.trials]
