@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks._common import BenchError, command_line, fmt, machine_info, write_outputs
-from hpo.spec import SINGLE_CLASS_SHARE, SchedulerSpec
+from hpo.spec import SHARE_KEY, SINGLE_CLASS_SHARE, SchedulerSpec
 
 # (grace_period, reduction_factor, stop_single_class, patience); Ray's ASHA alone first, then our rules.
 SETTINGS = [
@@ -66,7 +66,7 @@ def load_curves(sources: list[Path]) -> tuple[list[Curve], dict[str, Any]]:
             if spec.scheduler.type != "fifo" or spec.scheduler.patience is not None:
                 raise BenchError(f"{src} is a sweep with early stopping; replay needs every trial trained to the end")
             full = [
-                Curve([r[spec.metric] for r in t.rounds], [r["val_top_class_share"] for r in t.rounds] if all("val_top_class_share" in r for r in t.rounds) else None)
+                Curve([r[spec.metric] for r in t.rounds], [r[SHARE_KEY] for r in t.rounds] if all(SHARE_KEY in r for r in t.rounds) else None)
                 for t in sweep.trials
                 if t.rounds_done == t.rounds_planned
             ]

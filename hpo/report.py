@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hpo.results import CONVERGED, ERRORED, FINISHED, STOPPED, Sweep, disk_usage, load_sweep
-from hpo.spec import SINGLE_CLASS_SHARE
+from hpo.spec import SHARE_KEY, SINGLE_CLASS_SHARE
 
 _STYLE = {FINISHED: "green", CONVERGED: "green", STOPPED: "yellow", ERRORED: "red"}
 
@@ -71,7 +71,7 @@ def stopped_before_learning(sweep: Sweep) -> int | None:
     if not s.stop_single_class or first is None or not sweep.trials:
         return None
     for t in sweep.trials:
-        if t.outcome != STOPPED or t.rounds_done != first or t.rounds[-1].get("val_top_class_share", 0.0) < SINGLE_CLASS_SHARE:
+        if t.outcome != STOPPED or t.rounds_done != first or t.rounds[-1].get(SHARE_KEY, 0.0) < SINGLE_CLASS_SHARE:
             return None
     return first
 

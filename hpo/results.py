@@ -15,7 +15,7 @@ from typing import Any
 
 from hpo import experiment as exp
 from hpo.errors import ExperimentError
-from hpo.spec import SweepSpec, parse_spec
+from hpo.spec import SweepSpec, improves, parse_spec
 
 FINISHED, STOPPED, ERRORED, RUNNING, PENDING = "finished", "stopped (ASHA)", "errored", "running", "pending"
 CONVERGED = "converged (patience)"
@@ -63,7 +63,7 @@ class TrialRecord:
             v = r.get(metric)
             if v is None or "failure" in r:
                 continue
-            if best is None or (v > best[0] if mode == "max" else v < best[0]):
+            if improves(v, best[0] if best else None, mode):
                 best = (v, int(r["training_iteration"]))
         return best
 

@@ -13,9 +13,7 @@ from typing import Any
 
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 
-from hpo.spec import SINGLE_CLASS_SHARE, SweepSpec
-
-SHARE_KEY = "val_top_class_share"
+from hpo.spec import SHARE_KEY, SINGLE_CLASS_SHARE, SweepSpec
 
 
 class SweepASHA(AsyncHyperBandScheduler):

@@ -18,6 +18,7 @@ from typing import Any
 
 from ray.tune.search.optuna import OptunaSearch
 
+from hpo.spec import improves
 
 
 class SweepSearch(OptunaSearch):
@@ -28,9 +29,8 @@ class SweepSearch(OptunaSearch):
     def _track(self, trial_id: str, result: dict) -> None:
         value = result.get(self.metric)
         if value is not None:
-            old = self._best.get(trial_id)
-            better = old is None or (value > old if self.mode == "max" else value < old)
-            self._best[trial_id] = value if better else old
+            if improves(value, self._best.get(trial_id), self.mode):
+                self._best[trial_id] = value
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         if "failure" in result:  # a failed trial's last report carries no measured value

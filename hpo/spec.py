@@ -193,8 +193,15 @@ class SearcherSpec(_Strict):
     multivariate: bool = True
 
 
-# stop_single_class: a trial predicting one class for at least this share of the validation set.
+# stop_single_class: a trial predicting one class for at least this share of the validation set
+# (the share each trial reports under SHARE_KEY).
 SINGLE_CLASS_SHARE = 0.99
+SHARE_KEY = "val_top_class_share"
+
+
+def improves(value: float, best: float | None, mode: str) -> bool:
+    """Whether ``value`` beats ``best`` (None: nothing yet) for a metric to ``mode`` ("max" or "min"); ties do not."""
+    return best is None or (value > best if mode == "max" else value < best)
 
 
 class SchedulerSpec(_Strict):

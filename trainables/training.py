@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from hpo.spec import TrainingSpec
+from hpo.spec import TrainingSpec, improves
 from trainables.data import SpecialIds, Tokenized
 
 STATE_FILE = "train_state.pt"
@@ -90,7 +90,7 @@ class TrainState:
 
     def note(self, value: float, mode: str) -> None:
         """Record this round's value of the sweep's metric; earlier rounds win ties."""
-        if self.best_value is None or (value > self.best_value if mode == "max" else value < self.best_value):
+        if improves(value, self.best_value, mode):
             self.best_value, self.best_round = value, self.rounds_done
 
     def save(self, folder: Path) -> None:
