@@ -9,11 +9,17 @@ the ``1 - 1/rf`` quantile of the values that trials reached at that rung before 
 a rung always goes on). Compute is the rounds run against ``trials x max_rounds``; quality is the best
 value seen against the best value of the same trials trained to the end.
 
+Slot use is the rounds run against ``slots x`` the schedule's length in rounds: the share of the slots
+that the schedule itself can keep busy, before any start-up, logging or checkpoint cost. It is what
+the sweep's busy fraction would be with none of those costs; the last trials, left running alone once
+every trial has started, are what it loses.
+
 The sweep's own rules are replayed too: ``stop_single_class`` (a trial predicting one class for at
 least 99 % of the validation set is stopped at a rung even when it is the first there) and
 ``patience`` (a trial past the last rung stops once its metric has not improved for that many rounds).
 
-The configurations are random search's, not TPE's, so this isolates the scheduler. It uses no timing.
+The configurations are random search's, not TPE's, so this isolates the scheduler. It uses no timing:
+every round counts as one time unit.
 """
 
 from __future__ import annotations
@@ -88,9 +94,9 @@ def rungs(grace: int, rf: int, max_rounds: int) -> list[int]:
 
 def simulate(
     curves: list[Curve], grace: int, rf: int, slots: int, sign: float, single_class: bool = False, patience: int | None = None
-) -> tuple[int, float]:
-    """Rounds run and best value found by asynchronous ASHA over ``curves`` taken in order.
-    ``sign`` is +1 to maximise the metric, -1 to minimise it (values are multiplied by it)."""
+) -> tuple[int, float, float]:
+    """Rounds run, best value found and the schedule's length (in rounds) of asynchronous ASHA over
+    ``curves`` taken in order. ``sign`` is +1 to maximise the metric, -1 to minimise it."""
     max_rounds = len(curves[0].values)
     spec = SchedulerSpec(max_rounds=max_rounds, grace_period=grace, reduction_factor=rf, patience=patience)
     recorded: dict[int, list[float]] = {m: [] for m in spec.rungs()}
@@ -98,11 +104,12 @@ def simulate(
     running: list[tuple[float, int, int]] = []  # (time the round ends, trial, round)
     done = [0] * len(curves)
     own_best = [(-np.inf, 0)] * len(curves)  # each trial's best value and its round
-    best = -np.inf
+    best = end = -np.inf
     for slot in range(min(slots, len(waiting))):
         heapq.heappush(running, (1.0 + 1e-6 * slot, waiting.pop(0), 1))
     while running:
         now, trial, rnd = heapq.heappop(running)
+        end = max(end, now)
         value = sign * curves[trial].values[rnd - 1]
         done[trial], best = rnd, max(best, value)
         if value > own_best[trial][0]:
@@ -122,7 +129,7 @@ def simulate(
             heapq.heappush(running, (now + 1.0, trial, rnd + 1))
         elif waiting:
             heapq.heappush(running, (now + 1.0, waiting.pop(0), 1))
-    return sum(done), sign * best
+    return sum(done), sign * best, round(end)
 
 
 def replay(curves: list[Curve], trials: int, slots: int, sign: float, draws: int, seed: int) -> list[dict[str, Any]]:
@@ -134,12 +141,14 @@ def replay(curves: list[Curve], trials: int, slots: int, sign: float, draws: int
     for grace, rf, single_class, patience in SETTINGS:
         if single_class and not have_shares:
             continue  # curves recorded before val_top_class_share existed
-        compute, diff = [], []
+        compute, diff, use = [], [], []
         for sample in samples:
-            rounds, best = simulate(sample, grace, rf, slots, sign, single_class, patience)
+            rounds, best, span = simulate(sample, grace, rf, slots, sign, single_class, patience)
             full_best = sign * max(sign * v for c in sample for v in c.values)
             compute.append(rounds / (trials * max_rounds))
             diff.append(100 * sign * (best - full_best))  # points; negative = worse than training all
+            use.append(rounds / (slots * span))
+        search_ok = [(d >= -0.5) and (c <= 0.40) for d, c in zip(diff, compute)]
         out.append(
             {
                 "grace_period": grace,
@@ -152,7 +161,11 @@ def replay(curves: list[Curve], trials: int, slots: int, sign: float, draws: int
                 "diff_points_median": float(np.median(diff)),
                 "diff_points_mean": float(np.mean(diff)),
                 "diff_points_p10": float(np.percentile(diff, 10)),
-                "share_within_0_5_points_and_40pct": float(np.mean([(d >= -0.5) and (c <= 0.40) for d, c in zip(diff, compute)])),
+                "share_within_0_5_points_and_40pct": float(np.mean(search_ok)),
+                "slot_use_median": float(np.median(use)),
+                "slot_use_q1_q3": [float(np.percentile(use, 25)), float(np.percentile(use, 75))],
+                "share_slot_use_0_90": float(np.mean([u >= 0.90 for u in use])),
+                "share_all_three": float(np.mean([ok and u >= 0.90 for ok, u in zip(search_ok, use)])),
             }
         )
     return out
@@ -187,18 +200,22 @@ def markdown(p: dict[str, Any]) -> str:
     lines = [
         f"**ASHA replayed** on {p['curves']} learning curves of random search trained to the end ({p['max_rounds']} rounds), "
         f"{p['draws']} draws of {p['trials']} trials, {p['slots']} at a time, Ray's stopping rule (and the sweep's own rules where marked). Compute: share of the "
-        f"rounds of training every trial to the end; Δ: best {p['metric']} found minus the best of the same trials trained to the end.",
+        f"rounds of training every trial to the end; Δ: best {p['metric']} found minus the best of the same trials trained to the end. "
+        f"Slot use: rounds run / ({p['slots']} slots × the schedule's length in rounds), the busy fraction the schedule allows before any start-up or logging cost "
+        "(training every trial to the end gives 1.00).",
         "",
-        "| grace, reduction factor (rungs) | one-class stop | patience | compute, median (q1–q3) | Δ points, median / mean / 10th pct | draws meeting ≤ 40 % and ≥ −0.5 |",
-        "|---|---|---:|---:|---:|---:|",
+        "| grace, reduction factor (rungs) | one-class stop | patience | compute, median (q1–q3) | Δ points, median / mean / 10th pct | draws meeting ≤ 40 % and ≥ −0.5 | slot use, median (q1–q3) | draws with slot use ≥ 0.90 | draws meeting all three |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for s in p["settings"]:
         q1, q3 = s["compute_q1_q3"]
+        u1, u3 = s["slot_use_q1_q3"]
         lines.append(
             f"| {s['grace_period']}, {s['reduction_factor']} ({', '.join(map(str, s['rungs']))}) | {'yes' if s.get('stop_single_class') else 'no'} "
             f"| {s.get('patience') or '-'} | {fmt(100 * s['compute_median'], 0)} % "
             f"({fmt(100 * q1, 0)}–{fmt(100 * q3, 0)}) | {s['diff_points_median']:+.2f} / {s['diff_points_mean']:+.2f} / {s['diff_points_p10']:+.2f} "
-            f"| {fmt(100 * s['share_within_0_5_points_and_40pct'], 0)} % |"
+            f"| {fmt(100 * s['share_within_0_5_points_and_40pct'], 0)} % | {s['slot_use_median']:.2f} ({u1:.2f}–{u3:.2f}) "
+            f"| {fmt(100 * s['share_slot_use_0_90'], 0)} % | {fmt(100 * s['share_all_three'], 0)} % |"
         )
     lines += ["", f"```bash\n{p['command']}\n```"]
     return "\n".join(lines)

@@ -61,7 +61,7 @@ def markdown(p: dict[str, Any]) -> str:
     n = len(runs)
     rows = [
         ("`run_sweep` wall", fmt_stat(s["wall_s"], 0, " s")),
-        ("&nbsp;&nbsp;data preparation / Ray start / `Tuner.fit`", " / ".join(fmt(s[k]["median"], 0) for k in ("prepare_s", "ray_start_s", "tune_s")) + " s"),
+        ("&nbsp;&nbsp;data preparation (Ray starting meanwhile) / rest of Ray start / `Tuner.fit`", " / ".join(fmt(s[k]["median"], 0) for k in ("prepare_s", "ray_start_s", "tune_s")) + " s"),
         ("trials (stopped by ASHA)", f"{fmt_stat(s['trials'], 0)} ({fmt_stat(s['stopped'], 0)})"),
         ("trial-rounds (trial-epochs)", f"{fmt_stat(s['trial_rounds'], 0)} ({fmt_stat(s['trial_epochs'], 1)})"),
         (f"best {s['metric']}", fmt_stat(s["best_value"], 4)),

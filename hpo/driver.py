@@ -157,8 +157,7 @@ def run_sweep(
     if exp.exists(exp.join(path, "tuner.pkl")):
         raise ExperimentError(f"an experiment already exists at {path}; pick another --name or --storage, or `hpo resume {path}`")
     mode = resolve_mode(spec.tracking, wandb_mode)
-    prepared = prepare(spec, echo)
-    init_ray(address, num_cpus)
+    prepared = prepare(spec, echo, alongside=lambda: init_ray(address, num_cpus))
     check_storage(spec)
     exp.write_text(exp.join(path, exp.META_DIR, exp.SPEC_FILE), dump_spec(spec))
     summary = {**prepared.summary, "base_model": spec.model.name or "offline_preset"}

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from hpo.errors import DataError
-from hpo.spec import DataSpec
-from tests.conftest import imdb_files
+from hpo.spec import DataSpec, SweepSpec
+from tests.conftest import imdb_files, tiny_spec
 from trainables.data import (
     Labelled,
     Tokenized,
@@ -122,3 +122,35 @@ def test_tokenized_rows_are_ragged_and_selectable():
     assert sel.labels.tolist() == [0, 0] and sel.ids[-3:].tolist() == [1, 2, 3]
     both = Tokenized.concat([tok, sel])
     assert len(both) == 5 and both.offsets[-1] == 12 + 11
+
+
+def test_ray_starts_while_the_texts_are_tokenized_and_only_after_the_data_checks(tmp_path):
+    """The driver starts Ray alongside tokenization; bad data is refused before it is called."""
+    import threading
+
+    from trainables.prepare import prepare
+
+    spec = SweepSpec.model_validate(tiny_spec(tmp_path))
+    (tmp_path / "junk.parquet").write_bytes(b"not parquet")
+    bad = spec.model_copy(update={"data": spec.data.model_copy(update={"files": {**spec.data.files, "train": str(tmp_path / "junk.parquet")}})})
+    called: list[str] = []
+    with pytest.raises(DataError, match="cannot read the data"):
+        prepare(bad, echo=lambda _: None, alongside=lambda: called.append("ray"))
+    assert called == []
+
+    tokenized = threading.Event()
+
+    def echo(msg: str) -> None:
+        if msg.startswith("tokenized "):
+            tokenized.set()
+
+    def alongside() -> None:  # blocks until tokenization is done: deadlocks unless the two overlap
+        called.append(threading.current_thread().name)
+        assert tokenized.wait(120), "tokenization did not run while `alongside` ran"
+
+    together = prepare(spec, echo=echo, alongside=alongside)
+    assert called == [threading.main_thread().name]
+    alone = prepare(spec, echo=lambda _: None)
+    for split in ("train", "validation", "test"):
+        a, b = getattr(together.data, split), getattr(alone.data, split)
+        assert np.array_equal(a.ids, b.ids) and np.array_equal(a.offsets, b.offsets) and np.array_equal(a.labels, b.labels)

@@ -19,13 +19,13 @@ def test_first_trial_at_a_rung_goes_on_and_a_worse_one_stops_there():
         [0.50, 0.50, 0.90, 0.90, 0.90, 0.90],  # below the first at round 2: stopped there, never shows its 0.90
         [0.50, 0.70, 0.70, 0.90, 0.90, 0.95],  # above the median at rounds 2 and 4: to the end
     ]
-    rounds, best = simulate([Curve(c, None) for c in curves], grace=2, rf=2, slots=1, sign=1.0)
-    assert (rounds, best) == (6 + 2 + 6, 0.95)
+    rounds, best, span = simulate([Curve(c, None) for c in curves], grace=2, rf=2, slots=1, sign=1.0)
+    assert (rounds, best, span) == (6 + 2 + 6, 0.95, 14)  # one slot: the trials run back to back
 
 
 def test_minimised_metric_stops_the_higher_loss():
     losses = [[0.7, 0.6, 0.5, 0.4], [0.7, 0.65, 0.1, 0.1]]
-    rounds, best = simulate([Curve(c, None) for c in losses], grace=2, rf=2, slots=1, sign=-1.0)
+    rounds, best, _ = simulate([Curve(c, None) for c in losses], grace=2, rf=2, slots=1, sign=-1.0)
     assert rounds == 4 + 2 and best == pytest.approx(0.4)
 
 
@@ -33,8 +33,16 @@ def test_one_class_rule_stops_the_first_trial_at_a_rung_and_patience_ends_a_flat
     stuck = Curve([0.5, 0.5, 0.5, 0.5, 0.9, 0.9, 0.9, 0.9], [1.0, 1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.5])
     flat = Curve([0.6, 0.7, 0.8, 0.8, 0.8, 0.8, 0.8, 0.8], [0.6] * 8)
     # Ray's rule alone: the stuck trial is first at rungs 2 and 4, so it runs to the end
-    assert simulate([stuck, flat], grace=2, rf=2, slots=1, sign=1.0) == (8 + 8, 0.9)
+    assert simulate([stuck, flat], grace=2, rf=2, slots=1, sign=1.0)[:2] == (8 + 8, 0.9)
     # one-class rule: stopped at round 2; the flat trial then leads every rung
-    assert simulate([stuck, flat], grace=2, rf=2, slots=1, sign=1.0, single_class=True) == (2 + 8, 0.8)
+    assert simulate([stuck, flat], grace=2, rf=2, slots=1, sign=1.0, single_class=True)[:2] == (2 + 8, 0.8)
     # patience 2 from the last rung (4): the flat trial's best is round 3, so it ends at round 5
-    assert simulate([stuck, flat], grace=2, rf=2, slots=1, sign=1.0, single_class=True, patience=2) == (2 + 5, 0.8)
+    assert simulate([stuck, flat], grace=2, rf=2, slots=1, sign=1.0, single_class=True, patience=2)[:2] == (2 + 5, 0.8)
+
+
+def test_a_trial_left_running_alone_at_the_end_idles_the_other_slot():
+    first = Curve([0.5, 0.6, 0.7, 0.8, 0.8, 0.8], None)  # first at both rungs: rounds 1-6 in slot 0
+    weak = Curve([0.5, 0.5, 0.5, 0.5, 0.5, 0.5], None)  # below it at round 2: stopped, frees slot 1 at t=2
+    late = Curve([0.5, 0.7, 0.7, 0.9, 0.9, 0.9], None)  # starts at t=2, above at rungs 2 and 4: ends at t=8
+    rounds, best, span = simulate([first, weak, late], grace=2, rf=2, slots=2, sign=1.0)
+    assert (rounds, best, span) == (6 + 2 + 6, 0.9, 8)  # slot 0 idles from t=6 to 8: use 14 / (2 x 8)

@@ -1,9 +1,10 @@
-"""Data and base model, prepared once per sweep (and once per promotion), before Ray starts."""
+"""Data and base model, prepared once per sweep (and once per promotion); a sweep starts Ray meanwhile."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,11 +31,25 @@ class Prepared:
         }
 
 
-def prepare(spec: SweepSpec, echo: Callable[[str], None] = print) -> Prepared:
-    """Load and check the data, resolve the base model, tokenize once. Raises before any launch."""
+def prepare(spec: SweepSpec, echo: Callable[[str], None] = print, alongside: Callable[[], None] | None = None) -> Prepared:
+    """Load and check the data, resolve the base model, tokenize once. Raises on bad data before any launch.
+
+    ``alongside`` (the driver starts Ray with it) runs in the calling thread once the data has passed
+    its checks, while the tokenizer loads and the texts are tokenized in another thread: the fast
+    tokenizer and Ray's start-up (mostly waiting on its own processes) overlap instead of adding up.
+    """
     splits = load_splits(spec.data)
     for split, counts in splits.class_counts.items():
         echo(f"{split:>10}: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
+    if alongside is None:
+        return _tokenized(spec, splits, echo)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hpo-tokenize") as pool:
+        future = pool.submit(_tokenized, spec, splits, echo)
+        alongside()
+        return future.result()
+
+
+def _tokenized(spec: SweepSpec, splits: Splits, echo: Callable[[str], None]) -> Prepared:
     source = base_source(spec.model)
     tokenizer = load_tokenizer(source)
     max_length = spec.max_length_bound()
