@@ -6,6 +6,11 @@ that trial's run empty. Each trial whose run was written completely gets a marke
 a resumed sweep replays, from the trial's ``result.json``, every round of a trial that has no marker.
 W&B runs are keyed by trial id with ``resume="allow"``, so a replay continues the trial's own run
 (steps W&B already holds are ignored by it) instead of adding a second one.
+
+Each trial's logger reads from a queue actor that Ray starts with the trial. The stock callback puts
+every result with a blocking call, so the first result of each trial held Tune's whole loop (and every
+trial waiting on it to take its result) until that actor's process was up: 0.7-3 s per trial on a
+2-core machine. Here results wait in the driver until the queue actor answers, and go in order.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from pathlib import Path
 import pyarrow
 import pyarrow.fs
 from ray.air.constants import EXPR_RESULT_FILE, TRAINING_ITERATION
-from ray.air.integrations.wandb import WandbLoggerCallback, _WandbLoggingActor
+from ray.air.integrations.wandb import WandbLoggerCallback, _clean_log, _QueueItem, _WandbLoggingActor
 
 log = logging.getLogger("hpo")
 
@@ -120,11 +125,52 @@ class SweepWandbCallback(WandbLoggerCallback):
         """Trials whose logger was told to finish (it may still be writing)."""
         return self.__dict__.setdefault("_stopping_trials", set())
 
+    @property
+    def _unsent(self) -> dict:
+        """Per trial, the items waiting for its queue actor to come up, in order."""
+        return self.__dict__.setdefault("_unsent_items", {})
+
+    @property
+    def _queue_up(self) -> dict:
+        """Per trial, True once its queue actor answered, else the pending call that tells."""
+        return self.__dict__.setdefault("_queue_probes", {})
+
+    def _send(self, trial, item) -> None:
+        self._unsent.setdefault(trial, []).append(item)
+        self._flush(trial)
+
+    def _flush(self, trial, wait: float = 0.0) -> None:
+        """Put the trial's waiting items into its queue, in one call, once the queue actor is up
+        (waiting up to ``wait`` seconds for it)."""
+        import ray
+
+        items, queue = self._unsent.get(trial), self._trial_queues.get(trial)
+        if not items or queue is None:
+            return
+        probe = self._queue_up.get(trial)
+        if probe is None:
+            probe = self._queue_up[trial] = queue.actor.qsize.remote()  # answers once the actor is up
+        if probe is not True:
+            if not ray.wait([probe], timeout=wait)[0]:
+                return
+            self._queue_up[trial] = True
+        queue.put_nowait_batch(items)
+        self._unsent[trial] = []
+
+    def _flush_all(self, wait: float = 0.0) -> None:
+        for trial in list(self._unsent):
+            self._flush(trial, wait)
+
+    def on_step_end(self, iteration, trials, **info):
+        self._flush_all()  # loggers whose queue actor came up since the last step
+        super().on_step_end(iteration, trials, **info)
+
     def log_trial_start(self, trial):
         if trial in self._stopping and trial in self._trial_logging_futures:
             # A trial restarted (after a lost node, a retry) while its previous logger is still writing:
             # the stock callback would keep sending to that finishing logger and lose the rest of the run.
             # Let it finish, then continue the same W&B run in a new one.
+            self._flush(trial, wait=self._upload_timeout)  # its end marker may still be waiting for the queue actor
             self._finish(self._trial_logging_futures[trial], timeout=self._upload_timeout)
         fresh = trial not in self._trial_logging_futures
         super().log_trial_start(trial)
@@ -137,19 +183,27 @@ class SweepWandbCallback(WandbLoggerCallback):
             self.log_trial_start(trial)
         if result.get(TRAINING_ITERATION, iteration) <= self._replayed_upto.get(trial, 0):
             return  # already sent by the replay
-        super().log_trial_result(iteration, trial, result)
+        self._send_result(trial, result)
+
+    def _send_result(self, trial, result: dict) -> None:
+        self._send(trial, (_QueueItem.RESULT, _clean_log(result, video_kwargs=self.video_kwargs, image_kwargs=self.image_kwargs)))
 
     def _replay(self, trial) -> None:
         """Send the rounds the trial reported before this logger started (none for a new trial)."""
         rows = _reported_rounds(trial)
         for row in rows:
-            super().log_trial_result(row[TRAINING_ITERATION], trial, row)
+            self._send_result(trial, row)
         if rows:
             self._replayed_upto[trial] = rows[-1][TRAINING_ITERATION]
 
     def _signal_logging_actor_stop(self, trial):
-        super()._signal_logging_actor_stop(trial)
+        self._send(trial, (_QueueItem.END, None))  # after the trial's waiting results
         self._stopping.add(trial)
+
+    def _cleanup_logging_actor(self, trial):
+        self._unsent.pop(trial, None)
+        self._queue_up.pop(trial, None)
+        super()._cleanup_logging_actor(trial)
 
     def _finish(self, future, timeout: float) -> bool:
         """Wait up to ``timeout`` s for one logger; when it is done, mark its run and release it."""
@@ -194,10 +248,15 @@ class SweepWandbCallback(WandbLoggerCallback):
                 if _reported_rounds(trial):
                     self.log_trial_start(trial)
                     self.log_trial_end(trial, failed=trial.status == trial.ERROR)
+        self._flush_all(wait=self._upload_timeout)
         super().on_experiment_end(trials, **info)
 
     def __del__(self):
         try:
+            import ray
+
+            if ray.is_initialized():
+                self._flush_all(wait=2)
             super().__del__()
         except Exception:  # interpreter shutdown: nothing left to clean up
             pass

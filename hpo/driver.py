@@ -132,7 +132,16 @@ class SweepOutcome:
     n_errored: int
 
 
+# With `checkpoints.num_to_keep`, Tune saves the experiment state after each trial checkpoint, so that a
+# resumed sweep never points at a checkpoint it deleted. That is by design here (0.05 s a round,
+# measured), so its warning about frequent snapshots would only repeat itself every few seconds.
+_QUIET_SNAPSHOTS = ("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+
+
 def _fit(tuner: Any, path: str, mode: str, echo: Callable[[str], None]) -> SweepOutcome:
+    import os
+
+    os.environ.setdefault(*_QUIET_SNAPSHOTS)  # a value the user set is kept
     start = time.perf_counter()
     results = tuner.fit()
     del tuner  # let Tune's callbacks go while Ray is still up (their finalizers talk to Ray)
