@@ -193,10 +193,15 @@ def analyze(path: str, wall_s: float) -> dict[str, Any]:
     span = max(ends) - min(starts) if starts and ends else None
     winner, best, best_round = sweep.winner()
     rounds = sum(r["rounds_done"] for r in rows)
+    rungs = set(sweep.spec.scheduler.rungs())
+    ordered = sorted(ends)
     return {
         "trials": len(rows),
         "outcomes": sweep.counts(),
         "stopped": sweep.counts().get(STOPPED, 0),
+        # ASHA stops at rungs only: a trial stopped anywhere else was kept on by backfill
+        "backfilled": sum(1 for t in sweep.trials if t.outcome == STOPPED and t.rounds_done not in rungs),
+        "last_trial_alone_s": ordered[-1] - ordered[-2] if len(ordered) > 1 else None,
         "converged": sweep.counts().get(CONVERGED, 0),
         "trial_rounds": rounds,
         "trial_epochs": rounds / sweep.spec.training.rounds_per_epoch,

@@ -10,7 +10,8 @@ W&B runs are keyed by trial id with ``resume="allow"``, so a replay continues th
 Each trial's logger reads from a queue actor that Ray starts with the trial. The stock callback puts
 every result with a blocking call, so the first result of each trial held Tune's whole loop (and every
 trial waiting on it to take its result) until that actor's process was up: 0.7-3 s per trial on a
-2-core machine. Here results wait in the driver until the queue actor answers, and go in order.
+2-core machine, and any later put could hold it while the machine was busy. Here a put is only
+submitted, never waited on; the next one goes once it is done, so the items keep their order.
 """
 
 from __future__ import annotations
@@ -127,34 +128,35 @@ class SweepWandbCallback(WandbLoggerCallback):
 
     @property
     def _unsent(self) -> dict:
-        """Per trial, the items waiting for its queue actor to come up, in order."""
+        """Per trial, the items not yet handed to its queue actor, in order."""
         return self.__dict__.setdefault("_unsent_items", {})
 
     @property
-    def _queue_up(self) -> dict:
-        """Per trial, True once its queue actor answered, else the pending call that tells."""
-        return self.__dict__.setdefault("_queue_probes", {})
+    def _in_flight(self) -> dict:
+        """Per trial, the put its queue actor has not finished yet (at most one, which keeps the order)."""
+        return self.__dict__.setdefault("_puts_in_flight", {})
 
     def _send(self, trial, item) -> None:
         self._unsent.setdefault(trial, []).append(item)
         self._flush(trial)
 
     def _flush(self, trial, wait: float = 0.0) -> None:
-        """Put the trial's waiting items into its queue, in one call, once the queue actor is up
-        (waiting up to ``wait`` seconds for it)."""
+        """Hand the trial's waiting items to its queue actor in one call, once its previous call is done
+        (waiting up to ``wait`` seconds for that). Never waits on the call it makes."""
         import ray
 
         items, queue = self._unsent.get(trial), self._trial_queues.get(trial)
         if not items or queue is None:
             return
-        probe = self._queue_up.get(trial)
-        if probe is None:
-            probe = self._queue_up[trial] = queue.actor.qsize.remote()  # answers once the actor is up
-        if probe is not True:
-            if not ray.wait([probe], timeout=wait)[0]:
+        previous = self._in_flight.get(trial)
+        if previous is not None:
+            if not ray.wait([previous], timeout=wait)[0]:
                 return
-            self._queue_up[trial] = True
-        queue.put_nowait_batch(items)
+            try:
+                ray.get(previous)
+            except Exception as e:  # the run misses these rounds; the next resume replays it
+                log.warning("W&B logging for trial %s lost results: %s", getattr(trial, "trial_id", trial), e)
+        self._in_flight[trial] = queue.actor.put_nowait_batch.remote(items)
         self._unsent[trial] = []
 
     def _flush_all(self, wait: float = 0.0) -> None:
@@ -202,7 +204,7 @@ class SweepWandbCallback(WandbLoggerCallback):
 
     def _cleanup_logging_actor(self, trial):
         self._unsent.pop(trial, None)
-        self._queue_up.pop(trial, None)
+        self._in_flight.pop(trial, None)
         super()._cleanup_logging_actor(trial)
 
     def _finish(self, future, timeout: float) -> bool:

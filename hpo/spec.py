@@ -221,6 +221,12 @@ class SchedulerSpec(_Strict):
         description="Stop a trial whose metric has not improved for this many rounds, checked from ASHA's last "
         "rung on (fifo: from grace_period). It ends converged, with its best round as its result.",
     )
+    backfill: bool = Field(
+        True,
+        description="asha: once every trial has started, a trial that ASHA would stop at a rung while another "
+        "trial still runs goes on in the slot that would otherwise stand idle; it is stopped when the last "
+        "other trial ends, so the sweep takes no longer. Its rounds count as compute.",
+    )
 
     @model_validator(mode="after")
     def _grace(self) -> SchedulerSpec:

@@ -109,3 +109,86 @@ def test_patience_ends_a_trial_that_stopped_improving_as_converged(tmp_path):
     # converged is a finished trial for TPE, valued at its best round, not a pruned one
     assert [s.state for s in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
     assert [s.value for s in study.trials] == [pytest.approx(t.rounds[0]["val_accuracy"]) for t in sweep.trials]
+
+
+class _Controller:
+    """What SweepASHA reads of Tune's controller: the live trials, whether every trial was created,
+    and ``stop_trial`` (which, like Tune's, tells the scheduler the trial completed)."""
+
+    def __init__(self, scheduler, all_created=True):
+        self.scheduler, self.stopped = scheduler, []
+        self.search_alg = SimpleNamespace(is_finished=lambda: all_created)
+        self.trials: dict[str, SimpleNamespace] = {}
+
+    def add(self, tid, status="RUNNING"):
+        self.trials[tid] = SimpleNamespace(trial_id=tid, status=status)
+        self.scheduler.on_trial_add(self, self.trials[tid])
+        return self.trials[tid]
+
+    def get_live_trials(self):
+        return [t for t in self.trials.values() if t.status != "TERMINATED"]
+
+    def report(self, tid, rnd, acc, share=0.5):
+        result = {"training_iteration": rnd, "val_accuracy": acc, "val_top_class_share": share}
+        return self.scheduler.on_trial_result(self, self.trials[tid], result)
+
+    def complete(self, tid):
+        self.scheduler.on_trial_complete(self, self.trials[tid], {})
+        self.trials[tid].status = "TERMINATED"
+
+    def stop_trial(self, trial):
+        self.stopped.append(trial.trial_id)
+        self.scheduler.on_trial_complete(self, trial, {})
+        trial.status = "TERMINATED"
+
+
+def _asha(backfill=True, stop_single_class=False):
+    spec = SchedulerSpec(max_rounds=6, grace_period=2, reduction_factor=2, stop_single_class=stop_single_class, backfill=backfill)
+    scheduler = make_scheduler(parse_spec_with(spec))
+    scheduler.set_search_properties("val_accuracy", "max")
+    return scheduler
+
+
+def test_backfill_keeps_a_stopped_trial_on_in_an_idle_slot_until_the_last_other_trial_ends():
+    ctl = _Controller(_asha())
+    for tid in "ab":
+        ctl.add(tid)
+    assert ctl.report("a", 2, 0.80) == TrialScheduler.CONTINUE  # first at rung 2
+    # below a at rung 2: ASHA stops b, but every trial has started and a still runs, so b goes on
+    assert ctl.report("b", 2, 0.60) == TrialScheduler.CONTINUE
+    assert ctl.scheduler.backfilled == ["b"]
+    assert ctl.report("b", 3, 0.70) == TrialScheduler.CONTINUE and ctl.report("b", 4, 0.50) == TrialScheduler.CONTINUE
+    # a ends: b is stopped at once, mid-round, so the sweep ends when it would have without backfill
+    ctl.complete("a")
+    assert ctl.stopped == ["b"]
+
+
+def test_backfill_only_once_every_trial_started_only_beside_a_running_trial_and_never_for_one_class():
+    ctl = _Controller(_asha(), all_created=False)  # more trials to come: the slot goes to one of them
+    ctl.add("a"), ctl.add("b")
+    ctl.report("a", 2, 0.80)
+    assert ctl.report("b", 2, 0.60) == TrialScheduler.STOP
+
+    ctl = _Controller(_asha())  # nothing else running: stopping b idles nothing
+    ctl.add("a", status="TERMINATED"), ctl.add("b")
+    ctl.scheduler.on_trial_result(ctl, ctl.trials["a"], {"training_iteration": 2, "val_accuracy": 0.8, "val_top_class_share": 0.5})
+    assert ctl.report("b", 2, 0.60) == TrialScheduler.STOP
+
+    ctl = _Controller(_asha(stop_single_class=True))  # learned nothing: stopped by the one-class rule as before
+    ctl.add("a"), ctl.add("b")
+    ctl.report("a", 2, 0.80)
+    assert ctl.report("b", 2, 0.50, share=1.0) == TrialScheduler.STOP and ctl.scheduler.backfilled == []
+
+    ctl = _Controller(_asha(backfill=False))
+    ctl.add("a"), ctl.add("b")
+    ctl.report("a", 2, 0.80)
+    assert ctl.report("b", 2, 0.60) == TrialScheduler.STOP
+
+
+def test_a_backfill_trial_stops_at_its_next_round_once_it_runs_alone():
+    ctl = _Controller(_asha())
+    ctl.add("a"), ctl.add("b")
+    ctl.report("a", 2, 0.80)
+    ctl.report("b", 2, 0.60)
+    ctl.trials["a"].status = "TERMINATED"  # a ended without the scheduler hearing of it (e.g. removed)
+    assert ctl.report("b", 3, 0.70) == TrialScheduler.STOP

@@ -134,3 +134,15 @@ def test_a_second_sweep_with_the_same_name_is_refused(tiny_sweep):
 def test_status_of_a_non_sweep_folder_is_a_clear_error(tmp_path, tiny_sweep):
     result = run_cli(["status", str(tmp_path)], tiny_sweep["env"], tmp_path, timeout=60)
     assert result.returncode == 1 and "not a sweep folder" in result.stdout
+
+
+def test_a_trial_kept_on_by_backfill_never_outlasts_the_others(sweep):
+    """ASHA stops at rungs only, so a trial stopped at another round was backfill: it ran in a slot that
+    would have stood idle, and was stopped when the last other trial ended, not later."""
+    rungs = set(sweep.spec.scheduler.rungs())
+    assert sweep.spec.scheduler.backfill
+    for t in sweep.trials:
+        if t.outcome == STOPPED and t.rounds_done not in rungs:
+            others = max(o.rounds[-1]["timestamp"] for o in sweep.trials if o is not t)
+            assert t.rounds[-1]["timestamp"] <= others, t.trial_id
+            assert t.rounds_done > min(rungs), t.trial_id  # it went on past the rung where ASHA stopped it
