@@ -46,3 +46,12 @@ def test_a_trial_left_running_alone_at_the_end_idles_the_other_slot():
     late = Curve([0.5, 0.7, 0.7, 0.9, 0.9, 0.9], None)  # starts at t=2, above at rungs 2 and 4: ends at t=8
     rounds, best, span = simulate([first, weak, late], grace=2, rf=2, slots=2, sign=1.0)
     assert (rounds, best, span) == (6 + 2 + 6, 0.9, 8)  # slot 0 idles from t=6 to 8: use 14 / (2 x 8)
+
+
+def test_deferred_one_class_rule_keeps_a_slow_starter_to_the_second_rung():
+    slow = Curve([0.5, 0.5, 0.8, 0.9, 0.9, 0.9, 0.9, 0.9], [1.0, 1.0, 0.6, 0.5, 0.5, 0.5, 0.5, 0.5])
+    dead = Curve([0.5] * 8, [1.0] * 8)
+    # stopped at round 2 by the one-class rule: the slow starter never shows its 0.9
+    assert simulate([slow, dead], grace=2, rf=2, slots=1, sign=1.0, single_class=True)[:2] == (2 + 2, 0.5)
+    # deferred: both go on to round 4; the slow starter has learned and leads, the dead one still predicts one class
+    assert simulate([slow, dead], grace=2, rf=2, slots=1, sign=1.0, single_class=True, defer=True)[:2] == (8 + 4, 0.9)
