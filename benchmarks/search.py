@@ -20,6 +20,7 @@ ARMS = {
 }
 LABELS = {"asha_tpe": "ASHA + TPE", "random_fifo": "random, no early stopping"}
 GOAL_POINTS, GOAL_COMPUTE = 0.5, 0.40
+TOLERANCE = 1e-9  # a difference of exactly 0.5 points (4 of 800 examples) is within the goal, not lost to float error
 # --quick: two trials per arm on a few hundred short texts.
 QUICK = {"data": {"train_size": 400, "test_size": 100}, "training": {"max_length": 64}, "budget": {"num_trials": 2}}
 
@@ -85,8 +86,8 @@ def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "paired": paired,
         "goal": {
             "text": f"ASHA+TPE within {GOAL_POINTS} points of random search's best with at most {GOAL_COMPUTE:.0%} of its compute (on the medians)",
-            "within_points": sign * diff >= -GOAL_POINTS,
-            "within_compute": compute is not None and compute <= GOAL_COMPUTE,
+            "within_points": sign * diff >= -GOAL_POINTS - TOLERANCE,
+            "within_compute": compute is not None and compute <= GOAL_COMPUTE + TOLERANCE,
         },
     }
 
