@@ -1,7 +1,8 @@
 """A sweep's Optuna study, for people: optuna-dashboard served from the journal beside the sweep.
 
-The searcher writes the study to ``EXPERIMENT/hpo/optuna.journal`` (local storage only), so the
-dashboard works while the sweep runs and after it finished. Viewing only reads the journal; the
+The searcher writes the study to ``EXPERIMENT/hpo/optuna.journal`` (uploaded with Tune's experiment
+state when the sweep lives in object storage), so the dashboard works while the sweep runs and after
+it finished; for a remote sweep it shows the study as of the dashboard's start. Viewing only reads the journal; the
 dashboard's own edit buttons (notes, deleting the study) would write to it.
 """
 
@@ -10,35 +11,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from hpo import experiment as exp
-from hpo.errors import ExperimentError, HpoError
+from hpo.errors import HpoError
+from hpo.journal import read_only_copy
+from hpo.storage import Location
 
 
-def journal_file(path: str | Path) -> Path:
-    """The sweep's journal, or an ``ExperimentError`` that says why there is none."""
-    if "://" in str(path):
-        raise ExperimentError(
-            f"{path}: the Optuna journal is written for local storage only; "
-            "a sweep stored on s3:// or gs:// has no study to open (copy the folder to local disk first)"
-        )
-    folder = Path(path)
-    if not (folder / exp.META_DIR / exp.SPEC_FILE).is_file():
-        raise ExperimentError(f"{folder}: not a sweep folder (no {exp.META_DIR}/{exp.SPEC_FILE}); give the path `hpo sweep` printed")
-    journal = folder / exp.META_DIR / exp.JOURNAL_FILE
-    if not journal.is_file():
-        raise ExperimentError(
-            f"{folder}: no Optuna journal at {exp.META_DIR}/{exp.JOURNAL_FILE}; the journal is written for local storage "
-            "only, by `hpo sweep` (a sweep with s3:// or gs:// storage, or from an older hpo, has none)"
-        )
-    return journal
-
-
-def open_storage(path: str | Path) -> Any:
-    """The sweep's study storage (optuna ``JournalStorage``); reading it writes nothing."""
+def open_storage(path: str | Path | Location) -> Any:
+    """The sweep's study storage (optuna ``JournalStorage``), local or in object storage; reading it
+    writes nothing to the sweep (a remote journal is read from a fresh download)."""
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
-    return JournalStorage(JournalFileBackend(str(journal_file(path))))
+    return JournalStorage(JournalFileBackend(str(read_only_copy(path))))
 
 
 def _summary(storage: Any) -> str:

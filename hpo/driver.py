@@ -9,23 +9,25 @@ from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from hpo import experiment as exp
 from hpo.errors import ExperimentError, HpoError
 from hpo.spec import SweepSpec, dump_spec
+from hpo.storage import DATA_FILE, META_DIR, SPEC_FILE, Location, is_remote
 from hpo.tracking import group_of, make_callback, resolve_mode
 from trainables.prepare import Prepared, prepare
 
 log = logging.getLogger("hpo")
 
 
-def experiment_path(spec: SweepSpec) -> str:
-    return exp.join(spec.storage, spec.name)
+def experiment_location(spec: SweepSpec) -> Location:
+    return Location.parse(spec.storage).child(spec.name)
 
 
-def journal_path(spec: SweepSpec) -> str | None:
-    """The Optuna journal beside the sweep; None for remote storage (a journal needs a local file)."""
-    path = experiment_path(spec)
-    return None if "://" in path else exp.join(path, exp.META_DIR, exp.JOURNAL_FILE)
+def _ray_storage(storage: Location) -> dict[str, Any]:
+    """How Ray Tune is told where the sweep lives: the filesystem object itself for a URI, so that query
+    parameters (``endpoint_override``...) are honoured and no path is ever glued after them."""
+    if storage.is_local:
+        return {"storage_path": storage.path}
+    return {"storage_path": storage.path, "storage_filesystem": storage.fs}
 
 
 def init_ray(address: str | None, num_cpus: int | None = None) -> None:
@@ -67,7 +69,7 @@ def build_tuner(spec: SweepSpec, prepared: Prepared, wandb_mode: str) -> Any:
         tune_config=tune.TuneConfig(
             metric=spec.metric,
             mode=spec.mode,
-            search_alg=make_searcher(spec, journal_path(spec)),
+            search_alg=make_searcher(spec, experiment_location(spec)),
             scheduler=make_scheduler(spec),
             num_samples=spec.budget.num_trials,
             time_budget_s=spec.budget.time_limit_s,
@@ -77,7 +79,7 @@ def build_tuner(spec: SweepSpec, prepared: Prepared, wandb_mode: str) -> Any:
         ),
         run_config=tune.RunConfig(
             name=spec.name,
-            storage_path=spec.storage,
+            **_ray_storage(Location.parse(spec.storage)),
             callbacks=callbacks,
             checkpoint_config=tune.CheckpointConfig(
                 num_to_keep=spec.checkpoints.num_to_keep,
@@ -113,7 +115,7 @@ def check_storage(spec: SweepSpec) -> None:
     import ray
 
     hosts = {n["NodeManagerAddress"] for n in ray.nodes() if n.get("Alive")}
-    if len(hosts) < 2 or "://" in spec.storage:
+    if len(hosts) < 2 or is_remote(spec.storage):
         return
     kind = filesystem_type(spec.storage)
     if kind not in _SHARED_FS:
@@ -162,18 +164,19 @@ def run_sweep(
     num_cpus: int | None = None,
 ) -> SweepOutcome:
     """Run a whole sweep and return where it landed. Raises ``HpoError`` on bad data or if every trial errored."""
-    path = experiment_path(spec)
-    if exp.exists(exp.join(path, "tuner.pkl")):
+    path = experiment_location(spec)
+    path.check_writable()  # a bad bucket, endpoint or folder is found before anything is loaded or started
+    if path.child("tuner.pkl").exists():
         raise ExperimentError(f"an experiment already exists at {path}; pick another --name or --storage, or `hpo resume {path}`")
     mode = resolve_mode(spec.tracking, wandb_mode)
     prepared = prepare(spec, echo, alongside=lambda: init_ray(address, num_cpus))
     check_storage(spec)
-    exp.write_text(exp.join(path, exp.META_DIR, exp.SPEC_FILE), dump_spec(spec))
+    path.child(META_DIR, SPEC_FILE).write_text(dump_spec(spec))
     summary = {**prepared.summary, "base_model": spec.model.name or "offline_preset"}
     tracking = {"wandb_mode": mode, "wandb_group": group_of(spec.tracking, spec.name), "wandb_project": spec.tracking.project}
-    exp.write_json(exp.join(path, exp.META_DIR, exp.DATA_FILE), {**summary, **tracking})
+    path.child(META_DIR, DATA_FILE).write_json({**summary, **tracking})
     echo(f"sweep {spec.name}: {spec.budget.num_trials} trials, {spec.budget.max_concurrent} at a time -> {path}")
-    return _fit(build_tuner(spec, prepared, mode), path, mode, echo)
+    return _fit(build_tuner(spec, prepared, mode), path.uri, mode, echo)
 
 
 def resume_sweep(path: str, address: str | None = None, echo: Callable[[str], None] = print, num_cpus: int | None = None) -> SweepOutcome:
@@ -183,13 +186,13 @@ def resume_sweep(path: str, address: str | None = None, echo: Callable[[str], No
 
     from ray import tune
 
+    from hpo.journal import fetch_for_resume
     from hpo.results import load_sweep
 
-    if "://" not in str(path):
-        path = str(Path(path).resolve())
-    sweep = load_sweep(path)
+    loc = Location.parse(path)
+    sweep = load_sweep(loc)
     spec = sweep.spec
-    if not exp.exists(exp.join(path, "tuner.pkl")):
+    if not loc.child("tuner.pkl").exists():
         raise ExperimentError(f"{path} has no Tune state (tuner.pkl) to resume from; start it with `hpo sweep`")
     prepared = prepare(spec, echo)
     if sweep.data.get("fingerprint") not in (None, prepared.splits.fingerprint):
@@ -199,9 +202,19 @@ def resume_sweep(path: str, address: str | None = None, echo: Callable[[str], No
         os.environ["WANDB_MODE"] = mode  # read by the restored W&B callback
     init_ray(address, num_cpus)
     check_storage(spec)
-    echo(f"resuming {spec.name} at {path}: {len(sweep.trials)} trials known, {sweep.counts()}")
-    tuner = tune.Tuner.restore(str(path), trainable=_trainable(spec, prepared), resume_unfinished=True, resume_errored=True)
-    return _fit(tuner, str(path), mode, echo)
+    echo(f"resuming {spec.name} at {loc}: {len(sweep.trials)} trials known, {sweep.counts()}")
+    fetch_for_resume(loc)
+    storage = _ray_storage(loc)
+    tuner = tune.Tuner.restore(
+        storage["storage_path"],
+        trainable=_trainable(spec, prepared),
+        resume_unfinished=True,
+        resume_errored=True,
+        storage_filesystem=storage.get("storage_filesystem"),
+    )
+    return _fit(tuner, loc.uri, mode, echo)
+
+
 def shutdown_ray() -> None:
     import ray
 

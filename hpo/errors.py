@@ -40,3 +40,10 @@ class GateError(PromotionError):
     """The retrained model failed a quality gate; nothing was published."""
 
     exit_code = 3
+
+
+class StorageError(HpoError):
+    """The sweep's storage cannot be used: a bad URI, a missing bucket, no access, an endpoint that is down.
+    Found before any data is loaded or Ray is started."""
+
+    exit_code = 2

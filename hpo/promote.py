@@ -1,8 +1,10 @@
 """Promotion: pick the sweep's winner, retrain it on the full balanced training set with the same
 training code, evaluate on the held-out test split, gate, publish in one commit, verify the copy.
 
-Everything heavy is kept in ``WORK`` (default ``EXPERIMENT/hpo/promotion``): a retry after a failed
-upload or verification reuses the retrained model instead of training again.
+Everything heavy is kept in ``WORK`` (default ``EXPERIMENT/hpo/promotion``; for a sweep in object
+storage, a folder on this machine whose model is also stored at ``EXPERIMENT/hpo/promotion/model``): a
+retry after a failed upload or verification, from this machine or another, reuses the retrained model
+instead of training again.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import numpy as np
 
 from hpo.errors import GateError, HpoError, PromotionError
 from hpo.results import Sweep, load_sweep
+from hpo.storage import META_DIR, Location
 
 MARKER = "promotion.json"
 CARD = "README.md"
@@ -109,11 +112,32 @@ def show_top(sweep: Sweep, echo: Callable[[str], None], n: int = 5) -> None:
     make_console().print(trials_table(sweep, limit=n))
 
 
-def _trained_marker(work: Path) -> dict[str, Any] | None:
+def stored_model(sweep_path: str | Path | Location) -> Location:
+    """Where the sweep keeps its retrained winner (and, once written, its card and provenance)."""
+    return Location.parse(sweep_path).child(META_DIR, "promotion", "model")
+
+
+def _work_dir(sweep: Sweep, opts: PromoteOptions) -> Path:
+    return Path(opts.work_dir).resolve() if opts.work_dir else sweep.path.mirror(META_DIR, "promotion")
+
+
+def _trained_marker(work: Path, stored: Location) -> dict[str, Any] | None:
+    """The kept model's marker; a model kept only in the sweep's storage is brought here first."""
     marker = work / "model" / MARKER
+    if not marker.is_file() and stored.child(MARKER).is_file():
+        stored.download_dir(work / "model")
     if marker.is_file() and (work / "model" / "config.json").is_file():
         return json.loads(marker.read_text())
     return None
+
+
+def _keep(model_dir: Path, stored: Location, names: list[str] | None = None) -> None:
+    """Store the model folder (or just ``names`` in it) with the sweep; a no-op for a local sweep."""
+    if names is None:
+        stored.upload_dir(model_dir)
+    else:
+        for name in names:
+            stored.child(name).upload_file(model_dir / name)
 
 
 def retrain(sweep: Sweep, trial_id: str, params: dict, rounds: int, work: Path, echo: Callable[[str], None]) -> dict[str, Any]:
@@ -225,13 +249,15 @@ def promote(path: str, opts: PromoteOptions, echo: Callable[[str], None] = print
     show_top(sweep, echo)
     echo(f"winner: {trial.trial_id} {sweep.spec.metric}={value:.4f} at round {rnd}, config {trial.params}")
     _check_token(opts)
-    work = Path(opts.work_dir) if opts.work_dir else Path(path) / "hpo" / "promotion"
+    work = _work_dir(sweep, opts)
     work.mkdir(parents=True, exist_ok=True)
+    # A sweep in object storage keeps its promoted model there too; a local one where WORK is.
+    stored = stored_model(sweep.path) if not (opts.work_dir and sweep.path.is_local) else Location.parse(work / "model")
     from trainables.data import load_splits
 
     splits = load_splits(sweep.spec.data)  # once: both the local and the published copy are scored on it
     model_dir = work / "model"
-    marker = _trained_marker(work)
+    marker = _trained_marker(work, stored)
     metrics = None
     if marker and marker["trial_id"] == trial.trial_id and marker["round"] == rnd:
         echo(f"reusing the retrained model in {model_dir} (delete it to retrain)")
@@ -241,6 +267,7 @@ def promote(path: str, opts: PromoteOptions, echo: Callable[[str], None] = print
             echo(f"warning: the kept model is unreadable ({err}); retraining")
     if metrics is None:
         marker = retrain(sweep, trial.trial_id, trial.params, rnd, work, echo)
+        _keep(model_dir, stored)
         metrics = evaluate_folder(model_dir, splits, marker["training"])
     gates = run_gates(model_dir, sweep, metrics) if sweep.spec.promotion.gate.enabled else []
     card.print_metrics(metrics, sweep, echo)
@@ -249,6 +276,7 @@ def promote(path: str, opts: PromoteOptions, echo: Callable[[str], None] = print
     if failed:
         raise GateError("gate failed, nothing published: " + "; ".join(f"{n}: {v}" for n, v, _ in failed))
     files = card.write_release_files(model_dir, sweep, trial, value, rnd, marker, metrics, opts.repo_id or Path(opts.dry_run_dir).name)
+    _keep(model_dir, stored, ["README.md", "provenance.json"])
     if opts.dry_run_dir:
         target = hub.copy_release(model_dir, Path(opts.dry_run_dir), files)
         url, commit = None, None
@@ -266,4 +294,6 @@ def promote(path: str, opts: PromoteOptions, echo: Callable[[str], None] = print
     echo("verified: the published copy's test metrics are identical to the local model's")
     result = PromotionResult(trial.trial_id, rnd, model_dir, metrics, published, gates, url, commit, files)
     card.log_to_wandb(sweep, opts, result, work, {"trial_id": trial.trial_id, "round": rnd, **trial.params})
+    if (work / "wandb").is_dir():
+        stored.parent.child("wandb").upload_dir(work / "wandb")
     return result

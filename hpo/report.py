@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import glob
 import sys
-from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
 from hpo.results import CONVERGED, ERRORED, FINISHED, STOPPED, Sweep, disk_usage, load_sweep
 from hpo.spec import SHARE_KEY, SINGLE_CLASS_SHARE
+from hpo.storage import Location
 
 _STYLE = {FINISHED: "green", CONVERGED: "green", STOPPED: "yellow", ERRORED: "red"}
 
@@ -53,15 +52,16 @@ def print_status(path: str, console: Console | None = None) -> Sweep:
     sweep = load_sweep(path)
     console.print(trials_table(sweep))
     counts = sweep.counts()
-    console.print(", ".join(f"{v} {k}" for k, v in sorted(counts.items())) + f"; disk used {disk_usage(path) / 2**20:.1f} MiB")
+    console.print(", ".join(f"{v} {k}" for k, v in sorted(counts.items())) + f"; disk used {disk_usage(sweep.path) / 2**20:.1f} MiB")
     if sweep.ranked():
         t, value, rnd = sweep.winner()
         console.print(f"best: {t.trial_id} {sweep.spec.metric}={value:.4f} at round {rnd} with {t.params}")
     return sweep
 
 
-def wandb_offline_runs(path: str) -> list[str]:
-    return sorted(glob.glob(str(Path(path) / "*" / "wandb" / "offline-run-*")))
+def wandb_offline_runs(sweep: Sweep) -> list[Location]:
+    """The offline W&B run folders stored with the sweep's trials."""
+    return [run for t in sweep.trials for run in t.folder.child("wandb").list_dirs() if run.name.startswith("offline-run-")]
 
 
 def stopped_before_learning(sweep: Sweep) -> int | None:
@@ -86,10 +86,22 @@ def print_sweep_summary(path: str, wandb_mode: str, console: Console | None = No
             "(scheduler.stop_single_class); raise scheduler.grace_period or set stop_single_class: false",
             style="bold red",
         )
-    console.print(f"experiment: {path}")
+    where = sweep.path
+    shown = _quoted(where.uri)
+    console.print(f"experiment: {where}")
     if sweep.ranked():
-        console.print(f"promote it: hpo promote {path} --dry-run promoted/{sweep.spec.name}")
+        console.print(f"promote it: hpo promote {shown} --dry-run promoted/{sweep.spec.name}")
     if wandb_mode == "offline":
-        runs = wandb_offline_runs(path)
-        console.print(f"W&B ran offline: {len(runs)} runs under {path}/*/wandb/; upload them later with")
-        console.print(f"  wandb sync {path}/*/wandb/offline-run-*")
+        runs = wandb_offline_runs(sweep)
+        console.print(f"W&B ran offline: {len(runs)} runs under {where.child('*', 'wandb')}; upload them later with")
+        if where.is_local:
+            console.print(f"  wandb sync {where.path}/*/wandb/offline-run-*")
+        else:  # wandb sync reads local folders: copy the runs down first
+            console.print(f"  copy {where.child('*', 'wandb', 'offline-run-*')} to a local folder (e.g. with your cloud's CLI), then wandb sync FOLDER/offline-run-*")
+
+
+def _quoted(text: str) -> str:
+    """A path or URI as a shell argument (a URI's ``?`` and ``&`` must be quoted)."""
+    import shlex
+
+    return shlex.quote(text)

@@ -8,8 +8,9 @@ Two things differ from Ray's stock ``OptunaSearch``:
   (a trial that ended on ``patience`` counts as completed: it converged, it was not cut short);
 * a trial that ended with a ``failure`` (NaN loss, out of GPU memory) is told as FAIL.
 
-The study lives in an Optuna journal file under ``EXPERIMENT/hpo/`` (when storage is local), so
-``optuna-dashboard`` can read it while the sweep runs and after.
+The study lives in an Optuna journal, ``EXPERIMENT/hpo/optuna.journal`` (``hpo.journal``: mirrored from
+the driver's disk when the sweep is in object storage), so ``optuna-dashboard`` can read it while the
+sweep runs and after, and ``hpo resume`` restores it.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from typing import Any
 
 from ray.tune.search.optuna import OptunaSearch
 
+from hpo.journal import start_journal
 from hpo.spec import improves
+from hpo.storage import Location
 
 
 class SweepSearch(OptunaSearch):
@@ -61,6 +64,13 @@ class SweepSearch(OptunaSearch):
         finally:
             self._completed_trials.add(trial_id)
 
+    def save(self, checkpoint_path: str) -> None:
+        """Tune saves the searcher with the experiment state: the stored journal goes with it."""
+        super().save(checkpoint_path)
+        journal = self.__dict__.get("journal")  # absent in a searcher restored from an older hpo
+        if journal is not None:
+            journal.sync()
+
     def restore(self, checkpoint_path: str) -> None:
         """After a driver crash: trials the study handed out after the last saved searcher state never
         reached Tune; mark them FAIL so the study (and the dashboard) holds no phantom running trials."""
@@ -74,21 +84,23 @@ class SweepSearch(OptunaSearch):
                 storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
 
 
-def make_searcher(spec: Any, journal: str | None) -> Any:
-    """TPE (or random, for baselines) over the spec's space, limited to ``max_concurrent`` at a time."""
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
+def make_searcher(spec: Any, experiment: Location | None) -> Any:
+    """TPE (or random, for baselines) over the spec's space, limited to ``max_concurrent`` at a time;
+    its study is journalled beside the sweep at ``experiment`` (in memory only when None)."""
     from ray.tune.search import ConcurrencyLimiter
 
     from hpo.space import make_sampler, to_optuna
 
-    storage = JournalStorage(JournalFileBackend(journal)) if journal else None
+    from optuna.storages import JournalStorage
+
+    journal = start_journal(experiment) if experiment is not None else None
     search = SweepSearch(
         space=to_optuna(spec.search_space),
         metric=spec.metric,
         mode=spec.mode,
         sampler=make_sampler(spec.searcher),
-        storage=storage,
+        storage=JournalStorage(journal) if journal is not None else None,
         study_name=spec.name,
     )
+    search.journal = journal  # pickled with the searcher, as the same object as the study's backend
     return ConcurrencyLimiter(search, max_concurrent=spec.budget.max_concurrent)

@@ -63,7 +63,9 @@ class DataSpec(_Strict):
 
     hub_id: str | None = Field(None, description="Hub dataset id, e.g. stanfordnlp/imdb.")
     files: dict[Literal["train", "test"], str] | None = Field(
-        None, description="Local parquet/csv/json(l) files for the train and test splits."
+        None,
+        description="parquet/csv/json(l) files for the train and test splits: local paths, or URIs in object "
+        "storage (s3://, gs://) that a cluster's driver can read.",
     )
     train_split: str = "train"
     test_split: str = "test"
@@ -447,6 +449,9 @@ def resolve_paths(spec: SweepSpec, source: str = "<spec>") -> SweepSpec:
     if data.files is not None:
         files = {}
         for split, f in data.files.items():
+            if _is_uri(f):  # object storage: read (and checked) where the data is loaded
+                files[split] = f
+                continue
             p = Path(f).expanduser()
             if not p.is_file():
                 problems.append(f"data.files.{split}: no such file {f!r} (relative paths are from {Path.cwd()})")

@@ -21,7 +21,8 @@
 # confusion matrix. Works on a finished sweep and on one still running.
 #
 # Point it at a sweep with `HPO_EXPERIMENT=runs/NAME` (or papermill's `-p EXPERIMENT runs/NAME`).
-# Each figure is also saved, under a stable name, into `HPO_FIGURES` (default `EXPERIMENT/hpo/figures`).
+# Each figure is also saved, under a stable name, into `HPO_FIGURES` (default `EXPERIMENT/hpo/figures`;
+# for a sweep in object storage, a folder on this machine).
 # The `.ipynb` is stored without outputs and paired with `sweep_analysis.py` (jupytext): edit either,
 # then `jupytext --sync notebooks/sweep_analysis.ipynb`.
 
@@ -49,12 +50,13 @@ from optuna.trial import TrialState
 
 from hpo.dashboard import open_storage
 from hpo.errors import HpoError
+from hpo.promote import stored_model
 from hpo.results import CONVERGED, FINISHED, STOPPED, load_sweep
 
-sweep = load_sweep(EXPERIMENT)
+sweep = load_sweep(EXPERIMENT)  # a local folder or s3:// / gs:// URI
 spec = sweep.spec
 METRIC, MODE = spec.metric, spec.mode
-figures = Path(FIGURES or Path(EXPERIMENT) / "hpo" / "figures")
+figures = Path(FIGURES or sweep.path.mirror("hpo", "figures"))  # on this machine, also for a remote sweep
 figures.mkdir(parents=True, exist_ok=True)
 COLORS = {FINISHED: "tab:green", CONVERGED: "tab:blue", STOPPED: "tab:orange"}  # anything else (errored, running): grey
 
@@ -229,10 +231,10 @@ else:
 # `provenance.json` under `EXPERIMENT/hpo/promotion/model/`.
 
 # %%
-model_dir = Path(EXPERIMENT) / "hpo" / "promotion" / "model"
-provenance = json.loads((model_dir / "provenance.json").read_text()) if (model_dir / "provenance.json").is_file() else {}
+model_dir = stored_model(EXPERIMENT)
+provenance = model_dir.child("provenance.json").read_json() if model_dir.child("provenance.json").is_file() else {}
 test = provenance.get("test_metrics", {})
-if not (model_dir / "promotion.json").is_file() or "test_confusion" not in test:
+if not model_dir.child("promotion.json").is_file() or "test_confusion" not in test:
     print(f"not promoted yet (nothing in {model_dir}); run `hpo promote {EXPERIMENT} --dry-run DIR` first")
 else:
     labels = provenance.get("spec", {}).get("data", {}).get("label_names") or sweep.data["label_names"]

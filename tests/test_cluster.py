@@ -188,8 +188,10 @@ def test_searcher_records_a_failed_trial_as_fail_and_status_shows_the_reason(tmp
     from hpo.spec import parse_spec
 
     spec = parse_spec(tiny_spec(tmp_path / "runs", name="fails"))
-    journal = tmp_path / "j.journal"
-    limiter = make_searcher(spec, str(journal))
+    from hpo.storage import Location
+
+    journal = tmp_path / "hpo" / "optuna.journal"
+    limiter = make_searcher(spec, Location.parse(tmp_path))
     searcher = limiter.searcher
     searcher.set_search_properties(spec.metric, spec.mode, {})
     config = searcher.suggest("t1")

@@ -11,6 +11,7 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -58,7 +59,7 @@ def _load_raw(spec: DataSpec) -> dict[str, Any]:
     datasets.disable_progress_bars()
     try:
         if spec.files is not None:
-            suffixes = {Path(f).suffix.lower() for f in spec.files.values()}
+            suffixes = {Path(urlsplit(f).path).suffix.lower() for f in spec.files.values()}
             if len(suffixes) != 1 or next(iter(suffixes)) not in _BUILDERS:
                 raise DataError(
                     f"data.files: use one format for both files, one of {sorted(_BUILDERS)}; got {sorted(suffixes)}"
@@ -66,7 +67,7 @@ def _load_raw(spec: DataSpec) -> dict[str, Any]:
             builder = _BUILDERS[suffixes.pop()]
             kwargs = {"delimiter": "\t"} if builder == "csv" and spec.files["train"].endswith(".tsv") else {}
             # One load per file: the splits may differ in extra columns, and each error names its file.
-            return {split: datasets.load_dataset(builder, data_files=path, split="train", **kwargs) for split, path in spec.files.items()}
+            return {split: datasets.load_dataset(builder, data_files=_local(path), split="train", **kwargs) for split, path in spec.files.items()}
         return {
             "train": datasets.load_dataset(spec.hub_id, split=spec.train_split),
             "test": datasets.load_dataset(spec.hub_id, split=spec.test_split),
@@ -76,6 +77,16 @@ def _load_raw(spec: DataSpec) -> dict[str, Any]:
     except Exception as err:  # datasets raises many types; the user needs the cause, not the class
         where = spec.hub_id or ", ".join(spec.files.values())
         raise DataError(f"cannot read the data from {where}: {type(err).__name__}: {err}") from err
+
+
+def _local(path: str) -> str:
+    """A data file on this machine: a file in object storage is fetched once into hpo's cache."""
+    from hpo.storage import Location
+
+    try:
+        return str(Location.parse(path).fetched())
+    except FileNotFoundError:
+        raise DataError(f"data.files: no such file {path}") from None
 
 
 def label_names_of(feature: Any, values: list[Any], spec: DataSpec) -> tuple[list[str], dict[Any, int]]:
