@@ -15,9 +15,7 @@ def _sweep(args: argparse.Namespace) -> int:
         return _resume(argparse.Namespace(**{**vars(args), "path": args.resume}))
     if args.spec is None:
         raise _usage("give a spec file, or --resume PATH")
-    from hpo.spec import load_spec
-
-    spec = load_spec(args.spec, {"name": args.name, "storage": args.storage})
+    spec = _load(args.spec, {"name": args.name, "storage": args.storage})
     from hpo.driver import run_sweep, shutdown_ray
     from hpo.report import print_sweep_summary
 
@@ -27,6 +25,28 @@ def _sweep(args: argparse.Namespace) -> int:
         shutdown_ray()
     print_sweep_summary(outcome.path, outcome.wandb_mode)
     return 0
+
+
+def _load(spec_path: str, overrides: dict) -> object:
+    """The spec from a file, or from object storage (the spec ``hpo submit`` stored beside the sweep)."""
+    from hpo.spec import load_spec
+    from hpo.storage import Location, is_remote
+
+    if is_remote(spec_path):
+        try:
+            text = Location.parse(spec_path).read_text()
+        except FileNotFoundError:
+            raise _usage(f"{spec_path}: no such spec file") from None
+        return load_spec(spec_path, overrides, text=text)
+    return load_spec(spec_path, overrides)
+
+
+def _submit(args: argparse.Namespace) -> int:
+    from hpo.submit import submit
+
+    spec = _load(args.spec, {"name": args.name, "storage": args.storage})
+    outcome = submit(spec, args.address, args.working_dir, args.spec, wandb_mode=args.wandb_mode, follow=args.follow)
+    return 0 if outcome.status in (None, "SUCCEEDED") else 1
 
 
 def _resume(args: argparse.Namespace) -> int:
@@ -93,6 +113,16 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--wandb-mode", choices=["online", "offline", "disabled"], help="override tracking.mode")
     s.add_argument("--num-cpus", type=int, help="CPUs for embedded Ray (default: all)")
     s.set_defaults(run=_sweep)
+
+    sb = sub.add_parser("submit", help="run a sweep as a job on a Ray cluster (Ray's Job Submission API)")
+    sb.add_argument("spec", help="sweep spec, e.g. search_spaces/quickstart.yaml")
+    sb.add_argument("--address", required=True, help="the cluster's Ray dashboard, e.g. http://HEAD:8265")
+    sb.add_argument("--storage", help="override the spec's storage: object storage every node sees (s3://, gs://)")
+    sb.add_argument("--name", help="override the spec's sweep name")
+    sb.add_argument("--wandb-mode", choices=["online", "offline", "disabled"], help="override tracking.mode")
+    sb.add_argument("--working-dir", default=".", help="the project folder shipped with the job (default: the current one)")
+    sb.add_argument("--follow", action="store_true", help="print the job's logs until it ends; exit 1 unless it succeeded")
+    sb.set_defaults(run=_submit)
 
     r = sub.add_parser("resume", help="continue a sweep after its driver died (same as sweep --resume)")
     r.add_argument("path", help="experiment folder, e.g. runs/quickstart")

@@ -414,18 +414,28 @@ def parse_spec(raw: Any, source: str = "<spec>") -> SweepSpec:
         raise SpecError(source, problems) from None
 
 
-def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> SweepSpec:
-    """Read, override (``name``, ``storage``) and validate a spec file.
+MAX_SPEC_BYTES = 1_000_000  # a sweep spec is a page of YAML; anything far larger is not one
+
+
+def load_spec(path: str | Path, overrides: dict[str, Any] | None = None, text: str | None = None) -> SweepSpec:
+    """Read, override (``name``, ``storage``) and validate a spec file (``text``: its content, already
+    read, e.g. from object storage; ``path`` then only names it).
 
     Relative local paths (data files, local model, storage) are resolved against the current working
     directory here, once, because Ray trials run in other directories.
     """
-    path = Path(path)
     source = str(path)
-    try:
-        text = path.read_text()
-    except OSError as err:
-        raise SpecError(source, [f"cannot read the file: {err.strerror}"]) from None
+    if text is None:
+        try:
+            if Path(path).stat().st_size > MAX_SPEC_BYTES:
+                raise SpecError(source, [f"the file is {Path(path).stat().st_size:,} bytes; a sweep spec is at most {MAX_SPEC_BYTES:,}"])
+            text = Path(path).read_text()
+        except OSError as err:
+            raise SpecError(source, [f"cannot read the file: {err.strerror}"]) from None
+        except UnicodeDecodeError as err:
+            raise SpecError(source, [f"not a UTF-8 text file (byte {err.start}): a sweep spec is YAML"]) from None
+    if len(text.encode()) > MAX_SPEC_BYTES:
+        raise SpecError(source, [f"the file is {len(text.encode()):,} bytes; a sweep spec is at most {MAX_SPEC_BYTES:,}"])
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as err:

@@ -170,17 +170,16 @@ def _get(url: str, timeout: float = 5) -> tuple[int, str, bytes]:
         return response.status, response.headers.get("Content-Type", ""), response.read()
 
 
-@pytest.fixture(scope="module")
-def dashboard(tiny_sweep):
-    """`hpo dashboard` as a user starts it, on a free loopback port; what its HTTP API answers."""
-    journal = tiny_sweep["path"] / "hpo" / "optuna.journal"
-    before = hashlib.sha256(journal.read_bytes()).hexdigest()
+def serve_dashboard(path: str, journal_bytes, env: dict[str, str], cwd: Path, study: str) -> dict:
+    """`hpo dashboard PATH` as a user starts it, on a free loopback port; what its HTTP API answers.
+    ``journal_bytes()`` reads the stored journal, before and after (looking must not write to it)."""
+    before = hashlib.sha256(journal_bytes()).hexdigest()
     port = _free_port()
-    log = tiny_sweep["tmp"] / "dashboard.log"
+    log = cwd / f"dashboard-{port}.log"
     with open(log, "w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "hpo.cli", "dashboard", str(tiny_sweep["path"]), "--port", str(port)],
-            cwd=tiny_sweep["tmp"], env=tiny_sweep["env"], stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            [sys.executable, "-m", "hpo.cli", "dashboard", path, "--port", str(port)],
+            cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -205,23 +204,34 @@ def dashboard(tiny_sweep):
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    after = hashlib.sha256(journal.read_bytes()).hexdigest()
-    return {"port": port, "studies": studies, "details": details, "page": page, "log": log.read_text(), "journal_unchanged": before == after}
+    after = hashlib.sha256(journal_bytes()).hexdigest()
+    return {"port": port, "studies": studies, "details": details, "page": page, "log": log.read_text(), "journal_unchanged": before == after, "study": study}
+
+
+@pytest.fixture(scope="module")
+def dashboard(tiny_sweep):
+    journal = tiny_sweep["path"] / "hpo" / "optuna.journal"
+    return serve_dashboard(str(tiny_sweep["path"]), journal.read_bytes, tiny_sweep["env"], tiny_sweep["tmp"], "tiny")
 
 
 def _by_trial(dashboard, sweep) -> dict[str, dict]:
     """Each Tune trial's dashboard trial, matched by its configuration."""
-    served = dashboard["details"]["tiny"]["trials"]
+    served = dashboard["details"][dashboard["study"]]["trials"]
     key = lambda params: tuple(sorted((k, str(v)) for k, v in params.items()))  # noqa: E731
     by_params = {key({p["name"]: p["param_external_value"] for p in t["params"]}): t for t in served}
     return {t.trial_id: by_params[key({k: t.params[k] for k in sweep.spec.search_space})] for t in sweep.trials}
 
 
 def test_dashboard_serves_every_trial_with_asha_stops_as_pruned(dashboard, tiny_sweep):
-    sweep = load_sweep(tiny_sweep["path"])
     folders = [p for p in tiny_sweep["path"].iterdir() if (p / "params.json").is_file()]
-    assert [s["study_name"] for s in dashboard["studies"]] == ["tiny"]
-    assert len(dashboard["details"]["tiny"]["trials"]) == len(folders) == len(sweep.trials)
+    assert len(folders) == len(load_sweep(tiny_sweep["path"]).trials)
+    check_dashboard_serves_every_trial(dashboard, load_sweep(tiny_sweep["path"]))
+
+
+def check_dashboard_serves_every_trial(dashboard: dict, sweep) -> None:
+    name = dashboard["study"]
+    assert [s["study_name"] for s in dashboard["studies"]] == [name]
+    assert len(dashboard["details"][name]["trials"]) == len(sweep.trials)
     served = _by_trial(dashboard, sweep)
     for t in sweep.trials:
         trial = served[t.trial_id]
@@ -230,11 +240,11 @@ def test_dashboard_serves_every_trial_with_asha_stops_as_pruned(dashboard, tiny_
         assert trial["intermediate_values"], t.trial_id
         rounds = {r["training_iteration"]: r[sweep.spec.metric] for r in t.rounds}
         assert all(v["value"] == pytest.approx(rounds[v["step"]]) for v in trial["intermediate_values"]), t.trial_id
-    assert dashboard["details"]["tiny"]["has_intermediate_values"]
+    assert dashboard["details"][name]["has_intermediate_values"]
     status, content_type, html = dashboard["page"]
     assert status == 200 and content_type.startswith("text/html") and b"<script" in html
     assert f"http://127.0.0.1:{dashboard['port']}/dashboard" in dashboard["log"]
-    assert "6 trials" in dashboard["log"]
+    assert f"{len(sweep.trials)} trials" in dashboard["log"]
     assert dashboard["journal_unchanged"]  # looking does not write to the sweep
 
 
@@ -261,10 +271,8 @@ def test_dashboard_refuses_a_folder_without_a_journal(tiny_sweep, tmp_path):
     shutil.copy(tiny_sweep["path"] / "hpo" / "spec.yaml", no_journal / "hpo" / "spec.yaml")
     result = run_cli(["dashboard", str(no_journal)], env, cwd, timeout=60)
     assert result.returncode == 1, result.stdout
-    assert f"{no_journal}: no Optuna journal at hpo/optuna.journal" in result.stdout and "local storage only" in result.stdout
-    remote = run_cli(["dashboard", "s3://bucket/runs/tiny"], env, cwd, timeout=60)
-    assert remote.returncode == 1 and "local storage only" in remote.stdout
-    for r in (empty, result, remote):
+    assert f"{no_journal}: no Optuna journal at hpo/optuna.journal" in result.stdout and "written by `hpo sweep`" in result.stdout
+    for r in (empty, result):
         assert "Traceback" not in r.stdout
 
 

@@ -1,0 +1,342 @@
+"""A sweep that lives in object storage, end to end, against a real S3 API on loopback (moto's server):
+sweep, status, promotion, the dashboard and the notebook read the bucket; a killed driver resumes from
+it; a lost worker node's trial resumes from its checkpoint in it; `hpo submit` runs the sweep as a job
+on a Ray head started here; a bad storage URI is refused before anything starts."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from hpo.results import FINISHED, STOPPED, load_sweep
+from hpo.storage import Location
+from tests.conftest import (
+    REPO,
+    _descendants,
+    finish_cli,
+    free_port,
+    kill_pids,
+    run_cli,
+    s3_env,
+    start_cli,
+    tiny_spec,
+    write_spec,
+)
+from tests.test_cluster import assert_each_trial_once, trial_failures, wait_for
+from tests.test_inspect import check_dashboard_serves_every_trial, execute_notebook, outputs, serve_dashboard, text_of
+
+
+@pytest.fixture(scope="module", autouse=True)
+def s3_credentials(s3):
+    """This process reads the bucket too (and the multi-node cluster's nodes inherit its environment)."""
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in s3["env"].items():
+            mp.setenv(key, value)
+        yield
+
+
+def query_uri(s3: dict, path: str) -> str:
+    """A URI that carries its endpoint, as Ray and pyarrow accept it (no AWS_ENDPOINT_URL needed)."""
+    return f"s3://{path}?endpoint_override=127.0.0.1:{s3['port']}&scheme=http"
+
+
+def download(uri: str, dest: Path) -> Path:
+    """The whole sweep folder, to check it with the same assertions as a local one."""
+    return Location.parse(uri).download_dir(dest)
+
+
+@pytest.fixture(scope="module")
+def s3_sweep(s3, tmp_path_factory) -> dict:
+    """The tiny sweep with its storage given as a URI with query parameters (the endpoint is in the URI
+    only), as a user of an S3-compatible server would write it."""
+    tmp = tmp_path_factory.mktemp("s3sweep")
+    env = s3_env(tmp, s3)
+    env.pop("AWS_ENDPOINT_URL")
+    spec = tiny_spec(tmp / "unused", name="s3tiny")
+    spec["storage"] = query_uri(s3, "sweeps/exp")
+    spec_file = write_spec(tmp / "s3tiny.yaml", spec)
+    result = run_cli(["sweep", str(spec_file)], env, tmp)
+    assert result.returncode == 0, result.stdout[-6000:]
+    return {"path": query_uri(s3, "sweeps/exp/s3tiny"), "stdout": result.stdout, "env": env, "tmp": tmp}
+
+
+@pytest.fixture(scope="module")
+def s3_promoted(s3_sweep) -> dict:
+    out = s3_sweep["tmp"] / "promoted"
+    result = run_cli(["promote", s3_sweep["path"], "--dry-run", str(out)], s3_sweep["env"], s3_sweep["tmp"])
+    assert result.returncode == 0, result.stdout[-6000:]
+    return {"out": out, "stdout": result.stdout}
+
+
+# ------------------------------------------------------------------------------------ the storage layer
+def test_a_child_path_is_joined_before_the_query_string(s3):
+    loc = Location.parse(query_uri(s3, "sweeps/exp"))
+    child = loc.child("s3tiny", "hpo", "spec.yaml")
+    assert child.path == "sweeps/exp/s3tiny/hpo/spec.yaml"
+    assert child.uri == query_uri(s3, "sweeps/exp/s3tiny/hpo/spec.yaml")
+    assert Location.parse(child.uri).path == child.path
+    child.write_text("hello")
+    assert Location.parse(query_uri(s3, "sweeps/exp/s3tiny/hpo/spec.yaml")).read_text() == "hello"
+    child.delete_file()
+    assert not child.exists()
+
+
+def test_local_paths_and_file_uris_are_the_same_location(tmp_path):
+    assert Location.parse(tmp_path).uri == tmp_path.resolve().as_posix()
+    assert Location.parse(f"file://{tmp_path}").uri == tmp_path.resolve().as_posix()
+    assert Location.parse(tmp_path).child("a", "b").uri == (tmp_path / "a" / "b").as_posix()
+
+
+# ------------------------------------------------------------------------------------------ the sweep
+def test_the_sweep_lands_in_the_bucket_and_nothing_on_local_disk(s3_sweep):
+    out = s3_sweep["stdout"]
+    assert f"experiment: {s3_sweep['path']}" in out
+    assert not (s3_sweep["tmp"] / "s3:").exists() and not list(s3_sweep["tmp"].glob("s3*/"))  # no URI glued into a local path
+    loc = Location.parse(s3_sweep["path"])
+    for name in ("hpo/spec.yaml", "hpo/data.json", "hpo/optuna.journal", "tuner.pkl"):
+        assert loc.child(*name.split("/")).is_file(), name
+    sweep = load_sweep(s3_sweep["path"])
+    assert len(sweep.trials) == 6 and {t.outcome for t in sweep.trials} <= {FINISHED, STOPPED}
+    for t in sweep.trials:  # every W&B run copied into the bucket, marked complete
+        assert t.folder.child("wandb-logged.json").is_file(), t.trial_id
+        assert [d.name for d in t.folder.child("wandb").list_dirs() if d.name.startswith("offline-run-")], t.trial_id
+
+
+def test_status_reads_the_bucket(s3_sweep):
+    result = run_cli(["status", s3_sweep["path"]], s3_sweep["env"], s3_sweep["tmp"], timeout=120)
+    assert result.returncode == 0, result.stdout
+    sweep = load_sweep(s3_sweep["path"])
+    trial, value, rnd = sweep.winner()
+    assert f"best: {trial.trial_id} val_accuracy={value:.4f} at round {rnd}" in result.stdout
+    assert all(t.trial_id in result.stdout for t in sweep.trials)
+    assert "disk used" in result.stdout and "Traceback" not in result.stdout
+
+
+def test_promote_dry_run_reads_the_bucket_and_keeps_the_model_there(s3_sweep, s3_promoted, tmp_path):
+    assert "verified: the published copy's test metrics are identical" in s3_promoted["stdout"]
+    provenance = json.loads((s3_promoted["out"] / "provenance.json").read_text())
+    winner, _, rnd = load_sweep(s3_sweep["path"]).winner(ended_only=True)
+    assert provenance["best_trial"]["trial_id"] == winner.trial_id and provenance["best_trial"]["round"] == rnd
+    stored = Location.parse(s3_sweep["path"]).child("hpo", "promotion", "model")
+    for name in ("promotion.json", "model.safetensors", "config.json", "provenance.json", "README.md"):
+        assert stored.child(name).is_file(), name
+    # Another machine (an empty cache) finds the retrained model in the bucket instead of training again.
+    env = {**s3_sweep["env"], "HPO_CACHE": str(tmp_path / "other-cache")}
+    again = run_cli(["promote", s3_sweep["path"], "--dry-run", str(tmp_path / "again")], env, tmp_path)
+    assert again.returncode == 0, again.stdout[-4000:]
+    assert "reusing the retrained model" in again.stdout and "retraining" not in again.stdout
+    assert json.loads((tmp_path / "again" / "provenance.json").read_text())["test_metrics"] == provenance["test_metrics"]
+
+
+def test_dashboard_serves_the_study_stored_in_the_bucket(s3_sweep):
+    journal = Location.parse(s3_sweep["path"]).child("hpo", "optuna.journal")
+    dashboard = serve_dashboard(s3_sweep["path"], journal.read_bytes, s3_sweep["env"], s3_sweep["tmp"], "s3tiny")
+    check_dashboard_serves_every_trial(dashboard, load_sweep(s3_sweep["path"]))
+
+
+def test_notebook_runs_on_the_bucket(s3_sweep, s3_promoted, tmp_path):
+    nb = execute_notebook(s3_sweep["path"], tmp_path / "figures", s3_sweep["env"])
+    assert not [o for o in outputs(nb) if o.output_type == "error"]
+    sweep = load_sweep(s3_sweep["path"])
+    table = pd.read_csv(tmp_path / "figures" / "trials_table.csv", dtype={"trial_id": str})
+    assert set(table.trial_id) == {t.trial_id for t in sweep.trials}
+    text = text_of(nb)
+    assert "not promoted yet" not in text and "predicted negative" in text
+    assert (tmp_path / "figures" / "importance.png").is_file()
+
+
+# ------------------------------------------------------------------------------- crashes and lost nodes
+def test_driver_killed_and_resumed_from_the_bucket(s3, tmp_path):
+    env = s3_env(tmp_path, s3)
+    spec = tiny_spec(tmp_path / "unused", name="s3crash")
+    spec["storage"] = "s3://sweeps/crash"  # the endpoint from AWS_ENDPOINT_URL, as MinIO users set it
+    spec["failures"] = {"max_retries": 2}
+    spec_file = write_spec(tmp_path / "s3crash.yaml", spec)
+    path = "s3://sweeps/crash/s3crash"
+    proc = start_cli(["sweep", str(spec_file)], env, tmp_path)
+
+    def mid_sweep():
+        try:
+            trials = load_sweep(path).trials
+        except Exception:  # the spec is not written yet
+            return False
+        return len(trials) >= 3 and any(t.rounds and t.rounds[-1].get("done") for t in trials)
+
+    try:
+        wait_for(mid_sweep, 300, proc)
+        ray_processes = _descendants(proc.pid)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        kill_pids(ray_processes)
+    finally:
+        finish_cli(proc, timeout=1)
+    result = run_cli(["resume", path], env, tmp_path, timeout=420)
+    assert result.returncode == 0, result.stdout[-5000:]
+    assert "resuming s3crash" in result.stdout
+    assert_each_trial_once(download(path, tmp_path / "copy"), 6)
+
+
+def test_worker_node_lost_on_s3_storage_resumes_from_the_bucket(s3, tmp_path):
+    from ray.cluster_utils import Cluster
+
+    env = s3_env(tmp_path, s3)
+    spec = tiny_spec(tmp_path / "unused", name="s3nodes")
+    spec["data"].update(train_size=1200)
+    spec["budget"]["num_trials"] = 4
+    spec["failures"] = {"max_retries": 2}
+    spec["storage"] = "s3://sweeps/nodes"
+    spec_file = write_spec(tmp_path / "s3nodes.yaml", spec)
+    path = "s3://sweeps/nodes/s3nodes"
+    cluster = Cluster(initialize_head=True, connect=False, head_node_args={"num_cpus": 0, "include_dashboard": False})
+    workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
+    cluster.wait_for_nodes()
+    proc = start_cli(["sweep", str(spec_file), "--address", cluster.address], env, tmp_path)
+
+    def both_busy():
+        try:
+            return sum(len(t.rounds) >= 1 for t in load_sweep(path).trials) >= 2
+        except Exception:
+            return False
+
+    try:
+        wait_for(both_busy, 300, proc)
+        cluster.remove_node(workers[0], allow_graceful=False)
+        result = finish_cli(proc, timeout=420)
+    finally:
+        finish_cli(proc, timeout=1) if proc.poll() is None else None
+        cluster.shutdown()
+    assert result.returncode == 0, result.stdout[-5000:]
+    copy = download(path, tmp_path / "copy")
+    failures = trial_failures(copy)
+    assert [tid for tid, n in failures.items() if n >= 1], f"no trial was on the lost node: {failures}"
+    assert_each_trial_once(copy, 4, rerun=failures)  # the hit trial went on from its checkpoint, not round 1
+
+
+# ------------------------------------------------------------------------------------ bad storage
+def test_bad_storage_is_refused_before_anything_starts(s3, tmp_path):
+    env = s3_env(tmp_path, s3)
+    spec_file = write_spec(tmp_path / "bad.yaml", tiny_spec(tmp_path / "runs", name="bad"))
+    afile = tmp_path / "a-file"
+    afile.write_text("not a folder")
+    down = f"s3://sweeps/x?endpoint_override=127.0.0.1:{free_port()}&scheme=http"
+    cases = {
+        "s3://no-such-bucket/sweeps": "the bucket 'no-such-bucket' does not exist",
+        down: "cannot reach the storage",
+        "s3://hpo-test-access-key:hpo-test-secret-key@sweeps/x": "credentials in a storage URI",
+        str(afile): "is a file",
+    }
+    for storage, cause in cases.items():
+        result = run_cli(["sweep", str(spec_file), "--storage", storage], env, tmp_path, timeout=120)
+        assert result.returncode == 2, (storage, result.stdout)
+        assert cause in result.stdout, (storage, result.stdout)
+        assert "Traceback" not in result.stdout and "tokenized" not in result.stdout, storage  # no data loaded
+        assert "hpo-test-secret-key" not in result.stdout
+    assert afile.read_text() == "not a folder"
+    assert not (tmp_path / "runs").exists()
+
+
+def test_status_of_a_prefix_without_a_sweep_says_so(s3, tmp_path):
+    result = run_cli(["status", "s3://sweeps/nothing-here"], s3_env(tmp_path, s3), tmp_path, timeout=60)
+    assert result.returncode == 1 and "s3://sweeps/nothing-here: not a sweep folder" in result.stdout
+    assert "Traceback" not in result.stdout
+
+
+# ------------------------------------------------------------------------------------------- hpo submit
+@pytest.fixture(scope="module")
+def ray_head(s3, tmp_path_factory):
+    """A Ray head with its dashboard (job submission) on loopback, token authentication on (Ray's
+    default), started in its own HOME and temp dir so its token and logs stay in the test's folder."""
+    tmp = tmp_path_factory.mktemp("head")
+    home, ray_tmp = tmp / "home", tmp / "ray"
+    home.mkdir()
+    port, dashboard = free_port(), free_port()
+    env = {
+        **s3_env(tmp, s3),
+        "HOME": str(home),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
+    env["RAY_AUTH_MODE"] = "token"  # the head requires the token, clients send it from ~/.ray/auth_token
+    ray = str(Path(sys.executable).parent / "ray")
+    subprocess.run([ray, "get-auth-token", "--generate"], env=env, cwd=tmp, check=True, capture_output=True)
+    head = subprocess.Popen(
+        [ray, "start", "--head", "--block", f"--port={port}", "--num-cpus=2",
+         "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
+         f"--temp-dir={ray_tmp}", "--disable-usage-stats",
+         # free ports for the agents too: Ray's fixed defaults may be taken by another Ray on this machine
+         f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
+         f"--runtime-env-agent-port={free_port()}", f"--metrics-export-port={free_port()}", f"--ray-client-server-port={free_port()}"],
+        env=env, cwd=tmp, stdout=open(tmp / "head.log", "w"), stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    address = f"http://127.0.0.1:{dashboard}"
+    try:
+        deadline = time.time() + 120
+        while subprocess.run([ray, "job", "list", "--address", address], env=env, capture_output=True).returncode != 0:
+            assert head.poll() is None and time.time() < deadline, (tmp / "head.log").read_text()[-3000:]
+            time.sleep(1)
+        yield {"address": address, "env": env, "tmp": tmp, "ray_tmp": ray_tmp}
+    finally:
+        kill_pids([*_descendants(head.pid), head.pid])
+        head.wait(timeout=30)
+
+
+def test_submit_runs_the_sweep_as_a_job_that_the_client_follows_and_promotes(s3, ray_head, tmp_path):
+    spec = tiny_spec(tmp_path / "unused", name="jobtiny")
+    spec["data"]["files"] = {"train": "s3://data/imdb/train.parquet", "test": "s3://data/imdb/test.parquet"}
+    spec["budget"]["num_trials"] = 4
+    spec_file = write_spec(tmp_path / "job.yaml", spec)
+    import uuid
+
+    # made here, so that no shipped file (this one is in the working directory) contains them
+    secrets = {"WANDB_API_KEY": "planted" + uuid.uuid4().hex, "HF_TOKEN": "hf_planted" + uuid.uuid4().hex}
+    env = {**ray_head["env"], **secrets}
+    result = run_cli(
+        ["submit", str(spec_file), "--address", ray_head["address"], "--storage", "s3://sweeps/jobs",
+         "--working-dir", str(REPO), "--wandb-mode", "offline", "--follow"],
+        env, tmp_path, timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-6000:]
+    out = result.stdout
+    job_id = next(line.split()[2] for line in out.splitlines() if line.startswith("submitted job "))
+    path = "s3://sweeps/jobs/jobtiny"
+    assert f"experiment: {path}" in out and f"ray job logs --address {ray_head['address']} --follow {job_id}" in out
+    assert f"hpo status {path}" in out and f"job {job_id}: SUCCEEDED" in out
+    # the client side, as the README says
+    status = run_cli(["status", path], env, tmp_path, timeout=120)
+    assert status.returncode == 0 and "4 " in status.stdout and "Traceback" not in status.stdout, status.stdout
+    assert len(load_sweep(path).trials) == 4
+    promoted = run_cli(["promote", path, "--dry-run", str(tmp_path / "promoted")], env, tmp_path)
+    assert promoted.returncode == 0, promoted.stdout[-4000:]
+    assert "verified" in promoted.stdout
+    # no secret of the client's reached the cluster's logs or the sweep
+    swept = download(path, tmp_path / "copy")
+    for root in (ray_head["ray_tmp"], swept, tmp_path / "promoted"):
+        for f in (p for p in Path(root).rglob("*") if p.is_file() and not p.is_symlink()):
+            data = f.read_bytes()
+            for secret in secrets.values():
+                assert secret.encode() not in data, f"{secret[:8]}... in {f}"
+
+
+def test_submit_refuses_what_the_cluster_cannot_read(s3, tmp_path):
+    env = s3_env(tmp_path, s3)
+    outside = tiny_spec(tmp_path / "runs", name="outside")  # data in ../shared: outside the working directory
+    outside["storage"] = "s3://sweeps/refused"
+    spec_file = write_spec(tmp_path / "outside.yaml", outside)
+    closed = f"http://127.0.0.1:{free_port()}"  # nothing listens: the refusals come before any connection
+    result = run_cli(["submit", str(spec_file), "--address", closed, "--working-dir", str(tmp_path)], env, tmp_path, timeout=60)
+    assert result.returncode == 2, result.stdout
+    assert "data.files.train" in result.stdout and "outside the working directory" in result.stdout and "s3://" in result.stdout
+    local = write_spec(tmp_path / "local.yaml", tiny_spec(tmp_path / "runs", name="local"))
+    result = run_cli(["submit", str(local), "--address", closed, "--working-dir", str(REPO.parent)], env, tmp_path, timeout=60)
+    assert result.returncode == 2 and "is a folder on this machine" in result.stdout and "--storage s3://" in result.stdout, result.stdout
+    assert not Location.parse("s3://sweeps/refused").exists()
+    for r in (result,):
+        assert "Traceback" not in r.stdout
