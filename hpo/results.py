@@ -114,7 +114,9 @@ def _read_text(loc: Location) -> str | None:
         return None
 
 
-def _statuses(folder: Location) -> dict[str, dict[str, Any]]:
+def tune_states(folder: Location) -> dict[str, dict[str, Any]]:
+    """Per trial id, what Tune's newest experiment state says: ``status``, ``config``, ``error``, and
+    ``last_result`` / ``metric_analysis`` (per metric: max, min, last...)."""
     # The newest session's file by the timestamp in its name (a resumed sweep rewrites older ones too).
     states = [f for f in folder.list_files() if f.name.startswith("experiment_state-") and f.name.endswith(".json")]
     if not states:
@@ -127,7 +129,13 @@ def _statuses(folder: Location) -> dict[str, dict[str, Any]]:
     for entry in data.get("trial_data", []):
         meta = json.loads(entry[0]) if isinstance(entry[0], str) else entry[0]
         run = json.loads(entry[1]) if isinstance(entry[1], str) else entry[1]
-        out[meta["trial_id"]] = {"status": meta.get("status", "PENDING"), "config": meta.get("config", {}), "error": run.get("error_filename")}
+        out[meta["trial_id"]] = {
+            "status": meta.get("status", "PENDING"),
+            "config": meta.get("config", {}),
+            "error": run.get("error_filename"),
+            "last_result": run.get("last_result") or {},
+            "metric_analysis": run.get("metric_analysis") or {},
+        }
     return out
 
 
@@ -148,7 +156,7 @@ def load_sweep(path: str | Path | Location) -> Sweep:
     spec = parse_spec(yaml.safe_load(spec_text), str(spec_file))
     data_text = _read_text(folder.child(META_DIR, DATA_FILE))
     data = json.loads(data_text) if data_text else {}
-    statuses = _statuses(folder)
+    statuses = tune_states(folder)
     subs = [d for d in folder.list_dirs() if d.name != META_DIR]
     # Object storage answers each read in milliseconds to tens of them: read the trials side by side.
     with ThreadPoolExecutor(1 if folder.is_local else 16) as pool:

@@ -15,8 +15,11 @@ sweep runs and after, and ``hpo resume`` restores it.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+from optuna.trial import TrialState
+from ray.tune.search import ConcurrencyLimiter, SearchGenerator
 from ray.tune.search.optuna import OptunaSearch
 
 from hpo.journal import start_journal
@@ -35,6 +38,17 @@ class SweepSearch(OptunaSearch):
             if improves(value, self._best.get(trial_id), self.mode):
                 self._best[trial_id] = value
 
+    def suggest(self, trial_id: str) -> dict | None:
+        config = super().suggest(trial_id)
+        replayed = self.__dict__.get("_replayed")
+        while config and replayed and _params_key({k: config.get(k) for k in self._space}) in replayed:
+            # A searcher state older than Tune's trials draws again what it drew before the crash (its
+            # random state is older too): that configuration already runs as an adopted trial.
+            replayed.discard(_params_key({k: config.get(k) for k in self._space}))
+            self._ot_study._storage.set_trial_state_values(self._ot_trials.pop(trial_id)._trial_id, state=TrialState.FAIL)
+            config = super().suggest(trial_id)
+        return config
+
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         if "failure" in result:  # a failed trial's last report carries no measured value
             return
@@ -42,7 +56,6 @@ class SweepSearch(OptunaSearch):
         self._track(trial_id, result)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        from optuna.trial import TrialState
 
         if error or not result or trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return super().on_trial_complete(trial_id, result, error)
@@ -71,24 +84,71 @@ class SweepSearch(OptunaSearch):
         if journal is not None:
             journal.sync()
 
-    def restore(self, checkpoint_path: str) -> None:
-        """After a driver crash: trials the study handed out after the last saved searcher state never
-        reached Tune; mark them FAIL so the study (and the dashboard) holds no phantom running trials."""
-        from optuna.trial import TrialState
+    def reconcile(self, tune: dict[str, dict]) -> None:
+        """Make the restored searcher agree with the trials Tune restored.
 
-        super().restore(checkpoint_path)
-        known = {t.number for t in self._ot_trials.values()}
-        storage = self._ot_study._storage
-        for trial in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if trial.number not in known:
-                storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+        Tune saves its trial list and the searcher's state as separate files, and uploads them to object
+        storage one at a time in the background, so after a driver crash the two can come from different
+        moments (on local disk they agree). Trials the searcher handed out that Tune never recorded are
+        failed; trials Tune knows that the searcher does not are adopted (the study's running trial with
+        the same configuration, or a new one); and trials Tune saw end are told to the study."""
+        from optuna.trial import Trial
+
+        study = self._ot_study
+        storage = study._storage
+        for trial_id in [t for t in self._ot_trials if t not in tune]:  # handed out after Tune's last save
+            self._ot_trials.pop(trial_id)
+        mapped = {t._trial_id for t in self._ot_trials.values()}
+        running = {}
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if t._trial_id not in mapped:
+                running.setdefault(_params_key(t.params), t)
+        for trial_id, state in tune.items():
+            if trial_id in self._ot_trials:
+                continue
+            params = {k: state["config"][k] for k in self._space if k in state["config"]}
+            match = running.pop(_params_key(params), None)
+            self.__dict__.setdefault("_replayed", set()).add(_params_key(params))
+            if match is not None:
+                self._ot_trials[trial_id] = Trial(study, match._trial_id)
+            else:
+                study.enqueue_trial(params)
+                self._ot_trials[trial_id] = study.ask(self._space)
+        for t in running.values():  # no trial of Tune's has this configuration: it never ran
+            storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
+        for trial_id, state in tune.items():
+            if state["status"] == "TERMINATED" and trial_id not in self._completed_trials and state["last_result"]:
+                best = state["metric_analysis"].get(self.metric, {}).get(self.mode)
+                if best is not None:
+                    self._track(trial_id, {self.metric: best})
+                self.on_trial_complete(trial_id, state["last_result"])
+
+
+def _params_key(params: dict) -> str:
+    return json.dumps(params, sort_keys=True, default=str)
+
+
+class SweepGenerator(SearchGenerator):
+    """Tune's wrapper that creates trials from the searcher, made to agree with Tune's restored trials
+    after a resume: the number of trials created, the limiter's running trials and the searcher's state
+    are taken from Tune's experiment state, which may be older or newer than the searcher's saved state
+    when the sweep lives in object storage (see ``SweepSearch.reconcile``)."""
+
+    def restore_from_dir(self, dirpath: str) -> None:
+        from hpo.results import tune_states
+
+        super().restore_from_dir(dirpath)
+        tune = tune_states(Location.parse(dirpath))
+        limiter = self.searcher
+        limiter.searcher.reconcile(tune)
+        limiter.live_trials = {t for t, state in tune.items() if state["status"] in ("PENDING", "RUNNING", "PAUSED", "ERROR")}
+        limiter.num_unfinished_live_trials = len(limiter.live_trials)
+        self._counter = len(tune)
 
 
 def make_searcher(spec: Any, experiment: Location | None) -> Any:
     """TPE (or random, for baselines) over the spec's space, limited to ``max_concurrent`` at a time;
     its study is journalled beside the sweep at ``experiment`` (in memory only when None)."""
-    from ray.tune.search import ConcurrencyLimiter
-
     from hpo.space import make_sampler, to_optuna
 
     from optuna.storages import JournalStorage
@@ -103,4 +163,4 @@ def make_searcher(spec: Any, experiment: Location | None) -> Any:
         study_name=spec.name,
     )
     search.journal = journal  # pickled with the searcher, as the same object as the study's backend
-    return ConcurrencyLimiter(search, max_concurrent=spec.budget.max_concurrent)
+    return SweepGenerator(ConcurrencyLimiter(search, max_concurrent=spec.budget.max_concurrent))

@@ -191,8 +191,7 @@ def test_searcher_records_a_failed_trial_as_fail_and_status_shows_the_reason(tmp
     from hpo.storage import Location
 
     journal = tmp_path / "hpo" / "optuna.journal"
-    limiter = make_searcher(spec, Location.parse(tmp_path))
-    searcher = limiter.searcher
+    searcher = make_searcher(spec, Location.parse(tmp_path)).searcher.searcher  # generator -> limiter -> TPE
     searcher.set_search_properties(spec.metric, spec.mode, {})
     config = searcher.suggest("t1")
     assert 5e-4 <= config["learning_rate"] <= 5e-3
@@ -260,3 +259,37 @@ def test_resume_writes_a_wandb_run_that_was_lost(tiny_sweep, tmp_path):
     assert (lost_dir / "wandb-logged.json").is_file()
     for t in kept:  # complete runs are left alone
         assert len(list((path / f"tiny_{t.trial_id}").glob("wandb/offline-run-*"))) == 1
+
+
+def test_a_searcher_state_older_or_newer_than_tunes_trials_is_reconciled_on_resume(tmp_path):
+    """In object storage Tune's trial list and the searcher's state are separate uploads, so after a crash
+    either may be the newer one. The restored searcher adopts a trial it never heard of, does not draw its
+    configuration again, and fails a trial Tune never recorded."""
+    from optuna.trial import TrialState
+
+    from hpo.searcher import make_searcher
+    from hpo.spec import parse_spec
+    from hpo.storage import Location
+
+    spec = parse_spec(tiny_spec(tmp_path / "runs", name="rec"))
+    first = make_searcher(spec, Location.parse(tmp_path)).searcher.searcher
+    first.set_search_properties(spec.metric, spec.mode, {})
+    a = first.suggest("a")
+    first.save(str(tmp_path / "searcher-state.pkl"))  # the stored searcher state knows only "a"
+    b = first.suggest("b")
+    first.suggest("ghost")  # handed out, then the driver died before Tune recorded it
+
+    restored = make_searcher(spec, Location.parse(tmp_path)).searcher.searcher
+    restored.restore(str(tmp_path / "searcher-state.pkl"))
+    state = lambda config: {"status": "RUNNING", "config": config, "last_result": {}, "metric_analysis": {}}  # noqa: E731
+    restored.reconcile({"a": state(a), "b": state(b)})
+    study = restored._ot_study
+    assert set(restored._ot_trials) == {"a", "b"}
+    assert restored._ot_trials["b"].params == b  # adopted: the study's own running trial with b's config
+    c = restored.suggest("c")
+    assert c not in (a, b)  # the older random state would have drawn b again
+    states = [t.state for t in study.trials]
+    assert states.count(TrialState.RUNNING) == 3  # a, b, c
+    assert TrialState.FAIL in states  # the ghost (and the redraw of b) are failed, not left running
+    restored.on_trial_complete("b", {"val_accuracy": 0.7, "training_iteration": 6, "round": 6, "rounds_planned": 6})
+    assert [t.value for t in study.trials if t.params == b and t.state == TrialState.COMPLETE] == [0.7]
