@@ -7,7 +7,6 @@ state) and never starts Ray.
 
 from __future__ import annotations
 
-import glob
 import json
 import subprocess
 import sys
@@ -121,21 +120,6 @@ class SweepRunner:
 
 
 # --------------------------------------------------------------------------------------- analysis
-def _run_metadata(folder: Path) -> dict[str, dict[str, Any]]:
-    """Tune's per-trial run metadata (``start_time``: when Tune set the trial RUNNING, i.e. its actor
-    was up; ``last_result_time``), from the newest experiment_state file."""
-    states = sorted(glob.glob(str(folder / "experiment_state-*.json")))  # newest session last, by the name
-    if not states:
-        return {}
-    data = json.loads(Path(states[-1]).read_text())
-    out = {}
-    for entry in data.get("trial_data", []):
-        meta = json.loads(entry[0]) if isinstance(entry[0], str) else entry[0]
-        run = json.loads(entry[1]) if isinstance(entry[1], str) else entry[1]
-        out[meta["trial_id"]] = {"start_time": run.get("start_time"), "last_result_time": run.get("last_result_time")}
-    return out
-
-
 def _trial_row(t: Any, meta: dict[str, Any], metric: str) -> dict[str, Any]:
     rounds = t.rounds
     first = rounds[0] if rounds else {}
@@ -181,10 +165,11 @@ def _handoff_gaps(rows: list[dict[str, Any]], slots: int) -> list[float]:
 
 def analyze(path: str, wall_s: float) -> dict[str, Any]:
     """Compute, utilisation and start-up of one finished sweep, from its folder alone."""
-    from hpo.results import CONVERGED, STOPPED, load_sweep
+    from hpo.results import CONVERGED, STOPPED, load_sweep, tune_states
+    from hpo.storage import Location
 
     sweep = load_sweep(path)
-    meta = _run_metadata(Path(path))
+    meta = tune_states(Location.parse(path))
     rows = [_trial_row(t, meta.get(t.trial_id, {}), sweep.spec.metric) for t in sweep.trials]
     slots = sweep.spec.budget.max_concurrent
     busy = sum(r["busy_s"] for r in rows)

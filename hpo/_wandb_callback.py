@@ -18,16 +18,21 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from pathlib import Path
 
 import pyarrow
 import pyarrow.fs
 from ray.air.constants import EXPR_RESULT_FILE, TRAINING_ITERATION
-from ray.air.integrations.wandb import WandbLoggerCallback, _clean_log, _QueueItem, _WandbLoggingActor
+from ray.air.integrations.wandb import WandbLoggerCallback, _clean_log, _force_on_current_node, _QueueItem, _WandbLoggingActor
 
 log = logging.getLogger("hpo")
 
 LOGGED_MARKER = "wandb-logged.json"  # in a trial's folder once its W&B run is completely written
+# Set while a sweep is being stopped (Ctrl-C, SIGTERM): the end of the run waits seconds, not minutes, for
+# the W&B loggers; runs not written out by then are replayed by the next resume.
+STOPPING = threading.Event()
+STOPPING_WAIT_S = 5
 
 
 class _FlushingLoggingActor(_WandbLoggingActor):
@@ -163,6 +168,19 @@ class SweepWandbCallback(WandbLoggerCallback):
         for trial in list(self._unsent):
             self._flush(trial, wait)
 
+    def _start_logging_actor(self, trial, exclude_results, **wandb_init_kwargs):
+        if not self._remote_logger_class:
+            # Ray's callback hands WANDB_API_KEY to its logging actors in their runtime_env, which Ray writes
+            # in plain text to its logs. The actors run on this node, whose Ray workers inherit the
+            # environment Ray was started with (this process's, for the embedded Ray; the node's on a
+            # cluster) or use W&B's own login there, so nothing is passed.
+            import ray
+
+            self._remote_logger_class = ray.remote(num_cpus=0, **_force_on_current_node(), max_restarts=-1, max_task_retries=-1)(
+                self._logger_actor_cls
+            )
+        super()._start_logging_actor(trial, exclude_results, **wandb_init_kwargs)
+
     def on_step_end(self, iteration, trials, **info):
         self._flush_all()  # loggers whose queue actor came up since the last step
         super().on_step_end(iteration, trials, **info)
@@ -250,6 +268,8 @@ class SweepWandbCallback(WandbLoggerCallback):
                 if _reported_rounds(trial):
                     self.log_trial_start(trial)
                     self.log_trial_end(trial, failed=trial.status == trial.ERROR)
+        if STOPPING.is_set():
+            self._upload_timeout = min(self._upload_timeout, STOPPING_WAIT_S)
         self._flush_all(wait=self._upload_timeout)
         super().on_experiment_end(trials, **info)
 

@@ -94,9 +94,9 @@ def _dashboard(args: argparse.Namespace) -> int:
 
 
 def _usage(message: str) -> Exception:
-    from hpo.errors import SpecError
+    from hpo.errors import UsageError
 
-    return SpecError("command line", [message])
+    return UsageError(message)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
+import shlex
+import signal
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from hpo.errors import ExperimentError, HpoError
+from hpo.errors import ExperimentError, HpoError, Interrupted
 from hpo.spec import SweepSpec, dump_spec
 from hpo.storage import DATA_FILE, META_DIR, SPEC_FILE, Location, is_remote
 from hpo.tracking import group_of, make_callback, resolve_mode
@@ -140,12 +146,50 @@ class SweepOutcome:
 _QUIET_SNAPSHOTS = ("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 
 
-def _fit(tuner: Any, path: str, mode: str, echo: Callable[[str], None]) -> SweepOutcome:
-    import os
+@contextmanager
+def _stop_on_signals(echo: Callable[[str], None]) -> Iterator[list[str]]:
+    """Ctrl-C or SIGTERM (what ``ray job stop`` and schedulers send): the first asks Tune to end the run
+    the way it ends on its own, saving the experiment state, without waiting for W&B to finish writing
+    (a resume replays those runs); a second one stops at once. Yields the names of the signals received."""
+    from hpo._wandb_callback import STOPPING
 
+    received: list[str] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if received:
+            raise KeyboardInterrupt
+        received.append(signal.Signals(signum).name)
+        STOPPING.set()
+        if signal.getsignal(signal.SIGUSR1) in (signal.SIG_DFL, signal.SIG_IGN, None):
+            raise KeyboardInterrupt  # Tune's loop has not started yet: nothing to save
+        echo(f"{received[0]}: stopping the sweep and saving its state (again to stop at once)")
+        os.kill(os.getpid(), signal.SIGUSR1)  # Tune ends its run loop on SIGUSR1, as on its own Ctrl-C
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    tune_own = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER")
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # ours decides; Tune's would print its own resume hint
+    try:
+        yield received
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+        if tune_own is None:
+            os.environ.pop("TUNE_DISABLE_SIGINT_HANDLER", None)
+        else:
+            os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = tune_own
+        STOPPING.clear()
+
+
+def _fit(tuner: Any, path: str, mode: str, echo: Callable[[str], None]) -> SweepOutcome:
     os.environ.setdefault(*_QUIET_SNAPSHOTS)  # a value the user set is kept
     start = time.perf_counter()
-    results = tuner.fit()
+    with _stop_on_signals(echo) as received:
+        results = tuner.fit()
+    if received:
+        raise Interrupted(f"the sweep was interrupted ({received[0]}) after {time.perf_counter() - start:.0f}s; its state is saved. Continue it with: hpo resume {shlex.quote(path)}")
     del tuner  # let Tune's callbacks go while Ray is still up (their finalizers talk to Ray)
     gc.collect()
     echo(f"sweep finished in {time.perf_counter() - start:.0f}s")
@@ -182,8 +226,6 @@ def run_sweep(
 def resume_sweep(path: str, address: str | None = None, echo: Callable[[str], None] = print, num_cpus: int | None = None) -> SweepOutcome:
     """Continue a sweep whose driver died: finished trials are kept, unfinished ones resume from their
     checkpoints, the searcher's state is restored, W&B runs continue under the same ids."""
-    import os
-
     from ray import tune
 
     from hpo.journal import fetch_for_resume
@@ -194,10 +236,13 @@ def resume_sweep(path: str, address: str | None = None, echo: Callable[[str], No
     spec = sweep.spec
     if not loc.child("tuner.pkl").exists():
         raise ExperimentError(f"{path} has no Tune state (tuner.pkl) to resume from; start it with `hpo sweep`")
+    mode = sweep.data.get("wandb_mode", "offline")
+    if _finished(sweep, mode):
+        echo(f"{loc}: the sweep already finished ({len(sweep.trials)} trials: {sweep.counts()}); nothing to resume, nothing changed")
+        return SweepOutcome(loc.uri, mode, len(sweep.trials), sum(t.status == "ERROR" for t in sweep.trials))
     prepared = prepare(spec, echo)
     if sweep.data.get("fingerprint") not in (None, prepared.splits.fingerprint):
         raise ExperimentError(f"the data changed since {path} started (fingerprint differs); cannot resume on other data")
-    mode = sweep.data.get("wandb_mode", "offline")
     if mode != "disabled":
         os.environ["WANDB_MODE"] = mode  # read by the restored W&B callback
     init_ray(address, num_cpus)
@@ -213,6 +258,17 @@ def resume_sweep(path: str, address: str | None = None, echo: Callable[[str], No
         storage_filesystem=storage.get("storage_filesystem"),
     )
     return _fit(tuner, loc.uri, mode, echo)
+
+
+def _finished(sweep: Any, wandb_mode: str) -> bool:
+    """Every planned trial ended normally and, with W&B on, every trial's run was written out: a resume
+    would have nothing to do (and must not touch the kept checkpoints)."""
+    from hpo._wandb_callback import LOGGED_MARKER
+
+    trials = sweep.trials
+    if len(trials) < sweep.spec.budget.num_trials or any(t.status != "TERMINATED" for t in trials):
+        return False
+    return wandb_mode == "disabled" or all(t.folder.child(LOGGED_MARKER).is_file() for t in trials if t.rounds)
 
 
 def shutdown_ray() -> None:

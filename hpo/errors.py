@@ -22,10 +22,22 @@ class SpecError(HpoError):
         super().__init__("\n".join(lines))
 
 
+class UsageError(HpoError):
+    """The command line is wrong: a missing or conflicting flag, a bad value. Nothing was started."""
+
+    exit_code = 2
+
+
 class DataError(HpoError):
     """The data cannot be used: missing column, one class, empty texts, unreadable file, skew."""
 
     exit_code = 2
+
+
+class Interrupted(HpoError):
+    """The sweep was stopped by Ctrl-C or SIGTERM; its state was saved and it can be resumed."""
+
+    exit_code = 130
 
 
 class ExperimentError(HpoError):

@@ -76,8 +76,18 @@ class CheckpointJanitor(Callback):
             except OSError as err:  # already gone, or storage hiccup: try again at the next trial end
                 log.debug("could not delete %s: %s", path, err)
 
+    def _known_best(self, trial: Any) -> None:
+        """A trial this callback saw no result of (it ended before a resume restored the sweep): its best
+        value from Tune's own record of its results, so the best trial is still the one kept."""
+        if trial.trial_id not in self._best:
+            best = (getattr(trial, "metric_analysis", None) or {}).get(self.metric, {}).get(self.mode)
+            if best is not None:
+                self._best[trial.trial_id] = best
+
     def tidy(self, trials: list, ending: Any = None) -> None:
         done = [t for t in trials if t.status in ("TERMINATED", "ERROR") or t is ending]
+        for t in done:
+            self._known_best(t)
         ranked = sorted((t for t in done if t.trial_id in self._best), key=lambda t: self._best[t.trial_id], reverse=self.mode == "max")
         keep = ranked[0] if ranked else None
         for t in done:

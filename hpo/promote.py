@@ -83,6 +83,37 @@ def _check_target(opts: PromoteOptions) -> None:
         )
 
 
+def check_dry_run_dir(target: Path, sweep: Sweep) -> None:
+    """``--dry-run DIR`` replaces DIR's content: only a new or empty folder, or an earlier dry run of this
+    sweep's promotion, may be replaced; never the sweep itself or a folder inside it."""
+    from hpo.card import MODEL_FILES
+    from hpo.errors import UsageError
+
+    target = target.resolve()
+    if sweep.path.is_local:
+        home = sweep.path.local_path()
+        if target == home or home in target.parents or target in home.parents:
+            raise UsageError(f"--dry-run {target}: that is the sweep folder {home}, inside it or above it; give a folder of its own, e.g. promoted/{sweep.spec.name}")
+    if not target.exists():
+        return
+    if not target.is_dir():
+        raise UsageError(f"--dry-run {target}: a file is there; give a new or empty folder")
+    names = {p.name for p in target.iterdir()}
+    if not names:
+        return
+    release = {*MODEL_FILES, "special_tokens_map.json", "vocab.txt", "README.md", "provenance.json"}
+    try:
+        earlier = json.loads((target / "provenance.json").read_text()).get("sweep") == sweep.spec.name
+    except (OSError, ValueError, AttributeError):
+        earlier = False
+    if not earlier or not names <= release:
+        raise UsageError(
+            f"--dry-run {target}: the folder holds files that are not an earlier dry run of this promotion "
+            f"({', '.join(sorted(names - release)[:5]) or 'no provenance.json of sweep ' + repr(sweep.spec.name)}); "
+            "it would be replaced, so give a new or empty folder"
+        )
+
+
 def _hub(opts: PromoteOptions) -> Any:
     if opts.hub is None:
         from huggingface_hub import HfApi
@@ -246,6 +277,8 @@ def promote(path: str, opts: PromoteOptions, echo: Callable[[str], None] = print
     _check_target(opts)
     sweep = load_sweep(path)
     trial, value, rnd = sweep.winner(ended_only=True)
+    if opts.dry_run_dir:
+        check_dry_run_dir(Path(opts.dry_run_dir), sweep)
     show_top(sweep, echo)
     echo(f"winner: {trial.trial_id} {sweep.spec.metric}={value:.4f} at round {rnd}, config {trial.params}")
     _check_token(opts)

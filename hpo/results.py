@@ -115,8 +115,9 @@ def _read_text(loc: Location) -> str | None:
 
 
 def tune_states(folder: Location) -> dict[str, dict[str, Any]]:
-    """Per trial id, what Tune's newest experiment state says: ``status``, ``config``, ``error``, and
-    ``last_result`` / ``metric_analysis`` (per metric: max, min, last...)."""
+    """Per trial id, what Tune's newest experiment state says: ``status``, ``config``, ``error``,
+    ``last_result`` / ``metric_analysis`` (per metric: max, min, last...), ``start_time`` and
+    ``last_result_time``."""
     # The newest session's file by the timestamp in its name (a resumed sweep rewrites older ones too).
     states = [f for f in folder.list_files() if f.name.startswith("experiment_state-") and f.name.endswith(".json")]
     if not states:
@@ -135,6 +136,8 @@ def tune_states(folder: Location) -> dict[str, dict[str, Any]]:
             "error": run.get("error_filename"),
             "last_result": run.get("last_result") or {},
             "metric_analysis": run.get("metric_analysis") or {},
+            "start_time": run.get("start_time"),  # when Tune set it RUNNING (its actor was up)
+            "last_result_time": run.get("last_result_time"),
         }
     return out
 

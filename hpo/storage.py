@@ -118,6 +118,15 @@ class Location:
     def child(self, *parts: str) -> Location:
         return Location(self.fs, posixpath.join(self.path, *parts), self.scheme, self.query)
 
+    def __truediv__(self, part: str) -> Location:
+        return self.child(part)
+
+    def __fspath__(self) -> str:
+        """A local location is usable wherever a path is (``open``, ``Path``); a remote one is not."""
+        if not self.is_local:
+            raise TypeError(f"{self.uri} is in object storage, not a local path; read it through hpo.storage.Location")
+        return self.path
+
     def local_path(self) -> Path:
         """The path on this machine; only for a local location."""
         if not self.is_local:
