@@ -93,6 +93,16 @@ def _dashboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of CPUs of at least 1")
+    return value
+
+
 def _usage(message: str) -> Exception:
     from hpo.errors import UsageError
 
@@ -111,7 +121,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--storage", help="override the spec's storage (local folder, s3://, gs://)")
     s.add_argument("--name", help="override the spec's sweep name")
     s.add_argument("--wandb-mode", choices=["online", "offline", "disabled"], help="override tracking.mode")
-    s.add_argument("--num-cpus", type=int, help="CPUs for embedded Ray (default: all)")
+    s.add_argument("--num-cpus", type=_positive_int, help="CPUs for embedded Ray (default: all)")
     s.set_defaults(run=_sweep)
 
     sb = sub.add_parser("submit", help="run a sweep as a job on a Ray cluster (Ray's Job Submission API)")
@@ -127,7 +137,7 @@ def _parser() -> argparse.ArgumentParser:
     r = sub.add_parser("resume", help="continue a sweep after its driver died (same as sweep --resume)")
     r.add_argument("path", help="experiment folder, e.g. runs/quickstart")
     r.add_argument("--address", help="Ray cluster to join; default: embedded local Ray")
-    r.add_argument("--num-cpus", type=int, help="CPUs for embedded Ray (default: all)")
+    r.add_argument("--num-cpus", type=_positive_int, help="CPUs for embedded Ray (default: all)")
     r.set_defaults(run=_resume)
 
     st = sub.add_parser("status", help="table of a sweep's trials (while it runs or after)")

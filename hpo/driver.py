@@ -15,7 +15,8 @@ from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from hpo.errors import ExperimentError, HpoError, Interrupted
+from hpo.errors import ExperimentError, HpoError, Interrupted, SpecError
+from hpo.preflight import check_hub, check_wandb
 from hpo.spec import SweepSpec, dump_spec
 from hpo.storage import DATA_FILE, META_DIR, SPEC_FILE, Location, is_remote
 from hpo.tracking import group_of, make_callback, resolve_mode
@@ -132,6 +133,28 @@ def check_storage(spec: SweepSpec) -> None:
         )
 
 
+def check_fits(spec: SweepSpec, address: str | None, num_cpus: int | None) -> None:
+    """A trial that needs more than the embedded Ray has would wait forever: refuse it before starting.
+    (A cluster may grow: there Ray's autoscaler decides, and Tune reports a trial it cannot place.)"""
+    if address is not None:
+        return
+    problems = []
+    cpus = num_cpus or os.cpu_count() or 1
+    if spec.resources.cpu > cpus:
+        problems.append(
+            f"resources.cpu: one trial needs {spec.resources.cpu:g} CPUs and this machine's Ray has {cpus} "
+            f"({'--num-cpus' if num_cpus else 'its cores'}); lower resources.cpu or run on a cluster (--address)"
+        )
+    if spec.resources.gpu > 0:
+        import torch
+
+        gpus = torch.cuda.device_count()
+        if spec.resources.gpu > gpus:
+            problems.append(f"resources.gpu: one trial needs {spec.resources.gpu:g} GPUs and this machine has {gpus}; lower resources.gpu")
+    if problems:
+        raise SpecError("resources", problems)
+
+
 @dataclass(frozen=True)
 class SweepOutcome:
     path: str
@@ -209,10 +232,12 @@ def run_sweep(
 ) -> SweepOutcome:
     """Run a whole sweep and return where it landed. Raises ``HpoError`` on bad data or if every trial errored."""
     path = experiment_location(spec)
+    check_fits(spec, address, num_cpus)
     path.check_writable()  # a bad bucket, endpoint or folder is found before anything is loaded or started
     if path.child("tuner.pkl").exists():
         raise ExperimentError(f"an experiment already exists at {path}; pick another --name or --storage, or `hpo resume {path}`")
-    mode = resolve_mode(spec.tracking, wandb_mode)
+    check_hub(spec.model.name, spec.data.hub_id)
+    mode = check_wandb(resolve_mode(spec.tracking, wandb_mode), wandb_mode or spec.tracking.mode, echo)
     prepared = prepare(spec, echo, alongside=lambda: init_ray(address, num_cpus))
     check_storage(spec)
     path.child(META_DIR, SPEC_FILE).write_text(dump_spec(spec))
@@ -240,6 +265,8 @@ def resume_sweep(path: str, address: str | None = None, echo: Callable[[str], No
     if _finished(sweep, mode):
         echo(f"{loc}: the sweep already finished ({len(sweep.trials)} trials: {sweep.counts()}); nothing to resume, nothing changed")
         return SweepOutcome(loc.uri, mode, len(sweep.trials), sum(t.status == "ERROR" for t in sweep.trials))
+    check_hub(spec.model.name, spec.data.hub_id)
+    mode = check_wandb(mode, spec.tracking.mode, echo)
     prepared = prepare(spec, echo)
     if sweep.data.get("fingerprint") not in (None, prepared.splits.fingerprint):
         raise ExperimentError(f"the data changed since {path} started (fingerprint differs); cannot resume on other data")

@@ -40,17 +40,30 @@ def publish(api: Any, repo_id: str, model_dir: Path, files: list[str], private: 
         info = api.create_commit(repo_id, operations=ops, commit_message="hpo promote: retrained sweep winner", repo_type="model")
     except HfHubHTTPError as err:
         raise PromotionError(f"publishing to {repo_id} failed, nothing was published (the commit is atomic): {_short(err)}; {retry}") from None
-    except OSError as err:
-        raise PromotionError(f"cannot reach the Hub to publish {repo_id}: {err}; {retry}") from None
+    except Exception as err:
+        if not is_network_error(err):
+            raise
+        raise PromotionError(f"cannot reach the Hub at {api.endpoint} to publish {repo_id}: {_short(err)}; {retry}") from None
     commit = info.oid
     url = str(getattr(repo, "url", "")) or f"{api.endpoint}/{repo_id}"
     echo(f"published {len(files)} files to {url} in commit {commit}")
     target = work / f"published-{commit[:12]}"
     try:
         api.snapshot_download(repo_id=repo_id, revision=commit, repo_type="model", local_dir=str(target))
-    except (HfHubHTTPError, OSError) as err:
-        raise PromotionError(f"published {repo_id}@{commit} but could not download it back to verify: {_short(err)}") from None
+    except Exception as err:
+        if not (isinstance(err, HfHubHTTPError) or is_network_error(err)):
+            raise
+        raise PromotionError(
+            f"published {repo_id}@{commit} but could not download it back to verify: {_short(err)}; rerun the same command to verify "
+            "(it republishes the kept model without retraining)"
+        ) from None
     return url, commit, target
+
+
+def is_network_error(err: BaseException) -> bool:
+    """A connection, DNS, TLS or time-out failure, whichever HTTP client raised it (httpx, requests...)."""
+    names = {c.__name__ for c in type(err).__mro__}
+    return isinstance(err, (OSError, TimeoutError)) or bool(names & {"RequestError", "TransportError", "ConnectionError", "TimeoutException", "Timeout"})
 
 
 def _short(err: Exception) -> str:

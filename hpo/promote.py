@@ -77,8 +77,10 @@ def balance(labels: np.ndarray, names: list[str], strategy: str, seed: int) -> t
 
 # ------------------------------------------------------------------------------------ the steps
 def _check_target(opts: PromoteOptions) -> None:
+    from hpo.errors import UsageError
+
     if opts.repo_id is not None and not _REPO_ID.match(opts.repo_id):
-        raise PromotionError(
+        raise UsageError(
             f"--repo-id {opts.repo_id!r} is not a Hub repo id: use OWNER/NAME (letters, digits, '-', '_', '.'; at most 96 each)"
         )
 
@@ -134,6 +136,17 @@ def _check_token(opts: PromoteOptions) -> None:
         token = get_token()
     if not token:
         raise PromotionError("no Hugging Face token: set HF_TOKEN or run `hf auth login`, then rerun the same command")
+    from hpo.hub import is_network_error
+
+    try:  # reachable, and the token valid: found now, not after the retrain
+        api.whoami(token=token)
+    except Exception as err:
+        if is_network_error(err):
+            raise PromotionError(
+                f"cannot reach the Hugging Face Hub at {api.endpoint}: {' '.join(str(err).split())[:200]}; nothing was retrained; "
+                "check the network (or HF_ENDPOINT) and rerun the same command"
+            ) from None
+        raise PromotionError(f"the Hub at {api.endpoint} refused the token ({type(err).__name__}); set a valid HF_TOKEN or run `hf auth login`") from None
 
 
 def show_top(sweep: Sweep, echo: Callable[[str], None], n: int = 5) -> None:
@@ -326,7 +339,13 @@ def promote(path: str, opts: PromoteOptions, echo: Callable[[str], None] = print
         raise PromotionError(f"the published model's pipeline returns {labels}, not the label names")
     echo("verified: the published copy's test metrics are identical to the local model's")
     result = PromotionResult(trial.trial_id, rnd, model_dir, metrics, published, gates, url, commit, files)
-    card.log_to_wandb(sweep, opts, result, work, {"trial_id": trial.trial_id, "round": rnd, **trial.params})
-    if (work / "wandb").is_dir():
-        stored.parent.child("wandb").upload_dir(work / "wandb")
+    try:
+        card.log_to_wandb(sweep, opts, result, work, {"trial_id": trial.trial_id, "round": rnd, **trial.params})
+        if (work / "wandb").is_dir():
+            stored.parent.child("wandb").upload_dir(work / "wandb")
+    except Exception as err:  # the model is published (or written) and verified: W&B is a record of it
+        echo(
+            f"warning: the promotion succeeded, but logging it to W&B failed: {type(err).__name__}: {' '.join(str(err).split())[:200]}; "
+            "check WANDB_API_KEY (or use --wandb-mode offline)"
+        )
     return result

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import math
 import re
+import reprlib
+import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, field_validator, model_validator
 
 from hpo.errors import SpecError
 
@@ -79,8 +81,11 @@ class DataSpec(_Strict):
     train_size: int | None = Field(None, ge=10, description="Stratified, seeded sample of train.")
     test_size: int | None = Field(None, ge=10, description="Stratified, seeded sample of test.")
     validation_fraction: float = Field(0.2, gt=0.0, lt=0.5)
-    max_class_ratio: float = Field(
-        3.0, ge=1.0, description="Refuse a split whose largest class is more than this times its smallest."
+    max_class_ratio: float | None = Field(
+        None,
+        ge=1.0,
+        description="Refuse a split whose largest class is more than this times its smallest (default: no limit; "
+        "an imbalanced split is reported with a warning, and a class missing from a split is always refused).",
     )
     seed: int = 13
 
@@ -252,8 +257,8 @@ class SchedulerSpec(_Strict):
 
 
 class BudgetSpec(_Strict):
-    num_trials: int = Field(8, ge=1)
-    max_concurrent: int = Field(2, ge=1)
+    num_trials: Annotated[int, Strict()] = Field(8, ge=1, description="Trials to run in all.")
+    max_concurrent: Annotated[int, Strict()] = Field(2, ge=1, description="Trials running at once (at most num_trials).")
     time_limit_s: float | None = Field(None, gt=0, description="Stop launching after this long.")
 
 
@@ -359,6 +364,11 @@ class SweepSpec(_Strict):
                     problems.append(f"search_space.{key}: value {value!r} is not a valid {key}: {msg}")
         if self.mode != ("min" if self.metric == "val_loss" else "max"):
             problems.append(f"mode: {self.metric} should be {'minimized' if self.metric == 'val_loss' else 'maximized'}")
+        if self.budget.max_concurrent > self.budget.num_trials:
+            problems.append(
+                f"budget.max_concurrent: {self.budget.max_concurrent} is more than budget.num_trials "
+                f"({self.budget.num_trials}); at most {self.budget.num_trials} can run at once: lower it"
+            )
         labels = self.data.label_names
         for i, ex in enumerate(self.promotion.gate.sanity_examples):
             if labels is not None and ex.label not in labels:
@@ -383,7 +393,7 @@ class SweepSpec(_Strict):
 # ------------------------------------------------------------------------------------------ loading
 def _loc(loc: tuple[Any, ...]) -> str:
     # pydantic puts union tags into the location ("loguniform"); they are not keys the user wrote.
-    parts = [str(p) for p in loc if p not in ("loguniform", "uniform", "int", "choice")]
+    parts = [str(p) for p in loc if p not in _UNION_TAGS]
     return ".".join(parts) or "(top level)"
 
 
@@ -391,14 +401,52 @@ def _describe(err: dict[str, Any], raw: Any) -> list[str]:
     loc = _loc(err["loc"])
     kind, msg, value = err["type"], err["msg"], err.get("input")
     if kind == "extra_forbidden":
-        return [f"{loc}: unknown key (check its spelling)"]
+        allowed = _allowed_keys(err["loc"][:-1])
+        return [f"{loc}: unknown key (check its spelling)" + (f"; allowed here: {', '.join(allowed)}" if allowed else "")]
     if kind == "missing":
         return [f"{loc}: required key is missing"]
     if kind == "value_error" and loc == "(top level)":
         # The cross-field check collects all its problems in one message, one per line.
         return msg.removeprefix("Value error, ").split("\n")
-    shown = value if not isinstance(value, dict) else "{...}"
-    return [f"{loc}: {msg.removeprefix('Value error, ')} (got {shown!r})"]
+    shown = "{...}" if isinstance(value, dict) else _SHORT.repr(value)
+    return [f"{loc}: {msg.removeprefix('Value error, ')} (got {shown})"]
+
+
+# A value shown in a message is cut short: YAML aliases can make a small file hold a huge value.
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxtuple, _SHORT.maxdict, _SHORT.maxset = 2, 4, 4, 4, 4
+_SHORT.maxstring, _SHORT.maxother, _SHORT.maxlong = 80, 80, 40
+
+
+def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
+    """The keys the spec model at ``loc`` (a pydantic error location) accepts, for "unknown key"."""
+    candidates: list[Any] = [SweepSpec]
+    for part in loc:
+        if part in _UNION_TAGS:  # a tagged union's member: keep the model whose ``type`` is this tag
+            candidates = [m for m in candidates if "type" in m.model_fields and part in typing.get_args(m.model_fields["type"].annotation)]
+            continue
+        found = [m for m in candidates if part in m.model_fields]
+        if found:
+            candidates = [inner for m in found for inner in _models_in(m.model_fields[part].annotation)]
+        # else: a key of a dict (a search space parameter's name); its value models are the candidates
+    return sorted({k for m in candidates for k in m.model_fields})
+
+
+_UNION_TAGS = ("loguniform", "uniform", "int", "choice")
+
+
+def _models_in(annotation: Any) -> list[Any]:
+    """The pydantic models an annotation can hold (through Optional, Union, Annotated, dict values)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    out = []
+    args = typing.get_args(annotation)
+    origin = typing.get_origin(annotation)
+    if origin is dict and len(args) == 2:
+        args = (args[1],)
+    for arg in args:
+        out += _models_in(arg)
+    return out
 
 
 def parse_spec(raw: Any, source: str = "<spec>") -> SweepSpec:
@@ -444,7 +492,13 @@ def load_spec(path: str | Path, overrides: dict[str, Any] | None = None, text: s
         raise SpecError(source, [f"{where}not valid YAML: {getattr(err, 'problem', err)}"]) from None
     if isinstance(raw, dict):
         raw = {**raw, **{k: v for k, v in (overrides or {}).items() if v is not None}}
-    spec = parse_spec(raw, source)
+    try:
+        spec = parse_spec(raw, source)
+    except SpecError as err:  # a bad --name or --storage is the command line's, not the file's
+        given = {k for k, v in (overrides or {}).items() if v is not None}
+        if not given:
+            raise
+        raise SpecError(source, [f"{p} (from --{p.split(':', 1)[0]})" if p.split(":", 1)[0] in given else p for p in err.problems]) from None
     return resolve_paths(spec, source)
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from hpo.errors import ExperimentError, HpoError, SpecError
+from hpo.errors import ExperimentError, HpoError, SpecError, UsageError
 from hpo.spec import SweepSpec, dump_spec
 from hpo.storage import META_DIR, Location, is_remote
 
@@ -79,12 +79,15 @@ def cluster_spec(spec: SweepSpec, working_dir: Path, source: str) -> SweepSpec:
     return spec.model_copy(update={"data": data, "model": model})
 
 
+def _check_address(address: str) -> None:
+    parts = urlsplit(address)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"--address {address!r}: give the Ray dashboard's address, e.g. http://HEAD:8265")
+
+
 def _client(address: str) -> Any:
     from ray.job_submission import JobSubmissionClient
 
-    parts = urlsplit(address)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise SpecError("command line", [f"--address {address!r}: give the Ray dashboard's address, e.g. http://HEAD:8265"])
     try:
         return JobSubmissionClient(address)
     except Exception as err:  # ConnectionError, or a dashboard that is not Ray's: one line, the cause
@@ -108,9 +111,10 @@ def submit(
     client: Any = None,
 ) -> Submission:
     """Validate, ship, and start the sweep as a Ray job; with ``follow``, print its logs until it ends."""
+    _check_address(address)
     root = Path(working_dir).resolve()
     if not root.is_dir():
-        raise SpecError("command line", [f"--working-dir {working_dir!r}: no such folder"])
+        raise UsageError(f"--working-dir {working_dir!r}: no such folder")
     job_spec = cluster_spec(spec, root, source)
     experiment = Location.parse(spec.storage).child(spec.name)
     experiment.check_writable()

@@ -99,7 +99,7 @@ def test_bad_data_is_refused_with_the_reason(tmp_path):
     with pytest.raises(DataError, match="empty or missing text"):
         load_splits(DataSpec(files={"train": empty, "test": good}, label_names=names))
     with pytest.raises(DataError, match=r"train split is skewed 9\.\d+:1 .*max_class_ratio"):
-        load_splits(DataSpec(files={"train": skewed, "test": good}, label_names=names))
+        load_splits(DataSpec(files={"train": skewed, "test": good}, label_names=names, max_class_ratio=3.0))
     (tmp_path / "junk.parquet").write_bytes(b"not parquet")
     with pytest.raises(DataError, match="cannot read the data"):
         load_splits(DataSpec(files={"train": str(tmp_path / "junk.parquet"), "test": good}, label_names=names))
@@ -154,3 +154,62 @@ def test_ray_starts_while_the_texts_are_tokenized_and_only_after_the_data_checks
     for split in ("train", "validation", "test"):
         a, b = getattr(together.data, split), getattr(alone.data, split)
         assert np.array_equal(a.ids, b.ids) and np.array_equal(a.offsets, b.offsets) and np.array_equal(a.labels, b.labels)
+
+
+def test_labels_that_cannot_be_used_are_named_with_split_column_and_row(tmp_path):
+    names = ["negative", "positive"]
+    good = _write(tmp_path, pd.DataFrame({"text": [f"review {i}" for i in range(40)], "label": [0, 1] * 20}), "good.parquet")
+    nan = _write(tmp_path, pd.DataFrame({"text": [f"r{i}" for i in range(40)], "label": [0.0, 1.0] * 19 + [float("nan"), 1.0]}), "nan.parquet")
+    with pytest.raises(DataError, match=r"train split, column 'label': 1 row\(s\) have no label \(empty or NaN\), first at row 38"):
+        load_splits(DataSpec(files={"train": nan, "test": good}, label_names=names))
+    one_class = _write(tmp_path, pd.DataFrame({"text": [f"r{i}" for i in range(40)], "label": [1] * 40}), "one.parquet")
+    with pytest.raises(DataError, match=r"train split has no example of class\(es\) \['negative'\].*remove the class from data.label_names"):
+        load_splits(DataSpec(files={"train": one_class, "test": good}, label_names=names))
+    three = ["neg", "neutral", "pos"]
+    strings = lambda labels: pd.DataFrame({"text": [f"r{i}" for i in range(len(labels))], "label": labels})  # noqa: E731
+    no_neutral = _write(tmp_path, strings(["neg", "pos"] * 30), "two.parquet")
+    all_three = _write(tmp_path, strings(["neg", "neutral", "pos"] * 20), "three.parquet")
+    with pytest.raises(DataError, match=r"train split has no example of class\(es\) \['neutral'\]"):
+        load_splits(DataSpec(files={"train": no_neutral, "test": all_three}, label_names=three))
+    with pytest.raises(DataError, match=r"test split, column 'label', row 1: label 'neutral' is not one of \['neg', 'pos'\] \(the labels of the train split\)"):
+        load_splits(DataSpec(files={"train": no_neutral, "test": all_three}))
+
+
+def test_unreadable_files_name_the_one_file_and_the_cause(tmp_path):
+    good = _write(tmp_path, pd.DataFrame({"text": [f"review {i}" for i in range(40)], "label": [0, 1] * 20}), "good.parquet")
+    empty = _write(tmp_path, pd.DataFrame({"text": pd.Series([], dtype=str), "label": pd.Series([], dtype="int64")}), "empty.parquet")
+    with pytest.raises(DataError, match=r"data.files.train: .*empty.parquet has 0 rows") as info:
+        load_splits(DataSpec(files={"train": empty, "test": good}, label_names=["negative", "positive"]))
+    assert "good.parquet" not in str(info.value)
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("text,label\n".encode() + "caf\xe9 great,1\nbad,0\n".encode("latin-1") * 20)
+    good_csv = tmp_path / "good.csv"
+    good_csv.write_text("text,label\n" + "great,1\nbad,0\n" * 20)
+    with pytest.raises(DataError, match=r"data.files.train: cannot read the data from .*latin.csv: not utf-8 text \(UnicodeDecodeError at byte \d+\)") as info:
+        load_splits(DataSpec(files={"train": str(latin), "test": str(good_csv)}, label_names=["negative", "positive"]))
+    assert "good.csv" not in str(info.value)
+
+
+def test_imbalanced_data_is_accepted_with_a_warning_and_rare_classes_are_refused(tmp_path):
+    # a 6-class set whose smallest class is 14.5 times smaller than its largest (like TREC's question types)
+    sizes = {"ABBR": 86, "DESC": 1162, "ENTY": 1250, "HUM": 1223, "LOC": 835, "NUM": 896}
+    labels = [name for name, n in sizes.items() for _ in range(n)]
+    frame = pd.DataFrame({"text": [f"question {i}" for i in range(len(labels))], "label": labels})
+    train = _write(tmp_path, frame, "trec.parquet")
+    splits = load_splits(DataSpec(files={"train": train, "test": train}, test_size=1000))
+    assert splits.class_counts["train"]["ABBR"] > 0
+    assert len(splits.warnings) == 1 and "imbalanced 14.5:1" in splits.warnings[0] and "val_f1_macro" in splits.warnings[0]
+    rare = frame[frame.label != "ABBR"].copy()
+    rare = pd.concat([rare, pd.DataFrame({"text": ["q a", "q b", "q c", "q d", "q e", "q f", "q g", "q h"], "label": ["ABBR"] * 8})])
+    rare_file = _write(tmp_path, rare, "rare.parquet")
+    with pytest.raises(DataError, match=r"validation split has fewer than 5 examples of class\(es\) \['ABBR'\]"):
+        load_splits(DataSpec(files={"train": rare_file, "test": train}))
+
+
+def test_a_sample_that_is_not_representative_is_refused(monkeypatch, tmp_path):
+    """The failure the balance checks exist for: the first N rows of a label-sorted file."""
+    import trainables.data as data
+
+    monkeypatch.setattr(data, "stratified_sample", lambda labels, n, seed: np.arange(n))
+    with pytest.raises(DataError, match=r"train split: class 'negative' is .* of its source file"):
+        load_splits(DataSpec(files=imdb_files(), label_names=["negative", "positive"], train_size=2500))

@@ -127,7 +127,7 @@ def test_publish_to_the_hub_and_verify(dry_run, tiny_sweep, hub):
 
 def test_malformed_repo_id_and_missing_token_fail_before_training(tiny_sweep, hub):
     bad = run_cli(["promote", str(tiny_sweep["path"]), "--repo-id", "no-owner"], hub_env(tiny_sweep["env"], hub), tiny_sweep["tmp"], timeout=60)
-    assert bad.returncode == 1 and "is not a Hub repo id" in bad.stdout and "Traceback" not in bad.stdout
+    assert bad.returncode == 2 and "is not a Hub repo id" in bad.stdout and "Traceback" not in bad.stdout
     env = hub_env(tiny_sweep["env"], hub, token=False)
     none = run_cli(["promote", str(tiny_sweep["path"]), "--repo-id", "acme/x"], env, tiny_sweep["tmp"], timeout=60)
     assert none.returncode == 1 and "no Hugging Face token" in none.stdout

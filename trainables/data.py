@@ -8,6 +8,7 @@ first N rows: every subset is drawn per class with a seeded generator.
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,7 @@ class Splits:
     label_names: list[str]
     class_counts: dict[str, dict[str, int]] = field(default_factory=dict)
     fingerprint: str = ""
+    warnings: list[str] = field(default_factory=list)  # what the user should know (imbalance), not refusals
 
     def full_train(self) -> Labelled:
         """All of train: the trial training split with the validation split folded back in."""
@@ -67,7 +69,7 @@ def _load_raw(spec: DataSpec) -> dict[str, Any]:
             builder = _BUILDERS[suffixes.pop()]
             kwargs = {"delimiter": "\t"} if builder == "csv" and spec.files["train"].endswith(".tsv") else {}
             # One load per file: the splits may differ in extra columns, and each error names its file.
-            return {split: datasets.load_dataset(builder, data_files=_local(path), split="train", **kwargs) for split, path in spec.files.items()}
+            return {split: _load_file(builder, split, path, kwargs) for split, path in spec.files.items()}
         return {
             "train": datasets.load_dataset(spec.hub_id, split=spec.train_split),
             "test": datasets.load_dataset(spec.hub_id, split=spec.test_split),
@@ -75,8 +77,60 @@ def _load_raw(spec: DataSpec) -> dict[str, Any]:
     except DataError:
         raise
     except Exception as err:  # datasets raises many types; the user needs the cause, not the class
-        where = spec.hub_id or ", ".join(spec.files.values())
-        raise DataError(f"cannot read the data from {where}: {type(err).__name__}: {err}") from err
+        raise DataError(f"cannot read the data from {spec.hub_id}: {_root_cause(err)}") from err
+
+
+def _load_file(builder: str, split: str, path: str, kwargs: dict[str, Any]) -> Any:
+    import datasets
+
+    local = _local(path)
+    empty = DataError(f"data.files.{split}: {path} has 0 rows")
+    if Path(local).stat().st_size == 0:
+        raise empty
+    try:
+        if builder != "parquet":
+            _check_utf8(local)
+        if builder == "parquet":
+            import pyarrow.parquet
+
+            if pyarrow.parquet.ParquetFile(local).metadata.num_rows == 0:
+                raise empty  # datasets fails on it with an error about batch sizes
+        ds = datasets.load_dataset(builder, data_files=local, split="train", **kwargs)
+    except DataError:
+        raise
+    except Exception as err:
+        raise DataError(f"data.files.{split}: cannot read the data from {path}: {_root_cause(err)}") from err
+    if len(ds) == 0:
+        raise empty
+    return ds
+
+
+def _check_utf8(path: str, chunk: int = 1 << 20) -> None:
+    """Text files must be UTF-8; the readers only say "invalid UTF8" without where."""
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = 0
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            try:
+                decoder.decode(block)
+            except UnicodeDecodeError as err:
+                raise UnicodeDecodeError("utf-8", block, err.start, err.end, f"at byte {offset + err.start}") from None
+            offset += len(block)
+        decoder.decode(b"", final=True)
+
+
+def _root_cause(err: BaseException) -> str:
+    """The innermost exception of a chain (datasets wraps the reader's error in its own), in one line."""
+    seen = err
+    while seen.__cause__ is not None or (seen.__context__ is not None and not seen.__suppress_context__):
+        seen = seen.__cause__ or seen.__context__
+    if isinstance(seen, UnicodeDecodeError):
+        where = seen.reason if seen.reason.startswith("at byte") else f"at byte {seen.start}"
+        return f"not {seen.encoding} text (UnicodeDecodeError {where}); save the file as UTF-8"
+    text = " ".join(str(seen).split())
+    return f"{type(seen).__name__}: {text[:300]}"
 
 
 def _local(path: str) -> str:
@@ -115,13 +169,13 @@ def label_names_of(feature: Any, values: list[Any], spec: DataSpec) -> tuple[lis
         bad = [v for v in distinct if not 0 <= v < len(spec.label_names)]
         if bad:
             raise DataError(f"label ids {bad} are outside 0..{len(spec.label_names) - 1} (data.label_names has {len(spec.label_names)} names)")
-        return list(spec.label_names), {int(v): int(v) for v in distinct}
+        return list(spec.label_names), {i: i for i in range(len(spec.label_names))}
     strings = [str(v) for v in distinct]
     order = list(spec.label_names) if spec.label_names is not None else strings
     unknown = [s for s in strings if s not in order]
     if unknown:
         raise DataError(f"labels {unknown} are not in data.label_names {order}")
-    return order, {v: order.index(str(v)) for v in distinct}
+    return order, {name: i for i, name in enumerate(order)}
 
 
 def _to_labelled(ds: Any, spec: DataSpec, split: str, names_and_map=None) -> tuple[Labelled, list[str], dict]:
@@ -130,13 +184,24 @@ def _to_labelled(ds: Any, spec: DataSpec, split: str, names_and_map=None) -> tup
         raise DataError(f"{split} split: missing column(s) {missing}; it has {ds.column_names} (set data.text_column / data.label_column)")
     texts = ds[spec.text_column]
     raw = ds[spec.label_column]
+    unlabelled = [i for i, v in enumerate(raw) if v is None or (isinstance(v, float) and math.isnan(v))]
+    if unlabelled:
+        raise DataError(
+            f"{split} split, column {spec.label_column!r}: {len(unlabelled)} row(s) have no label (empty or NaN), "
+            f"first at row {unlabelled[0]}; drop those rows or label them"
+        )
     if names_and_map is None:
         names_and_map = label_names_of(ds.features[spec.label_column], raw, spec)
     names, mapping = names_and_map
-    try:
-        labels = np.array([mapping[v] for v in raw], dtype=np.int64)
-    except KeyError as err:
-        raise DataError(f"{split} split: label {err.args[0]!r} is not one of {names}") from None
+    labels = np.empty(len(raw), dtype=np.int64)
+    for row, v in enumerate(raw):
+        if v not in mapping:
+            where = "data.label_names" if spec.label_names is not None else "the labels of the train split"
+            raise DataError(
+                f"{split} split, column {spec.label_column!r}, row {row}: label {v!r} is not one of {names} ({where}); "
+                "fix the row, or list the label in data.label_names"
+            )
+        labels[row] = mapping[v]
     empty = [i for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]
     if empty:
         raise DataError(f"{split} split: {len(empty)} empty or missing text(s) in {spec.text_column!r}, first at row {empty[0]}")
@@ -168,16 +233,52 @@ def class_counts(labels: np.ndarray, names: list[str]) -> dict[str, int]:
     return {name: int(c) for name, c in zip(names, counts)}
 
 
-def check_balance(split: str, counts: dict[str, int], max_ratio: float) -> None:
+MIN_EVAL_EXAMPLES = 5  # fewer examples of a class in validation or test, and its recall is noise
+IMBALANCE_WARNING = 3.0  # largest / smallest class past which the user is told
+
+
+def check_balance(split: str, counts: dict[str, int], max_ratio: float | None) -> str | None:
+    """Refuse what is really wrong with a split; return a warning when its classes are imbalanced.
+
+    Refused: a class with no example, a validation or test split with too few examples of a class to
+    measure its recall, and (only when the spec sets ``data.max_class_ratio``) skew past that limit."""
     empty = [n for n, c in counts.items() if c == 0]
     if empty:
-        raise DataError(f"{split} split has no example of class(es) {empty}: {counts}")
+        raise DataError(
+            f"{split} split has no example of class(es) {empty}: {counts}; every class needs examples in train, "
+            "validation and test: add some, or remove the class from data.label_names"
+        )
     ratio = max(counts.values()) / min(counts.values())
-    if ratio > max_ratio:
+    if max_ratio is not None and ratio > max_ratio:
         raise DataError(
             f"{split} split is skewed {ratio:.2f}:1 (largest/smallest class) past data.max_class_ratio "
             f"= {max_ratio}: {counts}; raise the limit or rebalance the data"
         )
+    few = [n for n, c in counts.items() if c < MIN_EVAL_EXAMPLES]
+    if split != "train" and few:
+        raise DataError(
+            f"{split} split has fewer than {MIN_EVAL_EXAMPLES} examples of class(es) {few}: {counts}; their recall "
+            "cannot be measured: use more data (data.train_size, data.test_size, data.validation_fraction) or merge rare classes"
+        )
+    if ratio > IMBALANCE_WARNING:
+        return (
+            f"the {split} split is imbalanced {ratio:.1f}:1 ({counts}); consider metric: val_f1_macro and "
+            "promotion.balance: class_weight (or downsample)"
+        )
+    return None
+
+
+def check_shares(split: str, counts: dict[str, int], source: dict[str, int]) -> None:
+    """A sample's class shares must match its source file's within sampling noise (3 sigma): sampling
+    the first N rows of a sorted file is the failure this guards against."""
+    n, total = sum(counts.values()), sum(source.values())
+    for name, c in counts.items():
+        p = source[name] / total
+        if abs(c / n - p) > 3 * math.sqrt(p * (1 - p) / n) + 1 / n:
+            raise DataError(
+                f"{split} split: class {name!r} is {c / n:.1%} of it but {p:.1%} of its source file ({counts} vs {source}); "
+                "the sample is not representative"
+            )
 
 
 def fingerprint(*parts: Labelled) -> str:
@@ -197,17 +298,22 @@ def load_splits(spec: DataSpec) -> Splits:
     test, _, _ = _to_labelled(raw["test"], spec, "test", (names, mapping))
     if len(names) < 2:
         raise DataError(f"need at least two classes, the data has {names}")
+    sources = {"train": class_counts(train.labels, names), "validation": class_counts(train.labels, names), "test": class_counts(test.labels, names)}
     if spec.train_size is not None:
         train = train.subset(stratified_sample(train.labels, spec.train_size, spec.seed))
     if spec.test_size is not None:
         test = test.subset(stratified_sample(test.labels, spec.test_size, spec.seed + 1))
     rest, val = stratified_indices(train.labels, spec.validation_fraction, spec.seed)
     train, validation = train.subset(rest), train.subset(val)
-    counts = {}
+    counts, warnings = {}, []
     for split, part in (("train", train), ("validation", validation), ("test", test)):
         counts[split] = class_counts(part.labels, names)
-        check_balance(split, counts[split], spec.max_class_ratio)
-    return Splits(train, validation, test, names, counts, fingerprint(train, validation, test))
+        warning = check_balance(split, counts[split], spec.max_class_ratio)
+        if warning and split == "train":  # the data's own imbalance: said once
+            warnings.append(warning)
+        if min(sources[split].values()) > 0:
+            check_shares(split, counts[split], sources[split])
+    return Splits(train, validation, test, names, counts, fingerprint(train, validation, test), warnings)
 
 
 # ----------------------------------------------------------------------------------- tokenized form

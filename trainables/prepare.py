@@ -41,6 +41,8 @@ def prepare(spec: SweepSpec, echo: Callable[[str], None] = print, alongside: Cal
     splits = load_splits(spec.data)
     for split, counts in splits.class_counts.items():
         echo(f"{split:>10}: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
+    for warning in splits.warnings:
+        echo(f"warning: {warning}")
     if alongside is None:
         return _tokenized(spec, splits, echo)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hpo-tokenize") as pool:
