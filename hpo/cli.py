@@ -161,12 +161,22 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _quiet_libraries() -> None:
+    """What a library prints on every run and a user can do nothing about, kept off the console
+    (``--debug`` shows it): Ray's note on its token authentication, at every start of the embedded Ray."""
+    import logging
+
+    logging.getLogger("ray._private.authentication").setLevel(logging.ERROR)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     from hpo.errors import HpoError
 
     run: Callable[[argparse.Namespace], int] = args.run
+    if not args.debug:
+        _quiet_libraries()
     try:
         return run(args)
     except HpoError as err:

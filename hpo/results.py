@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hpo.errors import ExperimentError
+from hpo.errors import ExperimentError, SpecError
 from hpo.spec import SweepSpec, improves, parse_spec
 from hpo.storage import DATA_FILE, META_DIR, SPEC_FILE, Location
 
@@ -156,7 +156,14 @@ def load_sweep(path: str | Path | Location) -> Sweep:
         raise ExperimentError(f"{folder}: not a sweep folder (no {META_DIR}/{SPEC_FILE}); give the path `hpo sweep` printed")
     import yaml
 
-    spec = parse_spec(yaml.safe_load(spec_text), str(spec_file))
+    try:
+        spec = parse_spec(yaml.safe_load(spec_text), str(spec_file))
+    except (yaml.YAMLError, SpecError) as err:
+        cause = " ".join(str(err).split())[:300]
+        raise ExperimentError(
+            f"{spec_file}: the sweep's stored spec is unreadable ({cause}); `hpo sweep` wrote it: put back the resolved "
+            "spec of this sweep (or a copy of the spec you ran, with the same name and storage)"
+        ) from None
     data_text = _read_text(folder.child(META_DIR, DATA_FILE))
     data = json.loads(data_text) if data_text else {}
     statuses = tune_states(folder)

@@ -33,7 +33,6 @@ EXPERIMENT = os.environ.get("HPO_EXPERIMENT", "../runs/quickstart")
 FIGURES = os.environ.get("HPO_FIGURES", "")  # empty: EXPERIMENT/hpo/figures
 
 # %%
-import json
 import warnings
 from pathlib import Path
 

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from hpo.cli import main
-from tests.conftest import tiny_spec
+from tests.conftest import cli_env, run_cli, tiny_spec
 
 def _spec(tmp: Path, **changes) -> Path:
     raw = tiny_spec(tmp / "runs")
@@ -43,6 +43,12 @@ def _bomb(tmp: Path) -> Path:
     return path
 
 
+def _corrupt_sweep(tmp: Path) -> Path:
+    (tmp / "sweep" / "hpo").mkdir(parents=True)
+    (tmp / "sweep" / "hpo" / "spec.yaml").write_text("name: [broken\n  storage: {")
+    return tmp / "sweep"
+
+
 # (id, how to make the input, the arguments, exit code, what the message must name)
 CASES = [
     ("unknown top key", lambda t: _spec(t, bogus=1), ["sweep", "{spec}"], 2, ["bogus: unknown key", "allowed here: budget"]),
@@ -69,6 +75,7 @@ CASES = [
     ("storage URI with credentials", lambda t: _spec(t, storage="s3://KEY:SECRET@bucket/x"), ["sweep", "{spec}"], 2, ["credentials in a storage URI"]),
     ("storage scheme pyarrow does not know", lambda t: _spec(t, storage="foo://bucket/x"), ["sweep", "{spec}"], 2, ["foo://bucket/x", "not a storage URI"]),
     ("status of a folder that is no sweep", lambda t: t, ["status", "{tmp}"], 1, ["not a sweep folder"]),
+    ("status of a sweep whose stored spec is corrupt", lambda t: _corrupt_sweep(t), ["status", "{tmp}/sweep"], 1, ["hpo/spec.yaml: the sweep's stored spec is unreadable"]),
     ("resume of a folder that is no sweep", lambda t: t, ["resume", "{tmp}"], 1, ["not a sweep folder"]),
     ("dashboard of a folder that is no sweep", lambda t: t, ["dashboard", "{tmp}"], 1, ["not a sweep folder"]),
     ("promote of a folder that is no sweep", lambda t: t, ["promote", "{tmp}", "--dry-run", "{tmp}/out"], 1, ["not a sweep folder"]),
@@ -124,21 +131,10 @@ def _closed_url() -> str:
     return f"http://127.0.0.1:{free_port()}"
 
 
-def _run(argv: list[str], capsys) -> tuple[int, str]:
-    try:
-        code = main(argv)
-    except SystemExit as stop:
-        code = stop.code
-    out = capsys.readouterr()
-    return code, out.out + out.err
-
-
 @pytest.mark.parametrize("key,value", [("model", {"name": "acme/distilbert-never-cached"}), ("data", "hub")], ids=["hub model", "hub dataset"])
-def test_a_hub_that_cannot_be_reached_is_a_network_error_before_anything_starts(key, value, tmp_path, capsys, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
-    monkeypatch.setenv("HF_ENDPOINT", _closed_url())
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+def test_a_hub_that_cannot_be_reached_is_a_network_error_before_anything_starts(key, value, tmp_path):
+    # in a process of its own: huggingface_hub reads HF_ENDPOINT once, when it is first imported
+    env = {**cli_env(tmp_path), "HF_HUB_OFFLINE": "0", "HF_ENDPOINT": _closed_url(), "HF_HOME": str(tmp_path / "hf")}
     raw = tiny_spec(tmp_path / "runs")
     if key == "model":
         raw["model"] = value
@@ -146,21 +142,21 @@ def test_a_hub_that_cannot_be_reached_is_a_network_error_before_anything_starts(
         raw["data"] = {"hub_id": "acme/imdb-never-cached", "label_names": ["negative", "positive"], "train_size": 100, "test_size": 40}
     spec = tmp_path / "hub.yaml"
     spec.write_text(yaml.safe_dump(raw))
-    code, text = _run(["sweep", str(spec)], capsys)
+    result = run_cli(["sweep", str(spec)], env, tmp_path, timeout=120)
+    code, text = result.returncode, result.stdout
     assert code == 1, text[-3000:]
     assert "cannot reach the Hugging Face Hub at http://127.0.0.1:" in text and "never-cached" in text
     assert "Traceback" not in text and "tokenized" not in text and not (tmp_path / "runs").exists()
 
 
-def test_wandb_that_cannot_be_reached_stops_an_online_sweep_and_auto_falls_back(tmp_path, capsys, monkeypatch):
+def test_wandb_that_cannot_be_reached_stops_an_online_sweep_and_auto_falls_back(tmp_path):
     from hpo.preflight import Unreachable, check_wandb
 
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("WANDB_API_KEY", "not-a-real-key-" + "0" * 24)
-    monkeypatch.setenv("WANDB_BASE_URL", _closed_url())
+    env = {**cli_env(tmp_path), "WANDB_API_KEY": "not-a-real-key-" + "0" * 24, "WANDB_BASE_URL": _closed_url()}
     spec = tmp_path / "w.yaml"
     spec.write_text(yaml.safe_dump(tiny_spec(tmp_path / "runs")))
-    code, text = _run(["sweep", str(spec), "--wandb-mode", "online"], capsys)
+    result = run_cli(["sweep", str(spec), "--wandb-mode", "online"], env, tmp_path, timeout=120)
+    code, text = result.returncode, result.stdout
     assert code == 1 and "cannot reach W&B at http://127.0.0.1:" in text and "--wandb-mode offline" in text, text[-2000:]
     assert "tokenized" not in text and not (tmp_path / "runs").exists()
     said = []

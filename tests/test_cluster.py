@@ -89,19 +89,18 @@ def assert_each_trial_once(path: Path, n: int, rerun: dict[str, int] | None = No
     assert optuna.trial.TrialState.RUNNING not in states
 
 
-def test_worker_node_lost_mid_sweep(tmp_path):
+def sweep_losing_a_node(spec_file: Path, env: dict, cwd: Path, both_busy) -> tuple[object, float]:
+    """A sweep on a real two-worker Ray cluster (head without CPUs) whose first worker node dies once
+    ``both_busy()`` says both workers run a trial that has checkpointed a round. Returns (the CLI's
+    result, when the node died)."""
     from ray.cluster_utils import Cluster
 
-    spec_file = small_spec(tmp_path, "nodeloss", trials=4, train_size=1200)
-    env = cli_env(tmp_path)
     cluster = Cluster(initialize_head=True, connect=False, head_node_args={"num_cpus": 0, "include_dashboard": False})
     workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
     cluster.wait_for_nodes()
-    path = tmp_path / "runs" / "nodeloss"
-    proc = start_cli(["sweep", str(spec_file), "--address", cluster.address], env, tmp_path)
+    proc = start_cli(["sweep", str(spec_file), "--address", cluster.address], env, cwd)
     try:
-        # both workers busy, each trial with a checkpointed round: then one worker node dies
-        wait_for(lambda: sum(len(r) >= 1 for r in rounds_reported(path).values()) >= 2, 240, proc)
+        wait_for(both_busy, 300, proc)
         killed_at = time.time()
         cluster.remove_node(workers[0], allow_graceful=False)
         result = finish_cli(proc, timeout=420)
@@ -109,6 +108,13 @@ def test_worker_node_lost_mid_sweep(tmp_path):
         finish_cli(proc, timeout=1) if proc.poll() is None else None
         cluster.shutdown()
     assert result.returncode == 0, result.stdout[-5000:]
+    return result, killed_at
+
+
+def test_worker_node_lost_mid_sweep(tmp_path):
+    spec_file = small_spec(tmp_path, "nodeloss", trials=4, train_size=1200)
+    path = tmp_path / "runs" / "nodeloss"
+    _, killed_at = sweep_losing_a_node(spec_file, cli_env(tmp_path), tmp_path, lambda: sum(len(r) >= 1 for r in rounds_reported(path).values()) >= 2)
     failures = trial_failures(path)
     hit = [tid for tid, n in failures.items() if n >= 1]
     assert hit, f"no trial was on the lost node: {failures}"

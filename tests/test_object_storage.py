@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -31,7 +30,7 @@ from tests.conftest import (
     tiny_spec,
     write_spec,
 )
-from tests.test_cluster import assert_each_trial_once, trial_failures, wait_for
+from tests.test_cluster import assert_each_trial_once, sweep_losing_a_node, trial_failures, wait_for
 from tests.test_inspect import check_dashboard_serves_every_trial, execute_notebook, outputs, serve_dashboard, text_of
 
 
@@ -186,9 +185,6 @@ def test_driver_killed_and_resumed_from_the_bucket(s3, tmp_path):
 
 
 def test_worker_node_lost_on_s3_storage_resumes_from_the_bucket(s3, tmp_path):
-    from ray.cluster_utils import Cluster
-
-    env = s3_env(tmp_path, s3)
     spec = tiny_spec(tmp_path / "unused", name="s3nodes")
     spec["data"].update(train_size=1200)
     spec["budget"]["num_trials"] = 4
@@ -196,25 +192,14 @@ def test_worker_node_lost_on_s3_storage_resumes_from_the_bucket(s3, tmp_path):
     spec["storage"] = "s3://sweeps/nodes"
     spec_file = write_spec(tmp_path / "s3nodes.yaml", spec)
     path = "s3://sweeps/nodes/s3nodes"
-    cluster = Cluster(initialize_head=True, connect=False, head_node_args={"num_cpus": 0, "include_dashboard": False})
-    workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
-    cluster.wait_for_nodes()
-    proc = start_cli(["sweep", str(spec_file), "--address", cluster.address], env, tmp_path)
 
     def both_busy():
         try:
             return sum(len(t.rounds) >= 1 for t in load_sweep(path).trials) >= 2
-        except Exception:
+        except Exception:  # nothing stored yet
             return False
 
-    try:
-        wait_for(both_busy, 300, proc)
-        cluster.remove_node(workers[0], allow_graceful=False)
-        result = finish_cli(proc, timeout=420)
-    finally:
-        finish_cli(proc, timeout=1) if proc.poll() is None else None
-        cluster.shutdown()
-    assert result.returncode == 0, result.stdout[-5000:]
+    sweep_losing_a_node(spec_file, s3_env(tmp_path, s3), tmp_path, both_busy)
     copy = download(path, tmp_path / "copy")
     failures = trial_failures(copy)
     assert [tid for tid, n in failures.items() if n >= 1], f"no trial was on the lost node: {failures}"

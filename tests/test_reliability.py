@@ -54,11 +54,18 @@ def test_a_signal_stops_the_sweep_saves_it_and_it_resumes_with_no_secret_anywher
     assert f"hpo resume {path}" in stopped.stdout
     assert "sweep finished" not in stopped.stdout and "promote it" not in stopped.stdout
     assert "Traceback" not in stopped.stdout
-    if sig == signal.SIGINT:  # the whole cycle once: the stopped sweep resumes to its planned trials
+    outputs = [stopped.stdout]
+    if sig == signal.SIGINT:  # the whole cycle once: the stopped sweep resumes to its planned trials, is promoted
         resumed = run_cli(["resume", str(path)], env, tmp_path, timeout=420)
         assert resumed.returncode == 0, resumed.stdout[-4000:]
         assert_each_trial_once(path, 4)
-    for f in _files(path, tmp_path / "cache", *(_sessions() - before)):
+        promoted = run_cli(["promote", str(path), "--dry-run", str(tmp_path / "promoted")], env, tmp_path)
+        assert promoted.returncode in (0, 3), promoted.stdout[-4000:]  # a gate may fail on 4 tiny trials; it wrote its files
+        outputs += [resumed.stdout, promoted.stdout]
+    home = Path.home()
+    for text in outputs:
+        assert not any(secret in text for secret in secrets.values())
+    for f in _files(path, tmp_path / "promoted", tmp_path / "cache", home / ".cache" / "wandb", home / ".config" / "wandb", home / ".netrc", *(_sessions() - before)):
         data = f.read_bytes()
         for name, secret in secrets.items():
             assert secret.encode() not in data, f"{name} in {f}"
