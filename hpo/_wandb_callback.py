@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from pathlib import Path
 
 import pyarrow
@@ -26,12 +25,13 @@ import pyarrow.fs
 from ray.air.constants import EXPR_RESULT_FILE, TRAINING_ITERATION
 from ray.air.integrations.wandb import WandbLoggerCallback, _clean_log, _force_on_current_node, _QueueItem, _WandbLoggingActor
 
+from hpo.stopping import STOPPING
+
 log = logging.getLogger("hpo")
 
 LOGGED_MARKER = "wandb-logged.json"  # in a trial's folder once its W&B run is completely written
-# Set while a sweep is being stopped (Ctrl-C, SIGTERM): the end of the run waits seconds, not minutes, for
-# the W&B loggers; runs not written out by then are replayed by the next resume.
-STOPPING = threading.Event()
+# While a sweep is being stopped (Ctrl-C, SIGTERM) the end of the run waits this long, not minutes, for the
+# W&B loggers; runs not written out by then are replayed by the next resume.
 STOPPING_WAIT_S = 5
 
 

@@ -174,7 +174,7 @@ def _stop_on_signals(echo: Callable[[str], None]) -> Iterator[list[str]]:
     """Ctrl-C or SIGTERM (what ``ray job stop`` and schedulers send): the first asks Tune to end the run
     the way it ends on its own, saving the experiment state, without waiting for W&B to finish writing
     (a resume replays those runs); a second one stops at once. Yields the names of the signals received."""
-    from hpo._wandb_callback import STOPPING
+    from hpo.stopping import STOPPING
 
     received: list[str] = []
     if threading.current_thread() is not threading.main_thread():

@@ -12,6 +12,8 @@ from typing import Any
 
 from ray.tune import Callback
 
+from hpo.stopping import STOPPING
+
 log = logging.getLogger("hpo")
 
 
@@ -85,6 +87,8 @@ class CheckpointJanitor(Callback):
                 self._best[trial.trial_id] = best
 
     def tidy(self, trials: list, ending: Any = None) -> None:
+        if STOPPING.is_set():  # Tune stops the running trials as if they ended; the resume needs their checkpoints
+            return
         done = [t for t in trials if t.status in ("TERMINATED", "ERROR") or t is ending]
         for t in done:
             self._known_best(t)
