@@ -174,11 +174,11 @@ class SweepWandbCallback(WandbLoggerCallback):
             # in plain text to its logs. The actors run on this node, whose Ray workers inherit the
             # environment Ray was started with (this process's, for the embedded Ray; the node's on a
             # cluster) or use W&B's own login there, so nothing is passed.
+            # Not restarted when they die (Ray's are, and its core worker then logs an error for every
+            # trial about their constructor arguments): a lost run is replayed by the next resume.
             import ray
 
-            self._remote_logger_class = ray.remote(num_cpus=0, **_force_on_current_node(), max_restarts=-1, max_task_retries=-1)(
-                self._logger_actor_cls
-            )
+            self._remote_logger_class = ray.remote(num_cpus=0, **_force_on_current_node(), max_restarts=0)(self._logger_actor_cls)
         super()._start_logging_actor(trial, exclude_results, **wandb_init_kwargs)
 
     def on_step_end(self, iteration, trials, **info):

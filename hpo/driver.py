@@ -189,9 +189,12 @@ def _stop_on_signals(echo: Callable[[str], None]) -> Iterator[list[str]]:
         if signal.getsignal(signal.SIGUSR1) in (signal.SIG_DFL, signal.SIG_IGN, None):
             raise KeyboardInterrupt  # Tune's loop has not started yet: nothing to save
         echo(f"{received[0]}: stopping the sweep and saving its state (again to stop at once)")
+        # Tune would end with its own resume hint (Tuner.restore): the one to use is hpo's, printed after
+        logging.getLogger("ray.tune.tune").setLevel(logging.ERROR)
         os.kill(os.getpid(), signal.SIGUSR1)  # Tune ends its run loop on SIGUSR1, as on its own Ctrl-C
 
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    tune_level = logging.getLogger("ray.tune.tune").level
     tune_own = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER")
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # ours decides; Tune's would print its own resume hint
     try:
@@ -199,6 +202,7 @@ def _stop_on_signals(echo: Callable[[str], None]) -> Iterator[list[str]]:
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
+        logging.getLogger("ray.tune.tune").setLevel(tune_level)
         if tune_own is None:
             os.environ.pop("TUNE_DISABLE_SIGINT_HANDLER", None)
         else:
