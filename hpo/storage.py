@@ -86,7 +86,7 @@ class Location:
 
         try:
             fs, path = pyarrow.fs.FileSystem.from_uri(text)
-        except Exception as err:  # ArrowInvalid, ArrowNotImplementedError, OSError: say which URI and why
+        except Exception as err:  # an invalid URI, a scheme this pyarrow lacks, OSError: say which URI and why
             raise StorageError(f"{text}: not a storage URI pyarrow can open: {err}") from None
         return cls(fs, path.rstrip("/"), parts.scheme, parts.query)
 
