@@ -61,6 +61,17 @@ def _trainable(spec: SweepSpec, prepared: Prepared) -> Any:
     )
 
 
+def _checkpoints_to_keep(spec: SweepSpec) -> int | None:
+    """How many checkpoints Tune keeps per running trial.
+
+    In object storage, all of them until the sweep ends (the janitor then deletes all but the best's):
+    Tune deletes an old checkpoint as soon as it registers a new one, but uploads its experiment state in
+    the background, so after a crash the stored state could point at a checkpoint already deleted, and
+    that trial could not resume (seen in the S3 crash test). On a local or shared disk the state is
+    written in place and ``checkpoints.num_to_keep`` applies."""
+    return None if is_remote(spec.storage) else spec.checkpoints.num_to_keep
+
+
 def build_tuner(spec: SweepSpec, prepared: Prepared, wandb_mode: str) -> Any:
     from ray import tune
 
@@ -69,7 +80,7 @@ def build_tuner(spec: SweepSpec, prepared: Prepared, wandb_mode: str) -> Any:
     from hpo.searcher import make_searcher
 
     callbacks = [cb for cb in [make_callback(spec.tracking, spec.name, wandb_mode)] if cb is not None]
-    callbacks.append(CheckpointJanitor(spec.metric, spec.mode, spec.checkpoints.disk_budget_mb))
+    callbacks.append(CheckpointJanitor(spec.metric, spec.mode, spec.checkpoints.disk_budget_mb, at_end_only=is_remote(spec.storage)))
     name = spec.name
     return tune.Tuner(
         _trainable(spec, prepared),
@@ -89,7 +100,7 @@ def build_tuner(spec: SweepSpec, prepared: Prepared, wandb_mode: str) -> Any:
             **_ray_storage(Location.parse(spec.storage)),
             callbacks=callbacks,
             checkpoint_config=tune.CheckpointConfig(
-                num_to_keep=spec.checkpoints.num_to_keep,
+                num_to_keep=_checkpoints_to_keep(spec),
                 checkpoint_score_attribute=spec.metric,
                 checkpoint_score_order=spec.mode,
             ),

@@ -38,8 +38,12 @@ def folder_bytes(fs: Any, folder: str) -> int:
 
 
 class CheckpointJanitor(Callback):
-    def __init__(self, metric: str, mode: str, budget_mb: float | None):
+    def __init__(self, metric: str, mode: str, budget_mb: float | None, at_end_only: bool = False):
         self.metric, self.mode = metric, mode
+        # In object storage Tune uploads its experiment state in the background: until the sweep's final
+        # state is stored, a trial that ended may still be "running" there, and a resume would need its
+        # checkpoint. So deletions wait for the end (Tune stores its final state before calling it).
+        self.at_end_only = at_end_only
         self.budget = None if budget_mb is None else int(budget_mb * 2**20)
         self._best: dict[str, float] = {}
         self.deleted_bytes = 0
@@ -60,10 +64,12 @@ class CheckpointJanitor(Callback):
     # Tune calls these before it marks the trial TERMINATED / ERROR, so the trial is passed on as done.
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._track(trial, info.get("result") or trial.last_result or {})
-        self.tidy(trials, trial)
+        if not self.__dict__.get("at_end_only"):  # absent in a janitor restored from an older hpo
+            self.tidy(trials, trial)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.tidy(trials, trial)
+        if not self.__dict__.get("at_end_only"):
+            self.tidy(trials, trial)
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         self.tidy(trials)

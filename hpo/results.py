@@ -175,6 +175,10 @@ def load_sweep(path: str | Path | Location) -> Sweep:
     for sub, params_text, results_text, error_text in found:
         rounds = parse_results(results_text or "")
         trial_id = rounds[-1]["trial_id"] if rounds else sub.name.rsplit("_", 1)[-1]
+        if statuses and trial_id not in statuses and not rounds:
+            # A folder Tune's state does not know, with no round: a trial started just before a driver
+            # crash that the resumed sweep never ran (or one starting right now: listed from its first round)
+            continue
         st = statuses.get(trial_id, {})
         error = None
         if error_text is not None:
