@@ -117,6 +117,9 @@ class SweepSearch(OptunaSearch):
         for t in running.values():  # no trial of Tune's has this configuration: it never ran
             storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
         for trial_id, state in tune.items():
+            if trial_id in self._ot_trials and storage.get_trial(self._ot_trials[trial_id]._trial_id).state.is_finished():
+                self._completed_trials.add(trial_id)  # the journal, newer than the searcher state, has its end
+                continue
             if state["status"] == "TERMINATED" and trial_id not in self._completed_trials and state["last_result"]:
                 best = state["metric_analysis"].get(self.metric, {}).get(self.mode)
                 if best is not None:
