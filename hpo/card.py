@@ -106,7 +106,7 @@ def model_card(sweep: Sweep, trial: TrialRecord, value: float, rnd: int, marker:
     conf = metrics["test_confusion"]
     conf_rows = "\n".join(f"| **{names[i]}** | " + " | ".join(str(x) for x in row) + " |" for i, row in enumerate(conf))
     per_class = "\n".join(f"| {n} | {metrics[f'test_precision_{n}']:.4f} | {metrics[f'test_recall_{n}']:.4f} |" for n in names)
-    base = spec.model.name or "an offline random-init DistilBERT preset (" + json.dumps(spec.model.offline_preset.model_dump()) + ")"
+    base = spec.model.describe()
     body = f"""
 # {repo_name}
 

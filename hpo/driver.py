@@ -256,7 +256,7 @@ def run_sweep(
     prepared = prepare(spec, echo, alongside=lambda: init_ray(address, num_cpus))
     check_storage(spec)
     path.child(META_DIR, SPEC_FILE).write_text(dump_spec(spec))
-    summary = {**prepared.summary, "base_model": spec.model.name or "offline_preset"}
+    summary = {**prepared.summary, "base_model": spec.model.name or spec.model.offline_pretrained or "offline_preset"}
     tracking = {"wandb_mode": mode, "wandb_group": group_of(spec.tracking, spec.name), "wandb_project": spec.tracking.project}
     path.child(META_DIR, DATA_FILE).write_json({**summary, **tracking})
     echo(f"sweep {spec.name}: {spec.budget.num_trials} trials, {spec.budget.max_concurrent} at a time -> {path}")

@@ -7,6 +7,7 @@ the driver turns them into Ray Tune and Optuna objects in one place (``hpo.space
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import reprlib
@@ -46,17 +47,30 @@ class OfflinePreset(_Strict):
 
 
 class ModelSpec(_Strict):
-    """Exactly one of ``name`` (a Hub id such as ``distilbert-base-uncased`` or a local directory)
-    and ``offline_preset``."""
+    """Exactly one of ``name`` (a Hub id such as ``distilbert-base-uncased`` or a local directory),
+    ``offline_preset`` and ``offline_pretrained``."""
 
     name: str | None = Field(None, description="Hub model id or local model directory.")
-    offline_preset: OfflinePreset | None = None
+    offline_preset: OfflinePreset | None = Field(None, description="A small random-init DistilBERT, built offline.")
+    offline_pretrained: Literal["minilm-l6"] | None = Field(
+        None,
+        description="A pretrained DistilBERT built offline: minilm-l6 = 6 layers, 384 wide, 12 heads, initialised "
+        "exactly from the BERT encoder of all-MiniLM-L6-v2 (shipped by the 'offline' extra), uncased vocabulary.",
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> ModelSpec:
-        if (self.name is None) == (self.offline_preset is None):
-            raise ValueError("give exactly one of 'name' (Hub id or local path) or 'offline_preset'")
+        if sum(x is not None for x in (self.name, self.offline_preset, self.offline_pretrained)) != 1:
+            raise ValueError("give exactly one of 'name' (Hub id or local path), 'offline_preset' or 'offline_pretrained'")
         return self
+
+    def describe(self) -> str:
+        """The base model in words (model card, sweep summary)."""
+        if self.name is not None:
+            return self.name
+        if self.offline_pretrained is not None:
+            return f"the offline pretrained DistilBERT '{self.offline_pretrained}' (all-MiniLM-L6-v2's encoder)"
+        return "an offline random-init DistilBERT preset (" + json.dumps(self.offline_preset.model_dump()) + ")"
 
 
 # ---------------------------------------------------------------------------------------------- data
