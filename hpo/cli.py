@@ -81,6 +81,7 @@ def _promote(args: argparse.Namespace) -> int:
             private=args.private,
             work_dir=args.work_dir,
             wandb_mode=args.wandb_mode,
+            gpus=args.gpus,
         ),
     )
     return 0
@@ -100,6 +101,16 @@ def _positive_int(text: str) -> int:
         value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of CPUs of at least 1")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of GPUs (0 or more)")
     return value
 
 
@@ -151,6 +162,7 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--private", action="store_true", help="create the Hub repo as private")
     pr.add_argument("--work-dir", help="where the retrained model is kept (default: PATH/hpo/promotion)")
     pr.add_argument("--wandb-mode", choices=["online", "offline", "disabled"], help="override tracking.mode")
+    pr.add_argument("--gpus", type=_count, help="GPUs for the retrain (above 1: data-parallel); default: all of this machine's, 0: the CPU")
     pr.set_defaults(run=_promote)
 
     d = sub.add_parser("dashboard", help="optuna-dashboard on a sweep's study")

@@ -55,9 +55,16 @@ def _trainable(spec: SweepSpec, prepared: Prepared) -> Any:
 
     from trainables.trial import run_trial
 
+    # A data-parallel trial (several workers) is a relay that holds no CPU or GPU: Ray Train reserves its
+    # workers' resources itself, and budget.max_concurrent bounds how many such trials run at once. (Tune
+    # refuses a request for nothing, hence one byte of memory.)
+    parallel = spec.resources.world_size > 1
+    resources = {"cpu": 0, "gpu": 0, "memory": 1} if parallel else {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
     return tune.with_resources(
-        tune.with_parameters(run_trial, spec=spec, data=prepared.data, source=prepared.source),
-        {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
+        tune.with_parameters(
+            run_trial, spec=spec, data=prepared.data, source=prepared.source, train_storage=_ray_storage(Location.parse(spec.storage))
+        ),
+        resources,
     )
 
 
@@ -91,7 +98,9 @@ def build_tuner(spec: SweepSpec, prepared: Prepared, wandb_mode: str) -> Any:
             scheduler=make_scheduler(spec),
             num_samples=spec.budget.num_trials,
             time_budget_s=spec.budget.time_limit_s,
-            reuse_actors=True,  # a finished trial's worker process takes the next trial: no start-up per trial
+            # a finished trial's worker process takes the next trial: no start-up per trial. A data-parallel
+            # trial's process is ended instead, which ends the Ray Train run it owns with it.
+            reuse_actors=spec.resources.world_size == 1,
             trial_name_creator=lambda t: f"{name}_{t.trial_id}",
             trial_dirname_creator=lambda t: f"{name}_{t.trial_id}",
         ),
@@ -151,10 +160,12 @@ def check_fits(spec: SweepSpec, address: str | None, num_cpus: int | None) -> No
         return
     problems = []
     cpus = num_cpus or os.cpu_count() or 1
-    if spec.resources.cpu > cpus:
+    workers = spec.resources.world_size
+    if spec.resources.cpu * workers > cpus:
+        each = f" ({workers} workers x {spec.resources.cpu:g})" if workers > 1 else ""
         problems.append(
-            f"resources.cpu: one trial needs {spec.resources.cpu:g} CPUs and this machine's Ray has {cpus} "
-            f"({'--num-cpus' if num_cpus else 'its cores'}); lower resources.cpu or run on a cluster (--address)"
+            f"resources.cpu: one trial needs {spec.resources.cpu * workers:g} CPUs{each} and this machine's Ray has {cpus} "
+            f"({'--num-cpus' if num_cpus else 'its cores'}); lower resources.cpu{' or resources.workers' if workers > 1 else ''} or run on a cluster (--address)"
         )
     if spec.resources.gpu > 0:
         import torch

@@ -36,6 +36,7 @@ class PromoteOptions:
     private: bool = False
     work_dir: str | None = None
     wandb_mode: str | None = None
+    gpus: int | None = None  # GPUs for the retrain; None: all of this machine's
     hub: Any = None  # a huggingface_hub.HfApi; the default client when None
     wandb_module: Any = None
 
@@ -184,8 +185,9 @@ def _keep(model_dir: Path, stored: Location, names: list[str] | None = None) -> 
             stored.child(name).upload_file(model_dir / name)
 
 
-def retrain(sweep: Sweep, trial_id: str, params: dict, rounds: int, work: Path, echo: Callable[[str], None]) -> dict[str, Any]:
-    """Retrain from the base model on train+validation (balanced), with the trials' training loop."""
+def retrain(sweep: Sweep, trial_id: str, params: dict, rounds: int, work: Path, echo: Callable[[str], None], gpus: int | None = None) -> dict[str, Any]:
+    """Retrain from the base model on train+validation (balanced), with the trials' training loop, on
+    ``gpus`` GPUs (default: all of this machine's; 0: the CPU; above 1: data-parallel)."""
     import torch
 
     from trainables.data import Tokenized
@@ -194,6 +196,7 @@ def retrain(sweep: Sweep, trial_id: str, params: dict, rounds: int, work: Path, 
     from trainables.training import pick_device, train_rounds
 
     spec = sweep.spec
+    gpus = available_gpus(gpus)
     prepared = prepare(spec, echo)
     stored = sweep.data.get("fingerprint")
     if stored and stored != prepared.splits.fingerprint:
@@ -208,16 +211,25 @@ def retrain(sweep: Sweep, trial_id: str, params: dict, rounds: int, work: Path, 
         echo(f"warning: balance '{report['strategy']}' drops {report['dropped']} of {len(full)} training texts: {report['before']} -> {report['after']}")
     train = full.select(idx)
     hp = hyperparams(spec.training, params)
-    device = pick_device(torch.cuda.is_available())
-    state = build_state(prepared.source, data.label_names, hp, len(train), spec.planned_rounds(hp.epochs), device)
-    echo(f"retraining {trial_id} for {rounds} round(s) on {len(train)} texts ({device.type})")
-    class_weights = torch.from_numpy(weights) if weights is not None else None
-    for figures in train_rounds(state, hp, train, data.special, rounds, device, class_weights):
-        echo(f"  round {state.rounds_done}/{rounds}: train_loss {figures['train_loss']:.4f} ({figures['train_seconds']:.0f}s)")
     out = work / "model"
     if out.exists():
         shutil.rmtree(out)
-    state.model.to("cpu").save_pretrained(out)
+    if gpus > 1:  # data-parallel, one worker per GPU, through the same training loop as the trials
+        from trainables.parallel import retrain_parallel
+
+        echo(f"retraining {trial_id} for {rounds} round(s) on {len(train)} texts ({gpus} GPUs, data-parallel)")
+        curve = retrain_parallel(source=prepared.source, label_names=data.label_names, hp=hp, train=train, special=data.special, rounds=rounds,
+                                 schedule_rounds=spec.planned_rounds(hp.epochs), class_weights=weights, out=out, workers=gpus, use_gpu=True)
+        for i, figures in enumerate(curve, 1):
+            echo(f"  round {i}/{rounds}: train_loss {figures['train_loss']:.4f} ({figures['train_seconds']:.0f}s)")
+    else:
+        device = pick_device(gpus > 0)
+        state = build_state(prepared.source, data.label_names, hp, len(train), spec.planned_rounds(hp.epochs), device)
+        echo(f"retraining {trial_id} for {rounds} round(s) on {len(train)} texts ({device.type})")
+        class_weights = torch.from_numpy(weights) if weights is not None else None
+        for figures in train_rounds(state, hp, train, data.special, rounds, device, class_weights):
+            echo(f"  round {state.rounds_done}/{rounds}: train_loss {figures['train_loss']:.4f} ({figures['train_seconds']:.0f}s)")
+        state.model.to("cpu").save_pretrained(out)
     prepared.tokenizer.model_max_length = hp.max_length  # the pipeline truncates where training did
     prepared.tokenizer.save_pretrained(out)
     marker = {
@@ -230,6 +242,20 @@ def retrain(sweep: Sweep, trial_id: str, params: dict, rounds: int, work: Path, 
     }
     (out / MARKER).write_text(json.dumps(marker, indent=2, default=str))
     return marker
+
+
+def available_gpus(wanted: int | None) -> int:
+    """The GPUs a retrain uses: ``wanted`` (checked against this machine's), or all of them."""
+    import torch
+
+    from hpo.errors import UsageError
+
+    have = torch.cuda.device_count()
+    if wanted is None:
+        return have
+    if wanted > have:
+        raise UsageError(f"--gpus {wanted}: this machine has {have} GPU(s); give at most {have} (0: retrain on the CPU)")
+    return wanted
 
 
 def evaluate_folder(folder: Path, splits: Any, training: dict[str, Any], device_name: str = "cpu") -> dict[str, Any]:
@@ -288,6 +314,7 @@ def promote(path: str, opts: PromoteOptions, echo: Callable[[str], None] = print
     from hpo import card, hub
 
     _check_target(opts)
+    available_gpus(opts.gpus)  # a wrong --gpus is refused before anything is loaded
     sweep = load_sweep(path)
     trial, value, rnd = sweep.winner(ended_only=True)
     if opts.dry_run_dir:
@@ -312,7 +339,7 @@ def promote(path: str, opts: PromoteOptions, echo: Callable[[str], None] = print
         except HpoError as err:  # a truncated or corrupt file: retrain rather than fail
             echo(f"warning: the kept model is unreadable ({err}); retraining")
     if metrics is None:
-        marker = retrain(sweep, trial.trial_id, trial.params, rnd, work, echo)
+        marker = retrain(sweep, trial.trial_id, trial.params, rnd, work, echo, opts.gpus)
         _keep(model_dir, stored)
         metrics = evaluate_folder(model_dir, splits, marker["training"])
     gates = run_gates(model_dir, sweep, metrics) if sweep.spec.promotion.gate.enabled else []

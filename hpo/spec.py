@@ -277,15 +277,46 @@ class BudgetSpec(_Strict):
 
 
 class ResourcesSpec(_Strict):
-    cpu: float = Field(1.0, gt=0)
-    gpu: float = Field(0.0, ge=0, description="Fractions below 1 pack trials on one GPU.")
+    cpu: float = Field(1.0, gt=0, description="CPUs per trial; with several workers, per worker.")
+    gpu: float = Field(
+        0.0,
+        ge=0,
+        description="GPUs per trial. Fractions below 1 pack trials on one GPU; a whole number N above 1 trains "
+        "data-parallel on N GPUs (N workers, one GPU each).",
+    )
+    workers: int | None = Field(
+        None,
+        ge=1,
+        le=256,
+        description="Data-parallel workers (processes) per trial, each with `cpu` CPUs and, with gpu, one GPU; "
+        "default: gpu when it is above 1, else 1. Above 1, a trial runs on Ray Train's TorchTrainer.",
+    )
 
     @field_validator("gpu")
     @classmethod
     def _whole_or_fraction(cls, v: float) -> float:
         if v > 1 and not float(v).is_integer():
-            raise ValueError(f"gpu above 1 must be a whole number, got {v}")
+            raise ValueError(
+                f"{v:g} GPUs cannot be split over workers: use a whole number above 1 (one worker per GPU) or a "
+                "fraction below 1 (trials sharing a GPU)"
+            )
         return v
+
+    @model_validator(mode="after")
+    def _one_gpu_per_worker(self) -> ResourcesSpec:
+        if self.workers is not None and self.workers > 1 and self.gpu not in (0, self.workers):
+            raise ValueError(
+                f"workers: {self.workers} with gpu: {self.gpu:g}: each worker takes one whole GPU, so gpu must be "
+                f"0 (CPU workers) or {self.workers}"
+            )
+        return self
+
+    @property
+    def world_size(self) -> int:
+        """How many data-parallel processes train one trial."""
+        if self.workers is not None:
+            return self.workers
+        return int(self.gpu) if self.gpu > 1 else 1
 
 
 class TrackingSpec(_Strict):

@@ -23,6 +23,18 @@ from trainables.data import SpecialIds, Tokenized
 STATE_FILE = "train_state.pt"
 
 
+def world() -> tuple[int, int]:
+    """(rank, number of ranks) of this process among a trial's data-parallel workers; (0, 1) alone.
+
+    The loop below is the same code either way: with several ranks (``torch.distributed`` initialised,
+    as Ray Train's ``TorchTrainer`` does), each global batch is split across the ranks, gradients are
+    averaged by ``DistributedDataParallel`` and evaluation covers the whole split, gathered on every rank.
+    """
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
 def pick_device(want_gpu: bool) -> torch.device:
     return torch.device("cuda") if want_gpu and torch.cuda.is_available() else torch.device("cpu")
 
@@ -159,10 +171,16 @@ def train_rounds(
     (promotion). Dropout randomness is reseeded per round so a resumed round matches a fresh one.
     """
     model = state.model
+    rank, ranks = world()
+    if ranks > 1:  # gradients all-reduced (averaged) across the ranks during backward
+        from torch.nn.parallel import DistributedDataParallel
+
+        model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     per_epoch = steps_per_epoch(len(data), hp.batch_size)
     slices = round_slices(per_epoch, hp.rounds_per_epoch)
     dtype = autocast_dtype(hp, device)
     weights = class_weights.to(device) if class_weights is not None else None
+    row_weights = class_weights.numpy() if class_weights is not None else None
     first_step_unix = None  # when this call's first optimizer step finished (start-up measurement)
     while state.rounds_done < total_rounds:
         r = state.rounds_done
@@ -173,18 +191,28 @@ def train_rounds(
         loss_sum = torch.zeros((), device=device)
         start = time.perf_counter()
         for rows in batches:
-            batch = {k: v.to(device, non_blocking=True) for k, v in collate(data, rows, hp.max_length, special).items()}
+            # The loss of the global batch is the sum over its rows divided by their count (or, with class
+            # weights, their summed weight), whichever rank holds a row; this rank's share of it is
+            # multiplied by the number of ranks because DDP averages the gradients of the ranks.
+            total = float(len(rows)) if row_weights is None else float(row_weights[data.labels[rows]].sum())
+            mine = rows[rank::ranks]
+            scale = ranks / total
+            if len(mine) == 0:  # a last batch smaller than the ranks: take part in the all-reduce with no loss
+                mine, scale = rows[:1], 0.0
+            batch = {k: v.to(device, non_blocking=True) for k, v in collate(data, mine, hp.max_length, special).items()}
             labels = batch.pop("labels")
             with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
                 logits = model(**batch).logits
-            loss = torch.nn.functional.cross_entropy(logits.float(), labels, weight=weights)
+            loss = torch.nn.functional.cross_entropy(logits.float(), labels, weight=weights, reduction="sum") * scale
             loss.backward()
             state.optimizer.step()
             state.scheduler.step()
             state.optimizer.zero_grad(set_to_none=True)
-            loss_sum += loss.detach()
+            loss_sum += loss.detach() / ranks
             if first_step_unix is None:
                 first_step_unix = time.time()
+        if ranks > 1:  # each rank holds its rows' part of every batch's loss
+            torch.distributed.all_reduce(loss_sum)
         seconds = time.perf_counter() - start
         state.rounds_done += 1
         samples = sum(len(b) for b in batches)
@@ -202,10 +230,12 @@ def train_rounds(
 
 @torch.no_grad()
 def predict(model: Any, data: Tokenized, special: SpecialIds, max_length: int, batch_size: int, device: torch.device, dtype: torch.dtype | None = None) -> np.ndarray:
-    """Logits (float32, in the data's row order); rows are batched by length to pad little."""
+    """Logits (float32, in the data's row order); rows are batched by length to pad little. With several
+    ranks each predicts every n-th row and the logits of all rows are gathered on every rank."""
     model.eval()
-    order = np.argsort(data.lengths(max_length), kind="stable")
-    out = torch.empty((len(data), model.config.num_labels), dtype=torch.float32)
+    rank, ranks = world()
+    order = np.argsort(data.lengths(max_length), kind="stable")[rank::ranks]
+    out = torch.zeros((len(data), model.config.num_labels), dtype=torch.float32)
     for i in range(0, len(order), batch_size):
         rows = order[i : i + batch_size]
         batch = collate(data, rows, max_length, special)
@@ -214,6 +244,10 @@ def predict(model: Any, data: Tokenized, special: SpecialIds, max_length: int, b
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             logits = model(**batch).logits
         out[torch.from_numpy(rows)] = logits.float().cpu()
+    if ranks > 1:  # the ranks' rows are disjoint and the rest zeros: the sum is every row's logits
+        out = out.to(device)
+        torch.distributed.all_reduce(out)
+        out = out.cpu()
     return out.numpy()
 
 

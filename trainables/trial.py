@@ -7,6 +7,8 @@ import json
 import math
 import tempfile
 import time
+from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ from trainables.training import (
     round_slices,
     steps_per_epoch,
     train_rounds,
+    world,
 )
 
 
@@ -57,36 +60,59 @@ def build_state(source: str, label_names: list[str], hp: TrainingSpec, n_rows: i
     return new_state(model, hp, planned_steps(hp, n_rows, schedule_rounds))
 
 
-def run_trial(config: dict[str, Any], *, spec: SweepSpec, data: SweepData, source: str) -> None:
-    """One trial: train on ``data.train``, evaluate on ``data.validation`` each round, report."""
+# What a round's report goes through: Tune's ``tune.report`` in a one-process trial, Ray Train's
+# ``ray.train.report`` on each rank of a data-parallel one. ``folder`` holds the round's checkpoint (None on
+# ranks other than 0, and for a last report without one).
+Report = Callable[[dict[str, Any], "Path | None"], None]
+
+
+def run_trial(config: dict[str, Any], *, spec: SweepSpec, data: SweepData, source: str, train_storage: dict[str, Any] | None = None) -> None:
+    """One trial: train on ``data.train``, evaluate on ``data.validation`` each round, report.
+
+    A trial with several workers (``resources.workers`` or ``gpu`` above 1) runs the same training on
+    Ray Train's ``TorchTrainer``, data-parallel, inside this Tune trial (``trainables.parallel``)."""
     entered = time.time()
     from ray import tune
 
-    hp = hyperparams(spec.training, config)
+    if spec.resources.world_size > 1:
+        from trainables.parallel import run_parallel_trial
+
+        run_parallel_trial(config, spec=spec, data=data, source=source, storage=train_storage or {})
+        return
     torch.set_num_threads(max(1, int(spec.resources.cpu)))
-    device = pick_device(spec.resources.gpu > 0)
+
+    def report(metrics: dict[str, Any], folder: Path | None) -> None:
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder) if folder else None)
+
+    checkpoint = tune.get_checkpoint()
+    with checkpoint.as_directory() if checkpoint is not None else nullcontext() as restore:
+        train_trial(config, spec, data, source, pick_device(spec.resources.gpu > 0), restore, report, entered)
+
+
+def train_trial(config: dict[str, Any], spec: SweepSpec, data: SweepData, source: str, device: torch.device, restore: str | None, report: Report, entered: float) -> None:
+    """The body of every trial, on one process or on each rank: build (or restore from the checkpoint
+    folder ``restore``), then train, evaluate, report and checkpoint round by round."""
+    hp = hyperparams(spec.training, config)
     rounds = spec.planned_rounds(hp.epochs)
     state = build_state(source, data.label_names, hp, len(data.train), rounds, device)
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as folder:
-            state.load(Path(folder))
+    if restore is not None:
+        state.load(Path(restore))
         if converged(state, spec.scheduler, rounds):
             return  # it had ended on patience when the driver died; its last report says so
     try:
         for figures in train_rounds(state, hp, data.train, data.special, rounds, device):
             if not math.isfinite(figures["train_loss"]):
                 reason = f"diverged: training loss {figures['train_loss']} in round {state.rounds_done}"
-                tune.report(failure_result(spec, reason, state.rounds_done, rounds))
+                report(failure_result(spec, reason, state.rounds_done, rounds), None)
                 return
-            if _report_round(state, spec, hp, data, device, figures, rounds, entered):
+            if _report_round(state, spec, hp, data, device, figures, rounds, entered, report):
                 return  # converged: no improvement for `patience` rounds
     except torch.OutOfMemoryError:
         done = state.rounds_done
         del state
         torch.cuda.empty_cache()
         reason = f"out of GPU memory (batch_size {hp.batch_size}, max_length {hp.max_length})"
-        tune.report(failure_result(spec, reason, done + 1, rounds))
+        report(failure_result(spec, reason, done + 1, rounds), None)
 
 
 def converged(state: TrainState, scheduler: SchedulerSpec, rounds: int) -> bool:
@@ -96,10 +122,9 @@ def converged(state: TrainState, scheduler: SchedulerSpec, rounds: int) -> bool:
     return p is not None and scheduler.patience_from() <= done < rounds and done - state.best_round >= p
 
 
-def _report_round(state: TrainState, spec: SweepSpec, hp: TrainingSpec, data: SweepData, device: torch.device, figures: dict, rounds: int, entered: float) -> bool:
-    """Evaluate, report and checkpoint one round; True when the trial has converged and ends here."""
-    from ray import tune
-
+def _report_round(state: TrainState, spec: SweepSpec, hp: TrainingSpec, data: SweepData, device: torch.device, figures: dict, rounds: int, entered: float, report: Report) -> bool:
+    """Evaluate, report and checkpoint one round; True when the trial has converged and ends here.
+    Every rank evaluates (its share of) the whole validation split and reports; rank 0 checkpoints."""
     metrics = evaluate(state.model, data.validation, data.special, hp, data.label_names, device)
     metrics.pop("val_confusion")
     state.note(metrics[spec.metric], spec.mode)
@@ -108,9 +133,12 @@ def _report_round(state: TrainState, spec: SweepSpec, hp: TrainingSpec, data: Sw
     if "first_step_unix" in metrics:  # start-up: entering the trial -> first optimizer step done
         metrics["trial_entered_unix"] = entered
         metrics["startup_seconds"] = metrics["first_step_unix"] - entered
+    if world()[0] != 0:
+        report(metrics, None)
+        return stop
     with tempfile.TemporaryDirectory() as folder:
         state.save(Path(folder))
         (Path(folder) / "metrics.json").write_text(json.dumps(metrics))
-        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+        report(metrics, Path(folder))
     return stop
 
