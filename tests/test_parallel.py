@@ -95,3 +95,10 @@ def test_a_two_worker_trial_runs_two_processes_and_resumes_after_the_driver_is_k
             assert str(row["pid"]) not in pids  # neither is the Tune trial, which only relays
         assert not (path / f"ddp_{trial.trial_id}" / "data-parallel").exists()  # Ray Train's own run folder is gone
     assert any(p.name.startswith("checkpoint_") for p in path.glob("ddp_*/*"))  # Tune keeps the checkpoints, as for one worker
+
+
+def test_promote_refuses_more_gpus_than_the_machine_has_before_loading_anything(tmp_path):
+    result = run_cli(["promote", str(tmp_path / "no-sweep"), "--dry-run", str(tmp_path / "out"), "--gpus", "64"], cli_env(tmp_path), tmp_path, timeout=120)
+    assert result.returncode == 2, result.stdout
+    assert "--gpus 64: this machine has" in result.stdout and "Traceback" not in result.stdout
+    assert not (tmp_path / "out").exists()
