@@ -270,6 +270,7 @@ def resume_sweep(path: str, address: str | None = None, echo: Callable[[str], No
 
     from hpo.journal import fetch_for_resume
     from hpo.results import load_sweep
+    from hpo.settle import settle
 
     loc = Location.parse(path)
     sweep = load_sweep(loc)
@@ -289,6 +290,11 @@ def resume_sweep(path: str, address: str | None = None, echo: Callable[[str], No
         os.environ["WANDB_MODE"] = mode  # read by the restored W&B callback
     init_ray(address, num_cpus)
     check_storage(spec)
+    settled = settle(loc)  # the trial folders Tune saved after its last state, brought in line with it
+    for line in settled.describe():
+        echo(line)
+    if settled.orphans:
+        sweep = load_sweep(loc)
     echo(f"resuming {spec.name} at {loc}: {len(sweep.trials)} trials known, {sweep.counts()}")
     fetch_for_resume(loc)
     storage = _ray_storage(loc)
