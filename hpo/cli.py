@@ -12,6 +12,9 @@ from collections.abc import Callable, Sequence
 
 def _sweep(args: argparse.Namespace) -> int:
     if args.resume:
+        given = [flag for flag, value in (("a spec file", args.spec), ("--name", args.name), ("--storage", args.storage), ("--wandb-mode", args.wandb_mode), ("--verbose", args.verbose)) if value]
+        if given:
+            raise _usage(f"--resume continues the sweep at {args.resume} as it was started; {', '.join(given)} cannot change it (drop them)")
         return _resume(argparse.Namespace(**{**vars(args), "path": args.resume}))
     if args.spec is None:
         raise _usage("give a spec file, or --resume PATH")
@@ -20,7 +23,7 @@ def _sweep(args: argparse.Namespace) -> int:
     from hpo.report import print_sweep_summary
 
     try:
-        outcome = run_sweep(spec, address=args.address, wandb_mode=args.wandb_mode, num_cpus=args.num_cpus)
+        outcome = run_sweep(spec, address=args.address, wandb_mode=args.wandb_mode, num_cpus=args.num_cpus, verbose=args.verbose)
     finally:
         shutdown_ray()
     print_sweep_summary(outcome.path, outcome.wandb_mode)
@@ -122,6 +125,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--name", help="override the spec's sweep name")
     s.add_argument("--wandb-mode", choices=["online", "offline", "disabled"], help="override tracking.mode")
     s.add_argument("--num-cpus", type=_positive_int, help="CPUs for embedded Ray (default: all)")
+    s.add_argument("--verbose", action="store_true", help="also print Ray Tune's own progress tables")
     s.set_defaults(run=_sweep)
 
     sb = sub.add_parser("submit", help="run a sweep as a job on a Ray cluster (Ray's Job Submission API)")

@@ -72,15 +72,18 @@ def _checkpoints_to_keep(spec: SweepSpec) -> int | None:
     return None if is_remote(spec.storage) else spec.checkpoints.num_to_keep
 
 
-def build_tuner(spec: SweepSpec, prepared: Prepared, wandb_mode: str) -> Any:
+def build_tuner(spec: SweepSpec, prepared: Prepared, wandb_mode: str, verbose: bool = False) -> Any:
+    """``verbose``: Ray Tune's own progress tables as well as hpo's compact view."""
     from ray import tune
 
+    from hpo.console import SweepConsole
     from hpo.janitor import CheckpointJanitor
     from hpo.scheduler import make_scheduler
     from hpo.searcher import make_searcher
 
     callbacks = [cb for cb in [make_callback(spec.tracking, spec.name, wandb_mode)] if cb is not None]
     callbacks.append(CheckpointJanitor(spec.metric, spec.mode, spec.checkpoints.disk_budget_mb, at_end_only=is_remote(spec.storage)))
+    callbacks.append(SweepConsole(spec.name, spec.metric, spec.mode, spec.budget.num_trials, wandb_mode, list(spec.search_space)))
     name = spec.name
     return tune.Tuner(
         _trainable(spec, prepared),
@@ -105,7 +108,7 @@ def build_tuner(spec: SweepSpec, prepared: Prepared, wandb_mode: str) -> Any:
                 checkpoint_score_order=spec.mode,
             ),
             failure_config=tune.FailureConfig(max_failures=spec.failures.max_retries),
-            verbose=1,
+            verbose=1 if verbose else 0,
         ),
     )
 
@@ -221,11 +224,35 @@ def _stop_on_signals(echo: Callable[[str], None]) -> Iterator[list[str]]:
         STOPPING.clear()
 
 
-def _fit(tuner: Any, path: str, mode: str, echo: Callable[[str], None]) -> SweepOutcome:
+@contextmanager
+def _quiet_tune(verbose: bool) -> Iterator[None]:
+    """hpo's console view replaces Tune's output: Tune's newer output engine prints its experiment box
+    and paths whatever the verbosity, the older one prints nothing at verbosity 0. Optuna's INFO lines go too."""
+    import optuna
+
+    saved = os.environ.get("RAY_AIR_NEW_OUTPUT")
+    level = optuna.logging.get_verbosity()
+    if not verbose:
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # a value the user set is kept
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(level)
+        if saved is None:
+            os.environ.pop("RAY_AIR_NEW_OUTPUT", None)
+
+
+def _fit(tuner: Any, path: str, mode: str, echo: Callable[[str], None], verbose: bool = False) -> SweepOutcome:
     os.environ.setdefault(*_QUIET_SNAPSHOTS)  # a value the user set is kept
     start = time.perf_counter()
-    with _stop_on_signals(echo) as received:
-        results = tuner.fit()
+    from hpo.console import close_all
+
+    with _stop_on_signals(echo) as received, _quiet_tune(verbose):
+        try:
+            results = tuner.fit()
+        finally:
+            close_all()
     if received:
         raise Interrupted(f"the sweep was interrupted ({received[0]}) after {time.perf_counter() - start:.0f}s; its state is saved. Continue it with: hpo resume {shlex.quote(path)}")
     del tuner  # let Tune's callbacks go while Ray is still up (their finalizers talk to Ray)
@@ -244,6 +271,7 @@ def run_sweep(
     wandb_mode: str | None = None,
     echo: Callable[[str], None] = print,
     num_cpus: int | None = None,
+    verbose: bool = False,
 ) -> SweepOutcome:
     """Run a whole sweep and return where it landed. Raises ``HpoError`` on bad data or if every trial errored."""
     path = experiment_location(spec)
@@ -260,7 +288,9 @@ def run_sweep(
     tracking = {"wandb_mode": mode, "wandb_group": group_of(spec.tracking, spec.name), "wandb_project": spec.tracking.project}
     path.child(META_DIR, DATA_FILE).write_json({**summary, **tracking})
     echo(f"sweep {spec.name}: {spec.budget.num_trials} trials, {spec.budget.max_concurrent} at a time -> {path}")
-    return _fit(build_tuner(spec, prepared, mode), path.uri, mode, echo)
+    with _quiet_tune(verbose):  # the study is created (and announced by Optuna) with the tuner
+        tuner = build_tuner(spec, prepared, mode, verbose)
+    return _fit(tuner, path.uri, mode, echo, verbose)
 
 
 def resume_sweep(path: str, address: str | None = None, echo: Callable[[str], None] = print, num_cpus: int | None = None) -> SweepOutcome:

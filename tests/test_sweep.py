@@ -114,6 +114,21 @@ def test_cli_prints_path_best_trial_and_wandb_sync(tiny_sweep, sweep):
     assert "wandb sync" in out
 
 
+def test_console_is_one_line_per_trial_not_rays_tables(tiny_sweep, sweep):
+    """Piped, the sweep prints one line per trial as it ends (outcome, its best value, the sweep's best so
+    far, time), then the trials table: a screen, not Ray Tune's per-result boxes."""
+    out = tiny_sweep["stdout"]
+    ended = [line for line in out.splitlines() if f"/{len(sweep.trials)} ended" in line]
+    assert len(ended) == len(sweep.trials)
+    for t in sweep.trials:
+        line = next(line for line in ended if f" {t.trial_id} " in line)
+        best = t.best(sweep.spec.metric, sweep.spec.mode)
+        assert f"{t.outcome} after {t.rounds_done} round(s): val_accuracy {best[0]:.4f} (round {best[1]})" in line, line
+    assert f"best {sweep.winner()[1]:.4f}" in ended[-1]
+    assert "Configuration for experiment" not in out and "Trial status" not in out and "A new study created" not in out
+    assert len(out.splitlines()) < 45, out
+
+
 def test_status_shows_the_trials_and_the_best(tiny_sweep, sweep):
     result = run_cli(["status", str(tiny_sweep["path"])], tiny_sweep["env"], tiny_sweep["tmp"], timeout=60)
     assert result.returncode == 0, result.stdout
