@@ -1,4 +1,6 @@
-"""Weights & Biases: one run per trial through Ray Tune's ``WandbLoggerCallback``, grouped per sweep.
+"""Weights & Biases: one run per trial through Ray Tune's ``WandbLoggerCallback``, grouped per sweep, plus
+the sweep's own run (its trials table) and the promotion's; the dataset and the promoted model are
+artifacts of references, so W&B's lineage reads data -> trials, data -> promotion -> model.
 
 The API key is only ever read from the environment or W&B's own login; it is never passed on, written
 to a config or stored with the sweep.
@@ -8,6 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hpo.spec import SweepSpec, TrackingSpec
@@ -88,7 +91,7 @@ def _reference_uri(path: str) -> str:
 
     if is_remote(path):
         return path.split("?", 1)[0]
-    return "file://" + Location.parse(path).path
+    return Path(Location.parse(path).path).as_uri()
 
 
 def trial_story(spec: SweepSpec, data: dict[str, Any]) -> TrialStory:
@@ -140,8 +143,6 @@ class ModelRef:
 
 def model_ref(sweep_name: str, repo_id: str | None, commit: str | None, dry_run_dir: str | None, metadata: dict[str, Any]) -> ModelRef:
     if dry_run_dir:
-        from pathlib import Path
-
         return ModelRef(f"{sweep_name}-model", Path(dry_run_dir).resolve().as_uri(), metadata, checksum=True)
     return ModelRef(f"{sweep_name}-model", f"https://huggingface.co/{repo_id}/tree/{commit}", metadata)
 

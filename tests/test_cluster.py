@@ -269,6 +269,10 @@ def test_resume_writes_a_wandb_run_that_was_lost(tiny_sweep, tmp_path):
     assert (lost_dir / "wandb-logged.json").is_file()
     for t in kept:  # complete runs are left alone
         assert len(list((path / f"tiny_{t.trial_id}").glob("wandb/offline-run-*"))) == 1
+    # the replayed run has its best round and outcome tag too; the sweep run is written again, same id
+    assert_trial_runs_tell_the_sweep(path)
+    assert len(list(path.glob("hpo/wandb/offline-run-*"))) == 2
+    assert_sweep_run_tells_the_sweep(path)
 
 
 def test_a_searcher_state_older_or_newer_than_tunes_trials_is_reconciled_on_resume(tmp_path):
