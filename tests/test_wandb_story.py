@@ -25,10 +25,11 @@ def sweep_runs(path: Path) -> dict[str, OfflineRun]:
 
 
 def ranked_like_the_runs_table(sweep: Sweep, runs: dict[str, OfflineRun]) -> list[tuple[float, str]]:
-    """(best value, trial id), best first, as W&B sorts the runs table by the summary's best value."""
+    """(best value, trial id), best first, as the W&B runs table lists the trials sorted by the summary's
+    best value (``val_accuracy.max``), then by name (``hpo status`` lists equal values by trial name)."""
     metric, mode = sweep.spec.metric, sweep.spec.mode
-    rows = [(r.summary[metric][mode], r.run_id) for r in runs.values() if r.job_type == "trial"]
-    return sorted(rows, key=lambda row: (-row[0] if mode == "max" else row[0], row[1]))
+    trials = sorted((r for r in runs.values() if r.job_type == "trial"), key=lambda r: (-r.summary[metric][mode] if mode == "max" else r.summary[metric][mode], r.name))
+    return [(r.summary[metric][mode], r.run_id) for r in trials]
 
 
 def assert_trial_runs_tell_the_sweep(path: Path, winner: str | None = None, extra: list[Path] = ()) -> None:
@@ -55,8 +56,8 @@ def assert_trial_runs_tell_the_sweep(path: Path, winner: str | None = None, extr
         assert sorted(run.used[0]["references"]) == ["test", "train"]  # references to the files, not copies
     in_wandb = ranked_like_the_runs_table(sweep, runs)
     in_status = [(value, t.trial_id) for t, value, _ in sweep.ranked()]
+    assert [t for _, t in in_wandb] == [t for _, t in in_status]
     assert [v for v, _ in in_wandb] == pytest.approx([v for v, _ in in_status])
-    assert sorted(in_wandb) == sorted(in_status)  # same trials at the same values (ties in either order)
 
 
 def sweep_table(run: OfflineRun, run_file: Path) -> dict:
