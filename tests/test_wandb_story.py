@@ -96,3 +96,33 @@ def test_each_trial_run_holds_its_best_value_round_and_outcome_and_ranks_as_hpo_
 
 def test_the_sweep_run_holds_the_trials_table_of_hpo_status_the_spec_and_the_data(tiny_sweep):
     assert_sweep_run_tells_the_sweep(tiny_sweep["path"])
+
+
+def test_the_dataset_artifact_references_files_buckets_or_the_hub_and_is_named_by_the_fingerprint(tmp_path):
+    import wandb
+
+    from hpo.spec import parse_spec
+    from hpo.tracking import dataset_ref
+    from tests.conftest import tiny_spec
+
+    raw = tiny_spec(tmp_path / "runs")
+    data = {"fingerprint": "ab" * 32, "label_names": ["negative", "positive"], "class_counts": {"train": {"negative": 1, "positive": 1}}}
+    local = dataset_ref(parse_spec(raw), data)
+    assert local.name == f"data-{'ab' * 8}" and local.metadata["fingerprint"] == "ab" * 32
+    assert local.references["train"].startswith("file:///") and local.references["train"].endswith("/train.parquet")
+    raw["data"]["files"] = {"train": "s3://data/imdb/train.parquet?endpoint_override=127.0.0.1:9000", "test": "s3://data/imdb/test.parquet"}
+    assert dataset_ref(parse_spec(raw), data).references == {"train": "s3://data/imdb/train.parquet", "test": "s3://data/imdb/test.parquet"}
+    raw["data"] = {**{k: v for k, v in raw["data"].items() if k != "files"}, "hub_id": "stanfordnlp/imdb"}
+    hub = dataset_ref(parse_spec(raw), data)
+    assert hub.references == {"stanfordnlp__imdb": "https://huggingface.co/datasets/stanfordnlp/imdb"}
+    # references only: nothing is read or fetched, nothing copied
+    entries = hub.artifact(wandb).manifest.entries
+    assert [(e.ref, e.local_path) for e in entries.values()] == [("https://huggingface.co/datasets/stanfordnlp/imdb", None)]
+    assert dataset_ref(parse_spec(raw), {}) is None  # before the data was checked there is nothing to name
+
+
+def test_outcome_tags_are_the_words_of_hpo_status_and_a_failure_keeps_its_reason_for_the_notes():
+    from hpo.results import CONVERGED, ERRORED, FINISHED, STOPPED
+
+    assert [outcome_tag(o) for o in (FINISHED, STOPPED, CONVERGED, ERRORED)] == [FINISHED, STOPPED, CONVERGED, ERRORED]
+    assert outcome_tag("failed: diverged: training loss nan in round 2") == "failed"
