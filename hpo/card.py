@@ -224,11 +224,11 @@ def print_side_by_side(local: dict, published: dict, echo: Callable[[str], None]
     _table(echo, rows)
 
 
-def log_to_wandb(sweep: Sweep, opts: Any, result: Any, work: Path, config: dict[str, Any]) -> str | None:
+def log_to_wandb(sweep: Sweep, opts: Any, result: Any, work: Path, config: dict[str, Any], **lineage: Any) -> str | None:
     from hpo.tracking import log_promotion, resolve_mode
 
     # The sweep's own mode (recorded when it ran) unless the command line says otherwise: a sweep that ran
     # offline is not logged online just because a key is set now.
     mode = opts.wandb_mode or sweep.data.get("wandb_mode") or resolve_mode(sweep.spec.tracking, None)
     summary = {**scalar_metrics(result.metrics), "hub_url": result.url or "", "hub_commit": result.commit or "", "dry_run": opts.dry_run_dir or ""}
-    return log_promotion(sweep.spec.tracking, sweep.spec.name, mode, f"{sweep.spec.name}-promotion", config, summary, str(work), opts.wandb_module)
+    return log_promotion(sweep.spec.tracking, sweep.spec.name, mode, f"{sweep.spec.name}-promotion", config, summary, str(work), opts.wandb_module, **lineage)

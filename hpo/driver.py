@@ -19,7 +19,7 @@ from hpo.errors import ExperimentError, HpoError, Interrupted, SpecError
 from hpo.preflight import check_hub, check_wandb
 from hpo.spec import SweepSpec, dump_spec
 from hpo.storage import DATA_FILE, META_DIR, SPEC_FILE, Location, is_remote
-from hpo.tracking import group_of, make_callback, resolve_mode
+from hpo.tracking import group_of, log_sweep_run, make_callback, resolve_mode, trial_story
 from trainables.prepare import Prepared, prepare
 
 log = logging.getLogger("hpo")
@@ -81,7 +81,7 @@ def build_tuner(spec: SweepSpec, prepared: Prepared, wandb_mode: str, verbose: b
     from hpo.scheduler import make_scheduler
     from hpo.searcher import make_searcher
 
-    callbacks = [cb for cb in [make_callback(spec.tracking, spec.name, wandb_mode)] if cb is not None]
+    callbacks = [cb for cb in [make_callback(spec.tracking, spec.name, wandb_mode, trial_story(spec, prepared.summary))] if cb is not None]
     callbacks.append(CheckpointJanitor(spec.metric, spec.mode, spec.checkpoints.disk_budget_mb, at_end_only=is_remote(spec.storage)))
     callbacks.append(SweepConsole(spec.name, spec.metric, spec.mode, spec.budget.num_trials, wandb_mode, list(spec.search_space)))
     name = spec.name
@@ -258,11 +258,24 @@ def _fit(tuner: Any, path: str, mode: str, echo: Callable[[str], None], verbose:
     del tuner  # let Tune's callbacks go while Ray is still up (their finalizers talk to Ray)
     gc.collect()
     echo(f"sweep finished in {time.perf_counter() - start:.0f}s")
+    _log_sweep_run(path, mode, echo)
     errored = sum(1 for r in results if r.error is not None)
     if errored == len(results):
         first = next(r.error for r in results if r.error is not None)
         raise HpoError(f"every trial errored ({errored}); first error: {first}")
     return SweepOutcome(path, mode, len(results), errored)
+
+
+def _log_sweep_run(path: str, mode: str, echo: Callable[[str], None]) -> None:
+    """The sweep's own W&B run (trials table, spec, data), written at the end of each run of the sweep."""
+    if mode == "disabled":
+        return
+    from hpo.results import load_sweep
+
+    try:
+        log_sweep_run(load_sweep(path), mode)
+    except Exception as err:  # the sweep is done and stored: W&B is a record of it
+        echo(f"warning: could not write the sweep's W&B run: {type(err).__name__}: {' '.join(str(err).split())[:200]}")
 
 
 def run_sweep(

@@ -340,7 +340,12 @@ def promote(path: str, opts: PromoteOptions, echo: Callable[[str], None] = print
     echo("verified: the published copy's test metrics are identical to the local model's")
     result = PromotionResult(trial.trial_id, rnd, model_dir, metrics, published, gates, url, commit, files)
     try:
-        card.log_to_wandb(sweep, opts, result, work, {"trial_id": trial.trial_id, "round": rnd, **trial.params})
+        from hpo.tracking import dataset_ref, model_ref, tag_winner
+
+        about = {"trial_id": trial.trial_id, "round": rnd, "params": trial.params, "fingerprint": sweep.data.get("fingerprint"), "hub_url": url, "hub_commit": commit}
+        model = model_ref(sweep.spec.name, opts.repo_id, commit, opts.dry_run_dir, {**about, **card.scalar_metrics(metrics)})
+        card.log_to_wandb(sweep, opts, result, work, {"trial_id": trial.trial_id, "round": rnd, **trial.params}, dataset=dataset_ref(sweep.spec, sweep.data), model=model)
+        tag_winner(sweep, trial.trial_id, opts.wandb_mode, str(work), opts.wandb_module)
         if (work / "wandb").is_dir():
             stored.parent.child("wandb").upload_dir(work / "wandb")
     except Exception as err:  # the model is published (or written) and verified: W&B is a record of it

@@ -9,7 +9,7 @@ from rich.table import Table
 
 from hpo.results import CONVERGED, ERRORED, FINISHED, STOPPED, Sweep, disk_usage, load_sweep
 from hpo.spec import SHARE_KEY, SINGLE_CLASS_SHARE
-from hpo.storage import Location
+from hpo.storage import META_DIR, Location
 
 _STYLE = {FINISHED: "green", CONVERGED: "green", STOPPED: "yellow", ERRORED: "red"}
 
@@ -60,8 +60,9 @@ def print_status(path: str, console: Console | None = None) -> Sweep:
 
 
 def wandb_offline_runs(sweep: Sweep) -> list[Location]:
-    """The offline W&B run folders stored with the sweep's trials."""
-    return [run for t in sweep.trials for run in t.folder.child("wandb").list_dirs() if run.name.startswith("offline-run-")]
+    """The offline W&B run folders stored with the sweep: its trials' and the sweep run's."""
+    folders = [t.folder.child("wandb") for t in sweep.trials] + [sweep.path.child(META_DIR, "wandb")]
+    return [run for folder in folders for run in folder.list_dirs() if run.name.startswith("offline-run-")]
 
 
 def stopped_before_learning(sweep: Sweep) -> int | None:
@@ -95,7 +96,8 @@ def print_sweep_summary(path: str, wandb_mode: str, console: Console | None = No
         runs = wandb_offline_runs(sweep)
         console.print(f"W&B ran offline: {len(runs)} runs under {where.child('*', 'wandb')}; upload them later with")
         if where.is_local:
-            console.print(f"  wandb sync {where.path}/*/wandb/offline-run-*")
+            # the sweep run first: it is the one that logs the dataset artifact the trials use
+            console.print(f"  wandb sync {where.path}/{META_DIR}/wandb/offline-run-* && wandb sync {where.path}/*/wandb/offline-run-*")
         else:  # wandb sync reads local folders: copy the runs down first
             console.print(f"  copy {where.child('*', 'wandb', 'offline-run-*')} to a local folder (e.g. with your cloud's CLI), then wandb sync FOLDER/offline-run-*")
 

@@ -57,14 +57,20 @@ class TrialRecord:
 
     def best(self, metric: str, mode: str) -> tuple[float, int] | None:
         """(best value, the round it was reached at); earlier rounds win ties."""
-        best = None
-        for r in self.rounds:
-            v = r.get(metric)
-            if v is None or "failure" in r:
-                continue
-            if improves(v, best[0] if best else None, mode):
-                best = (v, int(r["training_iteration"]))
-        return best
+        return best_of(self.rounds, metric, mode)
+
+
+def best_of(rounds: list[dict[str, Any]], metric: str, mode: str) -> tuple[float, int] | None:
+    """The rule for a trial's best: (best value, the round it was reached at) over its reported rounds,
+    a failure's placeholder value never counting; earlier rounds win ties. None before a valued round."""
+    best = None
+    for r in rounds:
+        v = r.get(metric)
+        if v is None or "failure" in r:
+            continue
+        if improves(v, best[0] if best else None, mode):
+            best = (v, int(r["training_iteration"]))
+    return best
 
 
 @dataclass

@@ -11,8 +11,10 @@ import pandas as pd
 import pytest
 
 from hpo.promote import balance
+from hpo.results import load_sweep
 from tests.conftest import imdb_files, run_cli
 from tests.hub_server import start_hub, stop_hub
+from tests.test_wandb_story import assert_trial_runs_tell_the_sweep
 from tests.wandb_records import read_run
 
 RELEASE = {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "README.md", "provenance.json"}
@@ -98,9 +100,26 @@ def test_card_and_provenance(dry_run, tiny_sweep):
 def test_promotion_is_logged_to_wandb_in_the_sweep_group(dry_run, tiny_sweep):
     files = list((tiny_sweep["path"] / "hpo" / "promotion" / "wandb").glob("offline-run-*/run-*.wandb"))
     assert files
-    run = read_run(files[-1])
-    assert run.group == "tiny" and run.job_type == "promotion"
+    runs = [read_run(f) for f in files]
+    run = next(r for r in runs if r.job_type == "promotion")
+    assert run.group == "tiny"
     assert "test_accuracy" in run.summary
+    # lineage: the promotion uses the sweep's dataset artifact and produces the model, a reference to
+    # the dry run's files (not a copy)
+    sweep = load_sweep(tiny_sweep["path"])
+    winner = sweep.winner(ended_only=True)[0]
+    assert [(a["name"], a["type"]) for a in run.used] == [(f"data-{sweep.data['fingerprint'][:16]}", "dataset")]
+    (model,) = run.logged
+    assert model["type"] == "model" and model["name"] == "tiny-model"
+    assert model["metadata"]["trial_id"] == winner.trial_id and model["metadata"]["fingerprint"] == sweep.data["fingerprint"]
+    assert "test_accuracy" in model["metadata"]
+    assert set(model["references"]) == {p.name for p in dry_run["dir"].iterdir()}
+    assert all(ref.startswith(dry_run["dir"].resolve().as_uri()) for ref in model["references"].values())
+    # the winner's run, written again whole with the winner tag: as synced, every trial still tells its
+    # best value, round and outcome, and the winner is tagged
+    (replayed,) = [r for r in runs if r.job_type == "trial"]
+    assert replayed.run_id == winner.trial_id
+    assert_trial_runs_tell_the_sweep(tiny_sweep["path"], winner=winner.trial_id, extra=files)
 
 
 def test_publish_to_the_hub_and_verify(dry_run, tiny_sweep, hub):

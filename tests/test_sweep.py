@@ -82,7 +82,7 @@ def test_tpe_chose_the_configs(tiny_sweep, sweep):
 
 
 def test_each_trial_has_a_wandb_offline_run_with_its_metrics(tiny_sweep, sweep):
-    files = glob.glob(str(tiny_sweep["path"] / "*" / "wandb" / "offline-run-*" / "run-*.wandb"))
+    files = glob.glob(str(tiny_sweep["path"] / "tiny_*" / "wandb" / "offline-run-*" / "run-*.wandb"))
     runs = {r.run_id: r for r in map(read_run, files)}
     assert set(runs) == {t.trial_id for t in sweep.trials}
     for t in sweep.trials:
