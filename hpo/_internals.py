@@ -93,3 +93,31 @@ def parse_experiment_state(text: str) -> dict[str, dict[str, Any]]:
             "last_result_time": run.get("last_result_time"),
         }
     return out
+
+
+# -------------------------------------------------------------------- Ray's W&B integration, W&B
+
+
+def ray_wandb() -> Any:
+    """The pieces of Ray's W&B callback that hpo's callback reuses (``hpo/_wandb_callback.py`` subclasses
+    ``WandbLoggerCallback`` and its logging actor and overrides its private ``_start_logging_actor``,
+    ``_signal_logging_actor_stop``, ``_cleanup_logging_actor(s)``; it reads ``_trial_queues``,
+    ``_trial_logging_actors``, ``_trial_logging_futures``, ``_remote_logger_class``)."""
+    from types import SimpleNamespace
+
+    from ray.air.integrations import wandb as ray_wandb_module
+
+    return SimpleNamespace(
+        WandbLoggerCallback=ray_wandb_module.WandbLoggerCallback,
+        LoggingActor=ray_wandb_module._WandbLoggingActor,
+        QueueItem=ray_wandb_module._QueueItem,
+        clean_log=ray_wandb_module._clean_log,
+        force_on_current_node=ray_wandb_module._force_on_current_node,
+        run_info_hook=ray_wandb_module._run_wandb_process_run_info_hook,
+    )
+
+
+def record_artifact_use_offline(run: Any, artifact: Any) -> None:
+    """What W&B's ``use_artifact`` records for a new artifact (logged, then used once committed), written to
+    an offline run's file (``use_artifact`` itself refuses offline runs); ``wandb sync`` performs it."""
+    run._log_artifact(artifact, is_user_created=True, use_after_commit=True)

@@ -31,16 +31,13 @@ from typing import Any
 import pyarrow
 import pyarrow.fs
 from ray.air.constants import EXPR_RESULT_FILE, TRAINING_ITERATION
-from ray.air.integrations.wandb import (
-    WandbLoggerCallback,
-    _clean_log,
-    _force_on_current_node,
-    _QueueItem,
-    _run_wandb_process_run_info_hook,
-    _WandbLoggingActor,
-)
 
+from hpo._internals import ray_wandb, record_artifact_use_offline
 from hpo.stopping import STOPPING
+
+_ray = ray_wandb()
+WandbLoggerCallback, _WandbLoggingActor, _QueueItem = _ray.WandbLoggerCallback, _ray.LoggingActor, _ray.QueueItem
+_clean_log, _force_on_current_node, _run_wandb_process_run_info_hook = _ray.clean_log, _ray.force_on_current_node, _ray.run_info_hook
 
 log = logging.getLogger("hpo")
 
@@ -55,10 +52,10 @@ def use_artifact(run: Any, artifact: Any) -> None:
     """Record ``artifact`` as an input of ``run``, offline too. W&B's ``use_artifact`` refuses offline
     runs (it asks the server at once); what it records for a new artifact (logged, then used once it
     is committed) is written to the run file here, and ``wandb sync`` performs it."""
-    if not run.settings._offline:
+    if not run.offline:
         run.use_artifact(artifact)
     else:
-        run._log_artifact(artifact, is_user_created=True, use_after_commit=True)
+        record_artifact_use_offline(run, artifact)
 
 
 def begin_trial_run(run: Any, wandb: Any, story: Any) -> None:

@@ -65,8 +65,9 @@ def test_asha_keeps_its_time_attribute_and_stop_count():
 def test_wandb_callback_internals_the_sweep_callback_extends():
     from ray.air.integrations import wandb as ray_wandb
 
-    for name in ("_WandbLoggingActor", "_QueueItem", "_clean_log", "_force_on_current_node"):
+    for name in ("_WandbLoggingActor", "_QueueItem", "_clean_log", "_force_on_current_node", "_run_wandb_process_run_info_hook"):
         assert hasattr(ray_wandb, name), f"ray.air.integrations.wandb.{name} is gone"
+    assert _internals.ray_wandb().LoggingActor is ray_wandb._WandbLoggingActor
     cb = ray_wandb.WandbLoggerCallback(project="p", mode="offline")
     for attr in ("_trial_queues", "_trial_logging_actors", "_trial_logging_futures", "_remote_logger_class"):
         assert hasattr(cb, attr), f"WandbLoggerCallback.{attr} is gone"
@@ -114,3 +115,22 @@ def test_tunes_experiment_state_file_reads_as_hpo_expects(tune_experiment):
 
 def test_unreadable_experiment_state_reads_as_nothing():
     assert _internals.parse_experiment_state("{torn") == {} and _internals.parse_experiment_state("") == {}
+
+
+def test_an_offline_wandb_run_records_an_artifact_it_uses(tmp_path):
+    import wandb
+
+    run = wandb.init(project="shape", mode="offline", dir=str(tmp_path), settings=wandb.Settings(silent=True))
+    try:
+        assert run.offline is True
+        artifact = wandb.Artifact("data-shape", type="dataset")
+        artifact.add_reference(f"file://{tmp_path}", checksum=False)
+        _internals.record_artifact_use_offline(run, artifact)
+    finally:
+        run.finish()
+    from tests.wandb_records import read_run
+
+    files = list(tmp_path.glob("wandb/offline-run-*/run-*.wandb"))
+    assert len(files) == 1
+    record = read_run(files[0])
+    assert [a["name"] for a in record.used] == ["data-shape"], record.used
