@@ -10,7 +10,7 @@ from rich.table import Table
 from hpo.baseline import describe as describe_baselines
 from hpo.baseline import read as read_baselines
 from hpo.cost import describe as describe_cost
-from hpo.cost import sweep_cost
+from hpo.cost import sweep_cost, trial_cost
 from hpo.results import CONVERGED, ERRORED, FINISHED, STOPPED, Sweep, disk_usage, load_sweep
 from hpo.spec import SHARE_KEY, SINGLE_CLASS_SHARE
 from hpo.storage import Location
@@ -30,7 +30,8 @@ def trials_table(sweep: Sweep, limit: int | None = None) -> Table:
     ranked = sweep.ranked()
     best_id = ranked[0][0].trial_id if ranked else None
     table = Table(title=f"{spec.name}: {len(sweep.trials)} trials, metric {spec.metric} ({spec.mode})")
-    for col in ["trial", *names, "rounds", f"best {spec.metric}", "at round", "state"]:
+    gpu = spec.resources.gpu
+    for col in ["trial", *names, "rounds", "trial-s", *(["GPU-s"] if gpu else []), f"best {spec.metric}", "at round", "state"]:
         table.add_column(col, justify="left" if col in ("trial", "state") else "right")
     order = [t for t, _, _ in ranked] + [t for t in sweep.trials if t.best(spec.metric, spec.mode) is None]
     for t in order[:limit]:
@@ -38,6 +39,8 @@ def trials_table(sweep: Sweep, limit: int | None = None) -> Table:
         planned = t.rounds_planned
         cells = [t.trial_id, *(_fmt(t.params.get(n, "")) for n in names)]
         cells += [f"{t.rounds_done}/{planned}" if planned else str(t.rounds_done)]
+        seconds = trial_cost(t).seconds  # resources x this = the trial's CPU- and GPU-seconds
+        cells += [f"{seconds:.0f}", *([f"{seconds * gpu:.0f}"] if gpu else [])]
         cells += [f"{best[0]:.4f}" if best else "-", str(best[1]) if best else "-", t.outcome]
         marker = " *best*" if t.trial_id == best_id else ""
         cells[0] += marker

@@ -177,6 +177,7 @@ def test_status_reports_the_cost_of_the_sweep(tiny_sweep, sweep):
     assert cost.seconds == pytest.approx(seconds) and 0 < cost.saved_share < 1  # ASHA stopped a trial
     assert f"cost: {seconds:.0f} trial-s over 6 trials ({seconds:.0f} CPU-s, 0 GPU-s at 1 CPU / 0 GPU per trial)" in out
     assert f"early stopping saved {cost.saved_share:.0%} of the trial-seconds" in out
+    assert "trial-s" in out.split("tiny: 6 trials")[1].splitlines()[2]  # each trial's seconds, a column of the table
 
 
 def test_duplicates_are_counted_at_sweep_start_with_the_fingerprint(tiny_sweep):
