@@ -13,6 +13,7 @@ import pytest
 from hpo.baseline import choose_c, lift_gate, majority, sweep_baselines
 from hpo.calibration import brier_score, calibration_metrics, expected_calibration_error, reliability
 from hpo.cost import retrain_share, summary, sweep_cost
+from hpo.errors import DataError
 from hpo.results import Sweep, TrialRecord
 from hpo.spec import DataSpec, SweepSpec
 from hpo.storage import Location
@@ -109,6 +110,13 @@ def test_test_texts_seen_in_training_are_dropped_by_default_and_counted(tmp_path
     assert len(keep.test) == 40 and keep.duplicates["test_dropped"] == 0 and keep.duplicates["test_in_train"] == 3
     assert keep.fingerprint != splits.fingerprint  # the data a sweep saw says which test split it was
     assert "kept (data.drop_test_duplicates: false)" in describe_duplicates(keep.duplicates)
+
+
+def test_a_test_file_that_copies_train_is_refused_with_the_reason(tmp_path):
+    files = _planted_files(tmp_path)
+    spec = DataSpec(files={"train": files["train"], "test": files["train"]}, label_names=["negative", "positive"], seed=1)
+    with pytest.raises(DataError, match=r"test split has no example .*after dropping 80 of 80 test texts that also appear in train"):
+        load_splits(spec)
 
 
 # ------------------------------------------------------------------------------------- baselines

@@ -364,7 +364,16 @@ def load_splits(spec: DataSpec) -> Splits:
     counts, warnings = {}, []
     for split, part in (("train", train), ("validation", validation), ("test", test)):
         counts[split] = class_counts(part.labels, names)
-        warning = check_balance(split, counts[split], spec.max_class_ratio)
+        try:
+            warning = check_balance(split, counts[split], spec.max_class_ratio)
+        except DataError as err:
+            if split == "test" and duplicates["test_dropped"]:
+                raise DataError(
+                    f"{err} (after dropping {duplicates['test_dropped']} of {duplicates['test_before_drop']} test texts that also "
+                    "appear in train: is the test file a copy of the train file? give a distinct test set, or set "
+                    "data.drop_test_duplicates: false)"
+                ) from None
+            raise
         if warning and split == "train":  # the data's own imbalance: said once
             warnings.append(warning)
         if min(sources[split].values()) > 0:
