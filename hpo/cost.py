@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from statistics import median
 from typing import Any
 
-from hpo.results import Sweep, TrialRecord
+from hpo.results import PENDING, RUNNING, Sweep, TrialRecord
 
 
 @dataclass(frozen=True)
@@ -18,6 +18,7 @@ class TrialCost:
     rounds: int
     planned: int
     full_seconds: float  # estimated: the same trial run to its planned rounds
+    running: bool = False
 
 
 @dataclass(frozen=True)
@@ -48,8 +49,9 @@ def trial_cost(t: TrialRecord) -> TrialCost:
     per_round = [float(r.get("time_this_iter_s") or 0.0) for r in rows]
     # the first round carries the trial's start-up: later rounds say what one more round costs
     typical = (sum(per_round[1:]) / len(per_round[1:])) if len(per_round) > 1 else (per_round[0] if per_round else 0.0)
-    missing = 0 if t.failure else max(0, planned - done)  # a diverged trial would have ended there anyway
-    return TrialCost(t.trial_id, seconds, done, planned, seconds + missing * typical)
+    # A diverged trial would have ended there anyway; a running one has not been stopped (yet): no saving claimed.
+    missing = 0 if t.failure or t.outcome in (RUNNING, PENDING) else max(0, planned - done)
+    return TrialCost(t.trial_id, seconds, done, planned, seconds + missing * typical, t.outcome in (RUNNING, PENDING))
 
 
 def sweep_cost(sweep: Sweep) -> SweepCost:
@@ -90,8 +92,9 @@ def describe(cost: SweepCost, retrain: dict[str, Any] | None = None) -> list[str
     if not cost.trials:
         return ["cost: no trial has reported a round yet"]
     per = [t.seconds for t in cost.trials]
+    running = sum(t.running for t in cost.trials)
     lines = [
-        f"cost: {cost.seconds:.0f} trial-s over {len(per)} trials ({cost.seconds * cost.cpu:.0f} CPU-s, {cost.seconds * cost.gpu:.0f} GPU-s "
+        ("cost so far" + f" ({running} trial(s) still running)" if running else "cost") + f": {cost.seconds:.0f} trial-s over {len(per)} trials ({cost.seconds * cost.cpu:.0f} CPU-s, {cost.seconds * cost.gpu:.0f} GPU-s "
         f"at {cost.cpu:g} CPU / {cost.gpu:g} GPU per trial); per trial {min(per):.0f}-{max(per):.0f} s, median {median(per):.0f} s",
         f"early stopping saved {cost.saved_share:.0%} of the trial-seconds against running every trial to its planned rounds "
         f"(estimated {cost.full_seconds:.0f} trial-s)",

@@ -12,7 +12,7 @@ import pytest
 
 from hpo.baseline import choose_c, lift_gate, majority, sweep_baselines
 from hpo.calibration import brier_score, calibration_metrics, expected_calibration_error, reliability
-from hpo.cost import retrain_share, summary, sweep_cost
+from hpo.cost import retrain_share, summary, sweep_cost, trial_cost
 from hpo.errors import DataError
 from hpo.results import Sweep, TrialRecord
 from hpo.spec import DataSpec, SweepSpec
@@ -185,3 +185,6 @@ def test_cost_against_hand_computed_values(tmp_path):
     assert [t["gpu_seconds"] for t in figures["per_trial"]] == [21, 12, 7]
     assert retrain_share(cost, {"seconds": 20.0}) == pytest.approx(0.2) and figures["retrain"]["share"] == 0.2
     assert retrain_share(cost, None) is None
+    running = _trial("e", [10, 10], planned=6)
+    running.status = "RUNNING"  # not stopped (yet): no saving is claimed for it
+    assert trial_cost(running).full_seconds == 20 and trial_cost(running).running
