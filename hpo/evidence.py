@@ -122,9 +122,14 @@ def print_evidence(evidence: dict[str, Any], gate: Any, echo: Callable[[str], No
     model = evidence["model_accuracy"]
     tfidf, maj = b["tfidf"], b["majority"]
     echo(f"baselines, refitted on the same {b['train_texts']} training texts and scored on the same {b['test_texts']} test texts:")
-    echo(f"  this model                                   test accuracy {model:.4f}, macro-F1 {evidence['model_f1_macro']:.4f}")
-    echo(f"  {baseline.TFIDF_NAME} (C={tfidf['C']:g})   test accuracy {tfidf['test_accuracy']:.4f}, macro-F1 {tfidf['test_f1_macro']:.4f}")
-    echo(f"  majority class ({maj['label']})                   test accuracy {maj['test_accuracy']:.4f}")
+    rows = [
+        ("this model", model, evidence["model_f1_macro"]),
+        (f"{baseline.TFIDF_NAME} (C={tfidf['C']:g})", tfidf["test_accuracy"], tfidf["test_f1_macro"]),
+        (f"majority class ({maj['label']})", maj["test_accuracy"], maj["test_f1_macro"]),
+    ]
+    width = max(len(name) for name, _, _ in rows)
+    for name, acc, f1 in rows:
+        echo(f"  {name.ljust(width)}  test accuracy {acc:.4f}, macro-F1 {f1:.4f}")
     points = (model - tfidf["test_accuracy"]) * 100
     if points > 0:
         echo(f"  the model beats the TF-IDF baseline by {points:.2f} points")
