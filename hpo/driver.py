@@ -15,6 +15,8 @@ from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from hpo.baseline import read as read_baselines
+from hpo.baseline import start as start_baselines
 from hpo.errors import ExperimentError, HpoError, Interrupted, SpecError
 from hpo.preflight import check_hub, check_wandb
 from hpo.spec import SweepSpec, dump_spec
@@ -301,9 +303,17 @@ def run_sweep(
     tracking = {"wandb_mode": mode, "wandb_group": group_of(spec.tracking, spec.name), "wandb_project": spec.tracking.project}
     path.child(META_DIR, DATA_FILE).write_json({**summary, **tracking})
     echo(f"sweep {spec.name}: {spec.budget.num_trials} trials, {spec.budget.max_concurrent} at a time -> {path}")
+    baselines = start_baselines(spec, prepared.splits, path, mode, echo)  # seconds, while the first trials start
     with _quiet_tune(verbose):  # the study is created (and announced by Optuna) with the tuner
         tuner = build_tuner(spec, prepared, mode, verbose)
-    return _fit(tuner, path.uri, mode, echo, verbose)
+    outcome = _fit(tuner, path.uri, mode, echo, verbose)
+    baselines.join(_BASELINES_WAIT_S)
+    return outcome
+
+
+# The baselines take seconds; a sweep that ended sooner waits for them at most this long (they are a daemon
+# thread: an interrupted sweep does not wait, and a resume computes them when they are missing).
+_BASELINES_WAIT_S = 300
 
 
 def resume_sweep(path: str, address: str | None = None, echo: Callable[[str], None] = print, num_cpus: int | None = None) -> SweepOutcome:
@@ -340,6 +350,7 @@ def resume_sweep(path: str, address: str | None = None, echo: Callable[[str], No
         sweep = load_sweep(loc)
     echo(f"resuming {spec.name} at {loc}: {len(sweep.trials)} trials known, {sweep.counts()}")
     fetch_for_resume(loc)
+    baselines = start_baselines(spec, prepared.splits, loc, mode, echo) if read_baselines(loc) is None else None
     storage = _ray_storage(loc)
     tuner = tune.Tuner.restore(
         storage["storage_path"],
@@ -348,7 +359,10 @@ def resume_sweep(path: str, address: str | None = None, echo: Callable[[str], No
         resume_errored=True,
         storage_filesystem=storage.get("storage_filesystem"),
     )
-    return _fit(tuner, loc.uri, mode, echo)
+    outcome = _fit(tuner, loc.uri, mode, echo)
+    if baselines is not None:
+        baselines.join(_BASELINES_WAIT_S)
+    return outcome
 
 
 def _finished(sweep: Any, wandb_mode: str) -> bool:

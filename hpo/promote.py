@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +52,7 @@ class PromotionResult:
     url: str | None = None
     commit: str | None = None
     files: list[str] = field(default_factory=list)
+    evidence: dict[str, Any] = field(default_factory=dict)  # hpo.evidence.collect: baselines, leakage, latency, cost
 
 
 # ----------------------------------------------------------------------------------- balancing
@@ -212,8 +214,10 @@ def retrain(sweep: Sweep, trial_id: str, params: dict, rounds: int, work: Path, 
     state = build_state(prepared.source, data.label_names, hp, len(train), spec.planned_rounds(hp.epochs), device)
     echo(f"retraining {trial_id} for {rounds} round(s) on {len(train)} texts ({device.type})")
     class_weights = torch.from_numpy(weights) if weights is not None else None
+    started = time.perf_counter()
     for figures in train_rounds(state, hp, train, data.special, rounds, device, class_weights):
         echo(f"  round {state.rounds_done}/{rounds}: train_loss {figures['train_loss']:.4f} ({figures['train_seconds']:.0f}s)")
+    retrain_seconds = time.perf_counter() - started
     out = work / "model"
     if out.exists():
         shutil.rmtree(out)
@@ -227,6 +231,7 @@ def retrain(sweep: Sweep, trial_id: str, params: dict, rounds: int, work: Path, 
         "training": hp.model_dump(),
         "fingerprint": prepared.splits.fingerprint,
         "balance": report,
+        "retrain": {"seconds": round(retrain_seconds, 1), "device": device.type},  # its share of the cost
     }
     (out / MARKER).write_text(json.dumps(marker, indent=2, default=str))
     return marker
@@ -237,18 +242,20 @@ def evaluate_folder(folder: Path, splits: Any, training: dict[str, Any], device_
     evaluation code as the trials' validation. ``splits`` is ``trainables.data.load_splits``'s result."""
     import torch
 
+    from hpo.calibration import calibration_metrics
     from hpo.spec import TrainingSpec
     from trainables.data import special_ids, tokenize
     from trainables.model import load_classifier, load_tokenizer
-    from trainables.training import evaluate
+    from trainables.training import classification_metrics, predict
 
     hp = TrainingSpec.model_validate(training)
     tokenizer = load_tokenizer(str(folder))
     test = tokenize(tokenizer, splits.test, hp.max_length)
     model = load_classifier(str(folder), splits.label_names).to(device_name)
     device = torch.device(device_name)
-    metrics = evaluate(model, test, special_ids(tokenizer), hp.model_copy(update={"precision": "fp32"}), splits.label_names, device, prefix="test")
-    metrics.pop("test_seconds")
+    logits = predict(model, test, special_ids(tokenizer), hp.max_length, hp.eval_batch_size, device)  # fp32
+    metrics = classification_metrics(logits, test.labels, splits.label_names, "test")
+    metrics.update(calibration_metrics(logits, test.labels, "test"))
     return metrics
 
 
@@ -285,7 +292,7 @@ def same_metrics(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
 
 
 def promote(path: str, opts: PromoteOptions, echo: Callable[[str], None] = print) -> PromotionResult:
-    from hpo import card, hub
+    from hpo import card, evidence, hub
 
     _check_target(opts)
     sweep = load_sweep(path)
@@ -315,13 +322,15 @@ def promote(path: str, opts: PromoteOptions, echo: Callable[[str], None] = print
         marker = retrain(sweep, trial.trial_id, trial.params, rnd, work, echo)
         _keep(model_dir, stored)
         metrics = evaluate_folder(model_dir, splits, marker["training"])
-    gates = run_gates(model_dir, sweep, metrics) if sweep.spec.promotion.gate.enabled else []
+    measured = evidence.collect(sweep, splits, metrics, model_dir, marker, echo)
+    gates = run_gates(model_dir, sweep, metrics) + evidence.gate_rows(measured, sweep.spec.promotion.gate) if sweep.spec.promotion.gate.enabled else []
     card.print_metrics(metrics, sweep, echo)
+    evidence.print_evidence(measured, sweep.spec.promotion.gate, echo)
     card.print_gates(gates, echo)
     failed = [g for g in gates if not g[2]]
     if failed:
         raise GateError("gate failed, nothing published: " + "; ".join(f"{n}: {v}" for n, v, _ in failed))
-    files = card.write_release_files(model_dir, sweep, trial, value, rnd, marker, metrics, opts.repo_id or Path(opts.dry_run_dir).name)
+    files = card.write_release_files(model_dir, sweep, trial, value, rnd, marker, metrics, opts.repo_id or Path(opts.dry_run_dir).name, measured)
     _keep(model_dir, stored, ["README.md", "provenance.json"])
     if opts.dry_run_dir:
         target = hub.copy_release(model_dir, Path(opts.dry_run_dir), files)
@@ -338,7 +347,7 @@ def promote(path: str, opts: PromoteOptions, echo: Callable[[str], None] = print
     if any(label.startswith("LABEL_") for label in labels):
         raise PromotionError(f"the published model's pipeline returns {labels}, not the label names")
     echo("verified: the published copy's test metrics are identical to the local model's")
-    result = PromotionResult(trial.trial_id, rnd, model_dir, metrics, published, gates, url, commit, files)
+    result = PromotionResult(trial.trial_id, rnd, model_dir, metrics, published, gates, url, commit, files, measured)
     try:
         from hpo.tracking import dataset_ref, model_ref, tag_winner
 

@@ -88,6 +88,11 @@ class DataSpec(_Strict):
         "an imbalanced split is reported with a warning, and a class missing from a split is always refused).",
     )
     seed: int = 13
+    drop_test_duplicates: bool = Field(
+        True,
+        description="Drop from the test split every text that also appears in train or validation (compared "
+        "after normalising case, whitespace and markup such as <br />); the count is printed and put on the card.",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> DataSpec:
@@ -308,6 +313,14 @@ class GateSpec(_Strict):
     min_test_accuracy: float = Field(0.8, ge=0, le=1)
     min_class_recall: float = Field(0.5, ge=0, le=1, description="Every class must reach this recall.")
     sanity_examples: list[SanityExample] = Field(default_factory=list)
+    min_lift_over_baseline: float = Field(
+        0.0,
+        ge=-100,
+        le=100,
+        description="Points of test accuracy the model must score above the TF-IDF + logistic-regression baseline, "
+        "refitted on the same training set and scored on the same test split (0: at least as good; negative: "
+        "allowed to lose by that much).",
+    )
 
 
 class PromotionSpec(_Strict):

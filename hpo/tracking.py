@@ -314,3 +314,28 @@ def log_sweep_run(sweep: Sweep, mode: str, wandb_module: Any = None) -> str | No
     if not sweep.path.is_local:
         sweep.path.child(META_DIR, "wandb").upload_dir(folder / "wandb")
     return run_dir
+
+
+def log_baseline(tracking: TrackingSpec, sweep_name: str, mode: str, config: dict, summary: dict, folder: str, wandb_module: Any = None) -> str | None:
+    """The sweep's baselines as one more run of its group, job type ``baseline``. Returns the run's folder."""
+    if mode == "disabled":
+        return None
+    wandb = wandb_module
+    if wandb is None:
+        import wandb
+    run = wandb.init(
+        project=tracking.project,
+        entity=tracking.entity,
+        group=group_of(tracking, sweep_name),
+        job_type="baseline",
+        name=f"{sweep_name}-baseline",
+        config=config,
+        mode=mode,
+        dir=folder,
+        reinit="create_new",
+        settings=wandb.Settings(silent=True),
+    )
+    run.summary.update(summary)
+    run_dir = getattr(run, "dir", None)
+    run.finish()
+    return run_dir

@@ -231,3 +231,47 @@ def test_a_sweep_with_no_ended_trial_is_refused(tiny_sweep):
     result = run_cli(["promote", str(sweep), "--dry-run", str(tiny_sweep["tmp"] / "x")], tiny_sweep["env"], tiny_sweep["tmp"], timeout=120)
     assert result.returncode == 1 and "no trial ended" in result.stdout, result.stdout[-2000:]
     assert "retraining" not in result.stdout
+
+
+def test_dry_run_prints_and_the_card_carries_baselines_leakage_calibration_latency_and_cost(dry_run, tiny_sweep):
+    out = dry_run["stdout"]
+    prov = json.loads((dry_run["dir"] / "provenance.json").read_text())
+    ev, test = prov["evidence"], prov["test_metrics"]
+    data = json.loads((tiny_sweep["path"] / "hpo" / "data.json").read_text())
+    b = ev["baselines"]
+    # the baselines are refitted on the winner's training set and scored on the same test split
+    assert b["test_texts"] == sum(data["class_counts"]["test"].values()) == sum(map(sum, test["test_confusion"]))
+    assert b["train_texts"] == prov["data"]["promotion_balance"]["after"]["negative"] * 2
+    assert b["tfidf"]["C"] == json.loads((tiny_sweep["path"] / "hpo" / "baselines.json").read_text())["tfidf"]["C"]
+    assert 0.6 < b["tfidf"]["test_accuracy"] <= 1 and ev["model_accuracy"] == test["test_accuracy"]
+    points = (test["test_accuracy"] - b["tfidf"]["test_accuracy"]) * 100
+    assert (f"beats the TF-IDF baseline by {points:.2f} points" if points > 0 else f"does NOT beat the TF-IDF baseline ({points:+.2f} points)") in out
+    assert "lift over TF-IDF baseline" in out and f"{points:+.2f} points" in out
+    # leakage, calibration (ECE recomputed from the stored bins), latency and size, cost
+    assert ev["duplicates"] == data["duplicates"] and "duplicates (after normalising" in out
+    rel = test["test_reliability"]
+    n = sum(rel["count"])
+    ece = sum(c / n * abs(a - m) for c, a, m in zip(rel["count"], rel["accuracy"], rel["confidence"]) if c)
+    assert rel["bins"] == 15 and n == b["test_texts"] and test["test_ece"] == pytest.approx(ece) and 0 <= test["test_brier"] <= 2
+    assert f"expected calibration error {test['test_ece']:.4f} (15 bins), Brier score {test['test_brier']:.4f}" in out
+    s = ev["serving"]
+    assert 0 < s["batch1_p50_ms"] <= s["batch1_p95_ms"] and s["batch32_texts_per_s"] > 0 and s["hardware"]["device"] == "cpu"
+    assert s["weights_mb"] == pytest.approx((dry_run["dir"] / "model.safetensors").stat().st_size / 1e6, abs=0.01)
+    assert f"batch 1 p50 {s['batch1_p50_ms']:.1f} ms" in out
+    cost = ev["cost"]
+    assert cost["trials"] == 6 and cost["trial_seconds"] > 0 and 0 < cost["early_stopping_saved"] < 1
+    assert cost["retrain"]["seconds"] > 0 and 0 < cost["retrain"]["share"] < 1 and "retrain:" in out
+    card = (dry_run["dir"] / "README.md").read_text()
+    for heading in ("## Against baselines", "## Leakage", "## Calibration", "## Latency and size", "## Cost"):
+        assert heading in card, heading
+    assert f"| {b['tfidf']['test_accuracy']:.4f} |" in card and f"| {test['test_ece']:.4f} |" in card
+    assert f"{s['batch1_p50_ms']:.1f} ms / {s['batch1_p95_ms']:.1f} ms" in card and f"| {cost['trial_seconds']:.0f} |" in card
+
+
+def test_a_model_that_does_not_beat_the_baseline_by_the_minimum_lift_is_refused(dry_run, tiny_sweep):
+    sweep = _copy_sweep(tiny_sweep, "lift", min_lift_over_baseline=50.0)  # 50 points above any baseline: impossible
+    out = tiny_sweep["tmp"] / "lift-promoted"
+    result = run_cli(["promote", str(sweep), "--dry-run", str(out)], tiny_sweep["env"], tiny_sweep["tmp"])
+    assert result.returncode == 3, result.stdout[-3000:]
+    assert "gate failed, nothing published: lift over TF-IDF baseline:" in result.stdout and ">= 50" in result.stdout
+    assert not out.exists()
