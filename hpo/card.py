@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import platform
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,16 @@ from hpo.spec import dump_spec
 
 PACKAGES = ("hpo-distilbert", "torch", "transformers", "ray", "optuna", "datasets", "wandb", "huggingface_hub", "tokenizers", "pydantic")
 MODEL_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
+
+
+@dataclass(frozen=True)
+class CardExtra:
+    """A section some promotion step adds to the card (markdown, with its heading), and its figures in
+    ``provenance.json`` under ``key``."""
+
+    key: str
+    markdown: str
+    record: dict[str, Any] = field(default_factory=dict)
 
 
 def _versions() -> dict[str, str]:
@@ -43,9 +54,10 @@ def scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     return {k: v for k, v in metrics.items() if isinstance(v, float)}
 
 
-def provenance(sweep: Sweep, trial: TrialRecord, value: float, rnd: int, marker: dict, metrics: dict) -> dict[str, Any]:
+def provenance(sweep: Sweep, trial: TrialRecord, value: float, rnd: int, marker: dict, metrics: dict, extras: Sequence[CardExtra] = ()) -> dict[str, Any]:
     spec = sweep.spec
     return {
+        **{e.key: e.record for e in extras},
         "sweep": spec.name,
         "spec": yaml.safe_load(dump_spec(spec)),
         "best_trial": {"trial_id": trial.trial_id, "config": trial.params, "round": rnd, spec.metric: value},
@@ -67,7 +79,7 @@ def provenance(sweep: Sweep, trial: TrialRecord, value: float, rnd: int, marker:
     }
 
 
-def model_card(sweep: Sweep, trial: TrialRecord, value: float, rnd: int, marker: dict, metrics: dict, repo_name: str) -> str:
+def model_card(sweep: Sweep, trial: TrialRecord, value: float, rnd: int, marker: dict, metrics: dict, repo_name: str, extras: Sequence[CardExtra] = ()) -> str:
     spec = sweep.spec
     counts = sweep.counts()
     names = sweep.data.get("label_names") or spec.data.label_names or []
@@ -139,7 +151,7 @@ Confusion matrix (rows: true label, columns: predicted):
 | | {" | ".join(names)} |
 |---|{"---|" * len(names)}
 {conf_rows}
-
+{"".join(chr(10) + e.markdown.strip() + chr(10) for e in extras)}
 ## The sweep
 
 - sweep `{spec.name}`: {len(sweep.trials)} trials run, {counts.get(STOPPED, 0)} stopped early by ASHA, {counts.get(CONVERGED, 0)} ended on patience, {counts.get(ERRORED, 0)} errored
@@ -178,9 +190,11 @@ counts, the git commit and the package versions.
     return "---\n" + yaml.safe_dump(meta, sort_keys=False) + "---\n" + body
 
 
-def write_release_files(model_dir: Path, sweep: Sweep, trial: TrialRecord, value: float, rnd: int, marker: dict, metrics: dict, repo_name: str) -> list[str]:
-    (model_dir / "README.md").write_text(model_card(sweep, trial, value, rnd, marker, metrics, repo_name))
-    (model_dir / "provenance.json").write_text(json.dumps(provenance(sweep, trial, value, rnd, marker, metrics), indent=2, default=str))
+def write_release_files(
+    model_dir: Path, sweep: Sweep, trial: TrialRecord, value: float, rnd: int, marker: dict, metrics: dict, repo_name: str, extras: Sequence[CardExtra] = ()
+) -> list[str]:
+    (model_dir / "README.md").write_text(model_card(sweep, trial, value, rnd, marker, metrics, repo_name, extras))
+    (model_dir / "provenance.json").write_text(json.dumps(provenance(sweep, trial, value, rnd, marker, metrics, extras), indent=2, default=str))
     extra = [p.name for p in model_dir.iterdir() if p.is_file() and p.name in ("special_tokens_map.json", "vocab.txt")]
     files = [*MODEL_FILES, *extra, "README.md", "provenance.json"]
     missing = [f for f in files if not (model_dir / f).is_file()]

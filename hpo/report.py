@@ -56,7 +56,17 @@ def print_status(path: str, console: Console | None = None) -> Sweep:
     if sweep.ranked():
         t, value, rnd = sweep.winner()
         console.print(f"best: {t.trial_id} {sweep.spec.metric}={value:.4f} at round {rnd} with {t.params}")
+    print_finalists(sweep, console)
     return sweep
+
+
+def print_finalists(sweep: Sweep, console: Console) -> None:
+    """The finalists' runs over seeds, once ``hpo promote`` planned them (as far as they ran)."""
+    from hpo.finalists import load_for_status, print_table
+
+    outcome = load_for_status(sweep)
+    if outcome is not None:
+        print_table(outcome, lambda line: console.print(line, highlight=False, markup=False))
 
 
 def wandb_offline_runs(sweep: Sweep) -> list[Location]:
