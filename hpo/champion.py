@@ -189,7 +189,7 @@ def compare_with_hub(api: Any, repo_id: str, model_dir: Path, splits: Any, rule:
     print_comparison(result, echo)
     if not result.passed:
         raise GateError(
-            f"the new model does not beat the one on the Hub ({result.verdict}; promotion.require_improvement: {rule}), "
+            f"promotion.require_improvement: {rule}: the new model is refused against the one on the Hub ({result.verdict}), "
             f"nothing published; {repo_id} stays at revision {champion.revision[:12]}"
         )
     return result
