@@ -9,6 +9,7 @@ by example: both accuracies, the difference with a paired-bootstrap interval, an
 from __future__ import annotations
 
 import hashlib
+import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -186,6 +187,8 @@ def compare_with_hub(api: Any, repo_id: str, model_dir: Path, splits: Any, rule:
             f"the model {repo_id} holds now (revision {champion.revision[:12]}) cannot be compared with this one: {err}; "
             "nothing published: publish to another repo, or set promotion.require_improvement: none to replace it"
         ) from None
+    finally:
+        shutil.rmtree(champion.folder, ignore_errors=True)  # a copy of the Hub's model, scored: no further use
     print_comparison(result, echo)
     if not result.passed:
         raise GateError(

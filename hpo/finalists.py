@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from hpo.errors import PromotionError
+from hpo.errors import Interrupted, PromotionError
 from hpo.results import RUNNING, PENDING, Sweep, TrialRecord, parse_results
 from hpo.stats import mean_std
 from hpo.storage import META_DIR, Location
@@ -215,8 +215,7 @@ def _tune_run(sweep: Sweep, prepared: Any, finalists: list[Finalist], folder: Lo
             tuner = tune.Tuner.restore(
                 run.path, trainable=trainable, resume_unfinished=True, resume_errored=True, storage_filesystem=storage.get("storage_filesystem")
             )
-            tuner.fit()
-            _drop_checkpoints(run)
+            _fit(tuner, run, echo)
     collect(finalists, finished_curves(folder, spec.metric))
     todo = missing_runs(finalists)
     if not todo:
@@ -248,8 +247,19 @@ def _tune_run(sweep: Sweep, prepared: Any, finalists: list[Finalist], folder: Lo
             verbose=1,
         ),
     )
-    tuner.fit()
-    _drop_checkpoints(folder.child(name))
+    _fit(tuner, folder.child(name), echo)
+
+
+def _fit(tuner: Any, run: Location, echo: Callable[[str], None]) -> None:
+    """Tune's run, stopped by Ctrl-C or SIGTERM the way a sweep is (its state saved, the running trials'
+    checkpoints kept), which ends the promotion there; a finished run loses its checkpoints."""
+    from hpo.driver import _stop_on_signals
+
+    with _stop_on_signals(echo) as received:
+        tuner.fit()
+    if received:
+        raise Interrupted(f"the finalists' run was interrupted ({received[0]}); its state is saved in {run}: rerun the same `hpo promote` command to continue it")
+    _drop_checkpoints(run)
 
 
 def _janitor(spec: Any) -> Any:
