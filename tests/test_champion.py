@@ -19,6 +19,8 @@ from tests.test_promote import hub_env
 REPO = "acme/imdb-sentiment"
 
 
+SLOW = 1800  # a promotion retrains (and runs finalists): minutes on a busy 2-core machine
+
 @pytest.fixture(scope="module")
 def hub():
     hub = start_hub(token="hf_secret_champion_token_9")
@@ -42,7 +44,7 @@ def weak_sweep(tmp_path_factory) -> dict:
     spec["promotion"]["gate"]["enabled"] = False
     spec["promotion"]["finalists"] = {"top_k": 1, "seeds": 1}
     env = cli_env(tmp)
-    result = run_cli(["sweep", str(write_spec(tmp / "weak.yaml", spec))], env, tmp)
+    result = run_cli(["sweep", str(write_spec(tmp / "weak.yaml", spec))], env, tmp, timeout=SLOW)
     assert result.returncode == 0, result.stdout[-4000:]
     return {"path": tmp / "runs" / "weak", "env": env, "tmp": tmp}
 
@@ -50,11 +52,11 @@ def weak_sweep(tmp_path_factory) -> dict:
 @pytest.fixture(scope="module")
 def published(weak_sweep, tiny_sweep, hub) -> dict:
     """The weak model published to an empty repo, then the tiny sweep's winner over it."""
-    first = run_cli(["promote", str(weak_sweep["path"]), "--repo-id", REPO], hub_env(weak_sweep["env"], hub), weak_sweep["tmp"])
+    first = run_cli(["promote", str(weak_sweep["path"]), "--repo-id", REPO], hub_env(weak_sweep["env"], hub), weak_sweep["tmp"], timeout=SLOW)
     assert first.returncode == 0, first.stdout[-4000:]
     assert "does not exist yet: nothing to compare with" in first.stdout
     weak_commit = hub.repos()[REPO].head
-    second = run_cli(["promote", str(tiny_sweep["path"]), "--repo-id", REPO], hub_env(tiny_sweep["env"], hub), tiny_sweep["tmp"])
+    second = run_cli(["promote", str(tiny_sweep["path"]), "--repo-id", REPO], hub_env(tiny_sweep["env"], hub), tiny_sweep["tmp"], timeout=SLOW)
     assert second.returncode == 0, second.stdout[-4000:]
     return {"weak_commit": weak_commit, "first": first.stdout, "second": second.stdout, "head": hub.repos()[REPO].head}
 
@@ -89,7 +91,7 @@ def test_a_better_model_replaces_the_champion_with_the_comparison_printed(publis
 
 def test_a_worse_model_is_refused_with_exit_3_and_nothing_pushed(published, weak_sweep, hub):
     before = hub.repos()[REPO]
-    result = run_cli(["promote", str(weak_sweep["path"]), "--repo-id", REPO], hub_env(weak_sweep["env"], hub), weak_sweep["tmp"])
+    result = run_cli(["promote", str(weak_sweep["path"]), "--repo-id", REPO], hub_env(weak_sweep["env"], hub), weak_sweep["tmp"], timeout=SLOW)
     assert result.returncode == 3, result.stdout[-4000:]
     assert "reusing the retrained model" in result.stdout
     assert "FAIL" in _printed(result.stdout, "rule not_worse")
@@ -107,7 +109,7 @@ def test_a_rerun_of_the_published_model_is_not_compared_with_itself(published, t
     shutil.copytree(tiny_sweep["path"], sweep, ignore=shutil.ignore_patterns("wandb", "published-*", "champion-*"))
     spec_file = sweep / "hpo" / "spec.yaml"
     spec_file.write_text(spec_file.read_text().replace("require_improvement: not_worse", "require_improvement: significant"))
-    result = run_cli(["promote", str(sweep), "--repo-id", REPO], hub_env(tiny_sweep["env"], hub), tiny_sweep["tmp"])
+    result = run_cli(["promote", str(sweep), "--repo-id", REPO], hub_env(tiny_sweep["env"], hub), tiny_sweep["tmp"], timeout=SLOW)
     assert result.returncode == 0, result.stdout[-4000:]
     assert "the repo already holds this exact model" in result.stdout
 
@@ -154,7 +156,7 @@ def test_a_champion_with_other_labels_is_refused(published, weak_sweep, hub, tmp
     done = subprocess.run([sys.executable, "-c", upload], env=hub_env(weak_sweep["env"], hub), capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     before = hub.repos()["acme/other-labels"].head
-    result = run_cli(["promote", str(weak_sweep["path"]), "--repo-id", "acme/other-labels"], hub_env(weak_sweep["env"], hub), weak_sweep["tmp"])
+    result = run_cli(["promote", str(weak_sweep["path"]), "--repo-id", "acme/other-labels"], hub_env(weak_sweep["env"], hub), weak_sweep["tmp"], timeout=SLOW)
     assert result.returncode == 3, result.stdout[-3000:]
     assert "cannot be compared" in result.stdout and "['bad', 'good']" in result.stdout
     assert "require_improvement: none" in result.stdout  # what to do about it

@@ -15,10 +15,12 @@ from hpo.storage import Location
 from tests.conftest import run_cli
 
 
+SLOW = 1800  # a promotion retrains (and runs finalists): minutes on a busy 2-core machine
+
 @pytest.fixture(scope="module")
 def promoted(tiny_sweep) -> dict:
     out = tiny_sweep["tmp"] / "promoted-finalists"
-    result = run_cli(["promote", str(tiny_sweep["path"]), "--dry-run", str(out)], tiny_sweep["env"], tiny_sweep["tmp"])
+    result = run_cli(["promote", str(tiny_sweep["path"]), "--dry-run", str(out)], tiny_sweep["env"], tiny_sweep["tmp"], timeout=SLOW)
     assert result.returncode == 0, result.stdout[-5000:]
     return {"dir": out, "stdout": result.stdout, "provenance": json.loads((out / "provenance.json").read_text())}
 
@@ -103,7 +105,7 @@ def test_a_rerun_reuses_finished_finalists_and_runs_only_the_missing_one(promote
     runs = sorted(d for run in (sweep / "hpo" / "finalists").iterdir() if run.is_dir() for d in run.iterdir() if d.is_dir())
     shutil.rmtree(runs[0])  # as if that run had never been made
     out = tiny_sweep["tmp"] / "promoted-rerun"
-    result = run_cli(["promote", str(sweep), "--dry-run", str(out)], tiny_sweep["env"], tiny_sweep["tmp"])
+    result = run_cli(["promote", str(sweep), "--dry-run", str(out)], tiny_sweep["env"], tiny_sweep["tmp"], timeout=SLOW)
     assert result.returncode == 0, result.stdout[-5000:]
     assert "3 of 4 runs already done" in result.stdout
     new_runs = [d for run in (sweep / "hpo" / "finalists").iterdir() if run.is_dir() for d in run.iterdir() if d.is_dir()]
@@ -112,5 +114,5 @@ def test_a_rerun_reuses_finished_finalists_and_runs_only_the_missing_one(promote
     again = json.loads((out / "provenance.json").read_text())["finalists"]
     assert again == promoted["provenance"]["finalists"]
     assert "reusing the retrained model" in result.stdout
-    rerun = run_cli(["promote", str(sweep), "--dry-run", str(out)], tiny_sweep["env"], tiny_sweep["tmp"])
+    rerun = run_cli(["promote", str(sweep), "--dry-run", str(out)], tiny_sweep["env"], tiny_sweep["tmp"], timeout=SLOW)
     assert rerun.returncode == 0 and "4 of 4 runs already done" in rerun.stdout
