@@ -5,6 +5,7 @@ rerun."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import pytest
@@ -57,7 +58,8 @@ def test_a_run_of_the_same_config_and_seed_is_reused_at_any_earlier_round():
 def test_promote_runs_the_finalists_and_retrains_the_best_mean(promoted, tiny_sweep):
     out = promoted["stdout"]
     assert "finalists: the best 2 configuration(s) re-run with 2 new training seed(s) [1, 2] each" in out
-    assert "0 of 4 runs already done" in out
+    # 0 when this module runs alone; 4 when an earlier promotion of the session's tiny sweep ran them
+    assert re.search(r"\b[04] of 4 runs already done", out)
     record = promoted["provenance"]["finalists"]
     assert len(record["finalists"]) == 2
     for f in record["finalists"]:
