@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import platform
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,16 @@ from hpo.spec import dump_spec
 
 PACKAGES = ("hpo-distilbert", "torch", "transformers", "ray", "optuna", "datasets", "wandb", "huggingface_hub", "tokenizers", "pydantic")
 MODEL_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
+
+
+@dataclass(frozen=True)
+class CardExtra:
+    """A section some promotion step adds to the card (markdown, with its heading), and its figures in
+    ``provenance.json`` under ``key``."""
+
+    key: str
+    markdown: str
+    record: dict[str, Any] = field(default_factory=dict)
 
 
 def _versions() -> dict[str, str]:
@@ -44,9 +55,10 @@ def scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     return {k: v for k, v in metrics.items() if isinstance(v, float)}
 
 
-def provenance(sweep: Sweep, trial: TrialRecord, value: float, rnd: int, marker: dict, metrics: dict) -> dict[str, Any]:
+def provenance(sweep: Sweep, trial: TrialRecord, value: float, rnd: int, marker: dict, metrics: dict, extras: Sequence[CardExtra] = ()) -> dict[str, Any]:
     spec = sweep.spec
     return {
+        **{e.key: e.record for e in extras},
         "sweep": spec.name,
         "spec": yaml.safe_load(dump_spec(spec)),
         "best_trial": {"trial_id": trial.trial_id, "config": trial.params, "round": rnd, spec.metric: value},
@@ -68,7 +80,9 @@ def provenance(sweep: Sweep, trial: TrialRecord, value: float, rnd: int, marker:
     }
 
 
-def model_card(sweep: Sweep, trial: TrialRecord, value: float, rnd: int, marker: dict, metrics: dict, repo_name: str, evidence: dict | None = None) -> str:
+def model_card(
+    sweep: Sweep, trial: TrialRecord, value: float, rnd: int, marker: dict, metrics: dict, repo_name: str, evidence: dict | None = None, extras: Sequence[CardExtra] = ()
+) -> str:
     spec = sweep.spec
     counts = sweep.counts()
     names = sweep.data.get("label_names") or spec.data.label_names or []
@@ -141,6 +155,7 @@ Confusion matrix (rows: true label, columns: predicted):
 |---|{"---|" * len(names)}
 {conf_rows}
 {card_sections(evidence, metrics) if evidence else ""}
+{"".join(chr(10) + e.markdown.strip() + chr(10) for e in extras)}
 ## The sweep
 
 - sweep `{spec.name}`: {len(sweep.trials)} trials run, {counts.get(STOPPED, 0)} stopped early by ASHA, {counts.get(CONVERGED, 0)} ended on patience, {counts.get(ERRORED, 0)} errored
@@ -179,9 +194,12 @@ counts, the git commit and the package versions.
     return "---\n" + yaml.safe_dump(meta, sort_keys=False) + "---\n" + body
 
 
-def write_release_files(model_dir: Path, sweep: Sweep, trial: TrialRecord, value: float, rnd: int, marker: dict, metrics: dict, repo_name: str, evidence: dict | None = None) -> list[str]:
-    (model_dir / "README.md").write_text(model_card(sweep, trial, value, rnd, marker, metrics, repo_name, evidence))
-    record = provenance(sweep, trial, value, rnd, marker, metrics)
+def write_release_files(
+    model_dir: Path, sweep: Sweep, trial: TrialRecord, value: float, rnd: int, marker: dict, metrics: dict, repo_name: str,
+    evidence: dict | None = None, extras: Sequence[CardExtra] = (),
+) -> list[str]:
+    (model_dir / "README.md").write_text(model_card(sweep, trial, value, rnd, marker, metrics, repo_name, evidence, extras))
+    record = provenance(sweep, trial, value, rnd, marker, metrics, extras)
     if evidence:
         record["evidence"] = evidence
     (model_dir / "provenance.json").write_text(json.dumps(record, indent=2, default=str))

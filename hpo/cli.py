@@ -84,6 +84,7 @@ def _promote(args: argparse.Namespace) -> int:
             private=args.private,
             work_dir=args.work_dir,
             wandb_mode=args.wandb_mode,
+            address=args.address,
         ),
     )
     return 0
@@ -155,6 +156,7 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--private", action="store_true", help="create the Hub repo as private")
     pr.add_argument("--work-dir", help="where the retrained model is kept (default: PATH/hpo/promotion)")
     pr.add_argument("--wandb-mode", choices=["online", "offline", "disabled"], help="override tracking.mode")
+    pr.add_argument("--address", help="Ray cluster for the finalists' runs (e.g. 'auto'); default: embedded local Ray")
     pr.set_defaults(run=_promote)
 
     d = sub.add_parser("dashboard", help="optuna-dashboard on a sweep's study")

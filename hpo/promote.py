@@ -37,6 +37,7 @@ class PromoteOptions:
     private: bool = False
     work_dir: str | None = None
     wandb_mode: str | None = None
+    address: str | None = None  # Ray cluster for the finalists' run; default: an embedded local Ray
     hub: Any = None  # a huggingface_hub.HfApi; the default client when None
     wandb_module: Any = None
 
@@ -53,6 +54,8 @@ class PromotionResult:
     commit: str | None = None
     files: list[str] = field(default_factory=list)
     evidence: dict[str, Any] = field(default_factory=dict)  # hpo.evidence.collect: baselines, leakage, latency, cost
+    finalists: Any = None  # hpo.finalists.Outcome, when finalists ran
+    comparison: Any = None  # hpo.champion.Comparison, when the repo held a model
 
 
 # ----------------------------------------------------------------------------------- balancing
@@ -186,23 +189,30 @@ def _keep(model_dir: Path, stored: Location, names: list[str] | None = None) -> 
             stored.child(name).upload_file(model_dir / name)
 
 
-def retrain(sweep: Sweep, trial_id: str, params: dict, rounds: int, work: Path, echo: Callable[[str], None]) -> dict[str, Any]:
-    """Retrain from the base model on train+validation (balanced), with the trials' training loop."""
-    import torch
-
-    from trainables.data import Tokenized
+def prepared_data(sweep: Sweep, echo: Callable[[str], None]) -> Any:
+    """The sweep's data, loaded, checked against the sweep's fingerprint and tokenized (``Prepared``)."""
     from trainables.prepare import prepare
-    from trainables.trial import build_state, hyperparams
-    from trainables.training import pick_device, train_rounds
 
-    spec = sweep.spec
-    prepared = prepare(spec, echo)
+    prepared = prepare(sweep.spec, echo)
     stored = sweep.data.get("fingerprint")
     if stored and stored != prepared.splits.fingerprint:
         raise PromotionError(
             f"the data changed since the sweep (fingerprint {prepared.splits.fingerprint[:12]} != {stored[:12]}); "
             "promote from the data the sweep saw"
         )
+    return prepared
+
+
+def retrain(sweep: Sweep, trial_id: str, params: dict, rounds: int, work: Path, echo: Callable[[str], None], prepared: Any = None) -> dict[str, Any]:
+    """Retrain from the base model on train+validation (balanced), with the trials' training loop."""
+    import torch
+
+    from trainables.data import Tokenized
+    from trainables.trial import build_state, hyperparams
+    from trainables.training import pick_device, train_rounds
+
+    spec = sweep.spec
+    prepared = prepared or prepared_data(sweep, echo)
     data = prepared.data
     full = Tokenized.concat([data.train, data.validation])
     idx, weights, report = balance(full.labels, data.label_names, spec.promotion.balance, spec.data.seed)
@@ -302,6 +312,18 @@ def promote(path: str, opts: PromoteOptions, echo: Callable[[str], None] = print
     show_top(sweep, echo)
     echo(f"winner: {trial.trial_id} {sweep.spec.metric}={value:.4f} at round {rnd}, config {trial.params}")
     _check_token(opts)
+    prepared: list[Any] = []  # loaded and tokenized once, when the finalists or the retrain need it
+
+    def data() -> Any:
+        if not prepared:
+            prepared.append(prepared_data(sweep, echo))
+        return prepared[0]
+
+    from hpo.finalists import run_finalists
+
+    finalists = run_finalists(sweep, data, opts.address, echo)
+    if finalists is not None:
+        trial, value, rnd = finalists.chosen.trial, finalists.chosen.sweep_value, finalists.chosen.rounds
     work = _work_dir(sweep, opts)
     work.mkdir(parents=True, exist_ok=True)
     # A sweep in object storage keeps its promoted model there too; a local one where WORK is.
@@ -319,7 +341,7 @@ def promote(path: str, opts: PromoteOptions, echo: Callable[[str], None] = print
         except HpoError as err:  # a truncated or corrupt file: retrain rather than fail
             echo(f"warning: the kept model is unreadable ({err}); retraining")
     if metrics is None:
-        marker = retrain(sweep, trial.trial_id, trial.params, rnd, work, echo)
+        marker = retrain(sweep, trial.trial_id, trial.params, rnd, work, echo, data())
         _keep(model_dir, stored)
         metrics = evaluate_folder(model_dir, splits, marker["training"])
     measured = evidence.collect(sweep, splits, metrics, model_dir, marker, echo)
@@ -330,7 +352,13 @@ def promote(path: str, opts: PromoteOptions, echo: Callable[[str], None] = print
     failed = [g for g in gates if not g[2]]
     if failed:
         raise GateError("gate failed, nothing published: " + "; ".join(f"{n}: {v}" for n, v, _ in failed))
-    files = card.write_release_files(model_dir, sweep, trial, value, rnd, marker, metrics, opts.repo_id or Path(opts.dry_run_dir).name, measured)
+    comparison = None
+    if opts.repo_id:
+        from hpo.champion import compare_with_hub
+
+        comparison = compare_with_hub(_hub(opts), opts.repo_id, model_dir, splits, sweep.spec.promotion.require_improvement, work, echo)
+    extras = _card_extras(finalists, comparison)
+    files = card.write_release_files(model_dir, sweep, trial, value, rnd, marker, metrics, opts.repo_id or Path(opts.dry_run_dir).name, measured, extras)
     _keep(model_dir, stored, ["README.md", "provenance.json"])
     if opts.dry_run_dir:
         target = hub.copy_release(model_dir, Path(opts.dry_run_dir), files)
@@ -347,7 +375,7 @@ def promote(path: str, opts: PromoteOptions, echo: Callable[[str], None] = print
     if any(label.startswith("LABEL_") for label in labels):
         raise PromotionError(f"the published model's pipeline returns {labels}, not the label names")
     echo("verified: the published copy's test metrics are identical to the local model's")
-    result = PromotionResult(trial.trial_id, rnd, model_dir, metrics, published, gates, url, commit, files, measured)
+    result = PromotionResult(trial.trial_id, rnd, model_dir, metrics, published, gates, url, commit, files, measured, finalists, comparison)
     try:
         from hpo.tracking import dataset_ref, model_ref, tag_winner
 
@@ -363,3 +391,17 @@ def promote(path: str, opts: PromoteOptions, echo: Callable[[str], None] = print
             "check WANDB_API_KEY (or use --wandb-mode offline)"
         )
     return result
+
+
+def _card_extras(finalists: Any, comparison: Any) -> list[Any]:
+    """The card's sections (and provenance entries) for the finalists and the comparison with the Hub."""
+    from hpo import champion
+    from hpo import finalists as fin
+    from hpo.card import CardExtra
+
+    out = []
+    if finalists is not None:
+        out.append(CardExtra("finalists", fin.card_markdown(finalists), finalists.record()))
+    if comparison is not None:
+        out.append(CardExtra("previous_model", champion.card_markdown(comparison), comparison.record()))
+    return out

@@ -67,7 +67,17 @@ def print_status(path: str, console: Console | None = None) -> Sweep:
         console.print(f"best: {t.trial_id} {sweep.spec.metric}={value:.4f} at round {rnd} with {t.params}" + _against(baselines, sweep.spec.metric, value), soft_wrap=True)
     for line in describe_cost(sweep_cost(sweep), _retrain(sweep)):
         console.print(line, highlight=False, soft_wrap=True)
+    print_finalists(sweep, console)
     return sweep
+
+
+def print_finalists(sweep: Sweep, console: Console) -> None:
+    """The finalists' runs over seeds, once ``hpo promote`` planned them (as far as they ran)."""
+    from hpo.finalists import load_for_status, print_table
+
+    outcome = load_for_status(sweep)
+    if outcome is not None:
+        print_table(outcome, lambda line: console.print(line, highlight=False, markup=False))
 
 
 def _against(baselines: dict | None, metric: str, value: float) -> str:

@@ -323,9 +323,29 @@ class GateSpec(_Strict):
     )
 
 
+class FinalistsSpec(_Strict):
+    """Before retraining, the best ``top_k`` configurations are trained again with ``seeds`` new training
+    seeds each, to their winning round, and the one with the best mean validation value is retrained."""
+
+    top_k: int = Field(3, ge=1, le=20, description="Configurations re-run (the sweep's best, distinct). top_k 1 with seeds 1: off.")
+    seeds: int = Field(3, ge=1, le=20, description="New training seeds per configuration (training.seed + 1, + 2, ...).")
+
+    @property
+    def enabled(self) -> bool:
+        return self.top_k > 1 or self.seeds > 1
+
+
 class PromotionSpec(_Strict):
     balance: Literal["downsample", "class_weight", "none"] = "downsample"
     gate: GateSpec = GateSpec()
+    finalists: FinalistsSpec = FinalistsSpec()
+    require_improvement: Literal["none", "not_worse", "significant"] = Field(
+        "not_worse",
+        description="When the Hub repo already holds a model, both are scored on the test split, example by "
+        "example. none: publish anyway (the comparison is still printed and put on the card); not_worse: "
+        "publish only if the new model's test accuracy is at least the old one's; significant: only if it is "
+        "higher and McNemar's exact test gives p < 0.05.",
+    )
     license: str = "apache-2.0"
     tags: list[str] = Field(default_factory=lambda: ["text-classification", "distilbert", "hpo"])
     private: bool = False

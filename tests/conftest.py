@@ -55,6 +55,7 @@ def tiny_spec(storage: Path, name: str = "tiny", **overrides) -> dict:
         "checkpoints": {"num_to_keep": 1, "disk_budget_mb": TINY_BUDGET_MB},
         "promotion": {
             "balance": "downsample",
+            "finalists": {"top_k": 2, "seeds": 2},
             "gate": {
                 "min_test_accuracy": 0.6,
                 "min_class_recall": 0.4,
