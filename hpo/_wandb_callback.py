@@ -12,20 +12,32 @@ every result with a blocking call, so the first result of each trial held Tune's
 trial waiting on it to take its result) until that actor's process was up: 0.7-3 s per trial on a
 2-core machine, and any later put could hold it while the machine was busy. Here a put is only
 submitted, never waited on; the next one goes once it is done, so the items keep their order.
+
+Each trial's run also tells its story (``hpo.tracking.TrialStory``): rounds as the x-axis, the best value
+and its round in the summary, the outcome as a tag when the trial ends, the dataset artifact as input.
+W&B's private names this needs (Ray's logging actor, an offline artifact use) are kept in this module.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import urllib.error
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import pyarrow
 import pyarrow.fs
 from ray.air.constants import EXPR_RESULT_FILE, TRAINING_ITERATION
-from ray.air.integrations.wandb import WandbLoggerCallback, _clean_log, _force_on_current_node, _QueueItem, _WandbLoggingActor
 
+from hpo._internals import ray_wandb, record_artifact_use_offline
 from hpo.stopping import STOPPING
+
+_ray = ray_wandb()
+WandbLoggerCallback, _WandbLoggingActor, _QueueItem = _ray.WandbLoggerCallback, _ray.LoggingActor, _ray.QueueItem
+_clean_log, _force_on_current_node, _run_wandb_process_run_info_hook = _ray.clean_log, _ray.force_on_current_node, _ray.run_info_hook
 
 log = logging.getLogger("hpo")
 
@@ -35,14 +47,114 @@ LOGGED_MARKER = "wandb-logged.json"  # in a trial's folder once its W&B run is c
 STOPPING_WAIT_S = 5
 
 
+# ----------------------------------------------------------------------------- one trial's run
+def use_artifact(run: Any, artifact: Any) -> None:
+    """Record ``artifact`` as an input of ``run``, offline too. W&B's ``use_artifact`` refuses offline
+    runs (it asks the server at once); what it records for a new artifact (logged, then used once it
+    is committed) is written to the run file here, and ``wandb sync`` performs it."""
+    if not run.offline:
+        run.use_artifact(artifact)
+    else:
+        record_artifact_use_offline(run, artifact)
+
+
+def begin_trial_run(run: Any, wandb: Any, story: Any) -> None:
+    """Every ``val_*`` metric is plotted against the round (ASHA's unit; ``epoch`` is there too), the
+    sweep's metric keeps its best (max or min by the sweep's mode) and last value in the summary, the
+    rungs are in the config, and the run uses the sweep's dataset artifact."""
+    run.define_metric("round")
+    run.define_metric("epoch")
+    run.define_metric("val_*", step_metric="round")
+    run.define_metric(story.metric, step_metric="round", summary=f"{story.mode},last")
+    run.config.update({"rungs": story.rungs}, allow_val_change=True)
+    if story.dataset is not None:
+        use_artifact(run, story.dataset.artifact(wandb))
+
+
+def end_trial_run(run: Any, outcome: str, winner: bool = False) -> None:
+    """The outcome (as ``hpo status`` words it) as a tag, ``winner`` once promotion picked the trial."""
+    from hpo.tracking import WINNER_TAG, outcome_tag
+
+    run.tags = (outcome_tag(outcome), *([WINNER_TAG] if winner else []))
+    if outcome_tag(outcome) != outcome:
+        run.notes = outcome
+
+
+def _log_items(actor: Any, run: Any, items: Iterable[tuple]) -> None:
+    """Ray's logging loop (results, checkpoints, the end), plus the trial's story: the round of the best
+    value after each result (the rule ``hpo status`` uses), the outcome tags at the end."""
+    from hpo.results import best_of
+
+    story, rows = actor._story, []
+    for kind, content in items:
+        if kind == _QueueItem.END:
+            if story is not None and content:
+                end_trial_run(run, **content)
+            return
+        if kind == _QueueItem.CHECKPOINT:
+            actor._handle_checkpoint(content)
+            continue
+        log_row, config_update = actor._handle_result(content)
+        try:
+            run.config.update(config_update, allow_val_change=True)
+            run.log(log_row, step=log_row.get(TRAINING_ITERATION))
+        except (urllib.error.HTTPError, FileNotFoundError) as e:  # as Ray's loop: a few lost points are no failure
+            log.warning("Failed to log result to W&B: %s", e)
+        if story is not None:
+            rows.append(content)
+            best = best_of(rows, story.metric, story.mode)
+            if best is not None:
+                run.summary["best_round"] = best[1]
+
+
 class _FlushingLoggingActor(_WandbLoggingActor):
-    """The stock actor returns right after ``wandb.finish()``, and Tune then kills it; W&B's writer
-    process dies with it, which cut the last records of the runs that ended last (seen offline: a run
-    file left with its header only). ``wandb.teardown()`` waits for the writer to finish."""
+    """Ray's logging actor with the trial's story (see ``_log_items``). The stock actor returns right
+    after ``wandb.finish()``, and Tune then kills it; W&B's writer process dies with it, which cut the
+    last records of the runs that ended last (seen offline: a run file left with its header only).
+    ``wandb.teardown()`` waits for the writer to finish."""
+
+    def __init__(self, logdir, queue, exclude, to_config, *args, story=None, **kwargs):
+        super().__init__(logdir, queue, exclude, to_config, *args, **kwargs)
+        self._story = story
 
     def run(self):
-        super().run()
+        os.environ["WANDB_START_METHOD"] = "thread"
+        run = self._wandb.init(*self.args, **self.kwargs)
+        run.config.trial_log_path = self._logdir
+        _run_wandb_process_run_info_hook(run)
+        if self._story is not None:
+            begin_trial_run(run, self._wandb, self._story)
+        _log_items(self, run, iter(self.queue.get, None))
+        self._wandb.finish()
         self._wandb.teardown()
+
+
+def replay_trial_run(wandb: Any, story: Any, init_kwargs: dict[str, Any], rows: list[dict], outcome: str, winner: bool) -> str | None:
+    """Write a trial's whole run again in this process (its config, every round, its tags), under its id:
+    offline, a later file of a run is not merged with the earlier ones on ``wandb sync`` but replaces
+    them, so a tag added later (``winner``) comes with a complete copy. Returns the run's folder."""
+    actor = _FlushingLoggingActor.__new__(_FlushingLoggingActor)  # its logging code, not a Ray actor
+    actor._exclude = set(WandbLoggerCallback._exclude_results) | {"config"}
+    actor._to_config = set(WandbLoggerCallback.AUTO_CONFIG_KEYS)
+    actor._story = story
+    run = wandb.init(**init_kwargs)
+    begin_trial_run(run, wandb, story)
+    items = [(_QueueItem.RESULT, _clean_log(row)) for row in rows]
+    _log_items(actor, run, [*items, (_QueueItem.END, {"outcome": outcome, "winner": winner})])
+    run_dir = getattr(run, "dir", None)
+    run.finish()
+    return run_dir
+
+
+def trial_outcome(trial, failed: bool) -> str:
+    """How a trial that just ended ended, by the rule ``hpo status`` applies to its folder."""
+    from hpo.results import TrialRecord
+
+    rows = _reported_rounds(trial)
+    last = getattr(trial, "last_result", None) or {}
+    if isinstance(last.get(TRAINING_ITERATION), int) and (not rows or last[TRAINING_ITERATION] > rows[-1][TRAINING_ITERATION]):
+        rows.append(last)  # its last result, should the result file not have it yet
+    return TrialRecord(trial.trial_id, str(trial), None, {}, "ERROR" if failed else "TERMINATED", rows).outcome
 
 
 def _in_storage(trial, name: str) -> tuple:
@@ -120,6 +232,15 @@ class SweepWandbCallback(WandbLoggerCallback):
 
     _logger_actor_cls = _FlushingLoggingActor
 
+    def __init__(self, *args: Any, story: Any = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._story = story  # hpo.tracking.TrialStory
+
+    @property
+    def _ends(self) -> dict:
+        """Per trial that just ended, what its logger is told with the end (its outcome)."""
+        return self.__dict__.setdefault("_trial_ends", {})
+
     @property
     def _replayed_upto(self) -> dict:
         """Per trial, the last round the replay sent. Made on first use: a callback restored from an
@@ -179,7 +300,8 @@ class SweepWandbCallback(WandbLoggerCallback):
             import ray
 
             self._remote_logger_class = ray.remote(num_cpus=0, **_force_on_current_node(), max_restarts=0)(self._logger_actor_cls)
-        super()._start_logging_actor(trial, exclude_results, **wandb_init_kwargs)
+        # (a callback restored from an experiment started by an older version has no story)
+        super()._start_logging_actor(trial, exclude_results, story=self.__dict__.get("_story"), **wandb_init_kwargs)
 
     def on_step_end(self, iteration, trials, **info):
         self._flush_all()  # loggers whose queue actor came up since the last step
@@ -216,8 +338,12 @@ class SweepWandbCallback(WandbLoggerCallback):
         if rows:
             self._replayed_upto[trial] = rows[-1][TRAINING_ITERATION]
 
+    def log_trial_end(self, trial, failed: bool = False):
+        self._ends[trial] = {"outcome": trial_outcome(trial, failed)}
+        super().log_trial_end(trial, failed)
+
     def _signal_logging_actor_stop(self, trial):
-        self._send(trial, (_QueueItem.END, None))  # after the trial's waiting results
+        self._send(trial, (_QueueItem.END, self._ends.pop(trial, None)))  # after the trial's waiting results
         self._stopping.add(trial)
 
     def _cleanup_logging_actor(self, trial):

@@ -5,19 +5,31 @@ from __future__ import annotations
 import json
 import platform
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from hpo.evidence import card_sections, wandb_summary
 from hpo.results import CONVERGED, STOPPED, ERRORED, Sweep, TrialRecord
 from hpo.space import describe
 from hpo.spec import dump_spec
 
 PACKAGES = ("hpo-distilbert", "torch", "transformers", "ray", "optuna", "datasets", "wandb", "huggingface_hub", "tokenizers", "pydantic")
 MODEL_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
+
+
+@dataclass(frozen=True)
+class CardExtra:
+    """A section some promotion step adds to the card (markdown, with its heading), and its figures in
+    ``provenance.json`` under ``key``."""
+
+    key: str
+    markdown: str
+    record: dict[str, Any] = field(default_factory=dict)
 
 
 def _versions() -> dict[str, str]:
@@ -43,9 +55,10 @@ def scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     return {k: v for k, v in metrics.items() if isinstance(v, float)}
 
 
-def provenance(sweep: Sweep, trial: TrialRecord, value: float, rnd: int, marker: dict, metrics: dict) -> dict[str, Any]:
+def provenance(sweep: Sweep, trial: TrialRecord, value: float, rnd: int, marker: dict, metrics: dict, extras: Sequence[CardExtra] = ()) -> dict[str, Any]:
     spec = sweep.spec
     return {
+        **{e.key: e.record for e in extras},
         "sweep": spec.name,
         "spec": yaml.safe_load(dump_spec(spec)),
         "best_trial": {"trial_id": trial.trial_id, "config": trial.params, "round": rnd, spec.metric: value},
@@ -67,7 +80,9 @@ def provenance(sweep: Sweep, trial: TrialRecord, value: float, rnd: int, marker:
     }
 
 
-def model_card(sweep: Sweep, trial: TrialRecord, value: float, rnd: int, marker: dict, metrics: dict, repo_name: str) -> str:
+def model_card(
+    sweep: Sweep, trial: TrialRecord, value: float, rnd: int, marker: dict, metrics: dict, repo_name: str, evidence: dict | None = None, extras: Sequence[CardExtra] = ()
+) -> str:
     spec = sweep.spec
     counts = sweep.counts()
     names = sweep.data.get("label_names") or spec.data.label_names or []
@@ -139,7 +154,8 @@ Confusion matrix (rows: true label, columns: predicted):
 | | {" | ".join(names)} |
 |---|{"---|" * len(names)}
 {conf_rows}
-
+{card_sections(evidence, metrics) if evidence else ""}
+{"".join(chr(10) + e.markdown.strip() + chr(10) for e in extras)}
 ## The sweep
 
 - sweep `{spec.name}`: {len(sweep.trials)} trials run, {counts.get(STOPPED, 0)} stopped early by ASHA, {counts.get(CONVERGED, 0)} ended on patience, {counts.get(ERRORED, 0)} errored
@@ -178,9 +194,15 @@ counts, the git commit and the package versions.
     return "---\n" + yaml.safe_dump(meta, sort_keys=False) + "---\n" + body
 
 
-def write_release_files(model_dir: Path, sweep: Sweep, trial: TrialRecord, value: float, rnd: int, marker: dict, metrics: dict, repo_name: str) -> list[str]:
-    (model_dir / "README.md").write_text(model_card(sweep, trial, value, rnd, marker, metrics, repo_name))
-    (model_dir / "provenance.json").write_text(json.dumps(provenance(sweep, trial, value, rnd, marker, metrics), indent=2, default=str))
+def write_release_files(
+    model_dir: Path, sweep: Sweep, trial: TrialRecord, value: float, rnd: int, marker: dict, metrics: dict, repo_name: str,
+    evidence: dict | None = None, extras: Sequence[CardExtra] = (),
+) -> list[str]:
+    (model_dir / "README.md").write_text(model_card(sweep, trial, value, rnd, marker, metrics, repo_name, evidence, extras))
+    record = provenance(sweep, trial, value, rnd, marker, metrics, extras)
+    if evidence:
+        record["evidence"] = evidence
+    (model_dir / "provenance.json").write_text(json.dumps(record, indent=2, default=str))
     extra = [p.name for p in model_dir.iterdir() if p.is_file() and p.name in ("special_tokens_map.json", "vocab.txt")]
     files = [*MODEL_FILES, *extra, "README.md", "provenance.json"]
     missing = [f for f in files if not (model_dir / f).is_file()]
@@ -219,16 +241,16 @@ def print_side_by_side(local: dict, published: dict, echo: Callable[[str], None]
     rows = [["metric", "local", "published", ""]]
     for k in sorted(set(local) | set(published)):
         a, b = local.get(k), published.get(k)
-        fmt = (lambda x: f"{x:.6f}") if isinstance(a, float) else str
+        fmt = (lambda x: f"{x:.6f}") if isinstance(a, float) else (lambda x: str(x) if len(str(x)) <= 60 else str(x)[:57] + "...")
         rows.append([k, fmt(a) if a is not None else "-", fmt(b) if b is not None else "-", "same" if a == b else "DIFFERENT"])
     _table(echo, rows)
 
 
-def log_to_wandb(sweep: Sweep, opts: Any, result: Any, work: Path, config: dict[str, Any]) -> str | None:
+def log_to_wandb(sweep: Sweep, opts: Any, result: Any, work: Path, config: dict[str, Any], **lineage: Any) -> str | None:
     from hpo.tracking import log_promotion, resolve_mode
 
     # The sweep's own mode (recorded when it ran) unless the command line says otherwise: a sweep that ran
     # offline is not logged online just because a key is set now.
     mode = opts.wandb_mode or sweep.data.get("wandb_mode") or resolve_mode(sweep.spec.tracking, None)
-    summary = {**scalar_metrics(result.metrics), "hub_url": result.url or "", "hub_commit": result.commit or "", "dry_run": opts.dry_run_dir or ""}
-    return log_promotion(sweep.spec.tracking, sweep.spec.name, mode, f"{sweep.spec.name}-promotion", config, summary, str(work), opts.wandb_module)
+    summary = {**scalar_metrics(result.metrics), **wandb_summary(result.evidence), "hub_url": result.url or "", "hub_commit": result.commit or "", "dry_run": opts.dry_run_dir or ""}
+    return log_promotion(sweep.spec.tracking, sweep.spec.name, mode, f"{sweep.spec.name}-promotion", config, summary, str(work), opts.wandb_module, **lineage)

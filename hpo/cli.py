@@ -12,6 +12,9 @@ from collections.abc import Callable, Sequence
 
 def _sweep(args: argparse.Namespace) -> int:
     if args.resume:
+        given = [flag for flag, value in (("a spec file", args.spec), ("--name", args.name), ("--storage", args.storage), ("--wandb-mode", args.wandb_mode), ("--verbose", args.verbose)) if value]
+        if given:
+            raise _usage(f"--resume continues the sweep at {args.resume} as it was started; {', '.join(given)} cannot change it (drop them)")
         return _resume(argparse.Namespace(**{**vars(args), "path": args.resume}))
     if args.spec is None:
         raise _usage("give a spec file, or --resume PATH")
@@ -20,7 +23,7 @@ def _sweep(args: argparse.Namespace) -> int:
     from hpo.report import print_sweep_summary
 
     try:
-        outcome = run_sweep(spec, address=args.address, wandb_mode=args.wandb_mode, num_cpus=args.num_cpus)
+        outcome = run_sweep(spec, address=args.address, wandb_mode=args.wandb_mode, num_cpus=args.num_cpus, verbose=args.verbose)
     finally:
         shutdown_ray()
     print_sweep_summary(outcome.path, outcome.wandb_mode)
@@ -82,6 +85,7 @@ def _promote(args: argparse.Namespace) -> int:
             work_dir=args.work_dir,
             wandb_mode=args.wandb_mode,
             gpus=args.gpus,
+            address=args.address,
         ),
     )
     return 0
@@ -133,6 +137,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--name", help="override the spec's sweep name")
     s.add_argument("--wandb-mode", choices=["online", "offline", "disabled"], help="override tracking.mode")
     s.add_argument("--num-cpus", type=_positive_int, help="CPUs for embedded Ray (default: all)")
+    s.add_argument("--verbose", action="store_true", help="also print Ray Tune's own progress tables")
     s.set_defaults(run=_sweep)
 
     sb = sub.add_parser("submit", help="run a sweep as a job on a Ray cluster (Ray's Job Submission API)")
@@ -163,6 +168,7 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--work-dir", help="where the retrained model is kept (default: PATH/hpo/promotion)")
     pr.add_argument("--wandb-mode", choices=["online", "offline", "disabled"], help="override tracking.mode")
     pr.add_argument("--gpus", type=_count, help="GPUs for the retrain (above 1: data-parallel); default: all of this machine's, 0: the CPU")
+    pr.add_argument("--address", help="Ray cluster for the finalists' runs (e.g. 'auto'); default: embedded local Ray")
     pr.set_defaults(run=_promote)
 
     d = sub.add_parser("dashboard", help="optuna-dashboard on a sweep's study")

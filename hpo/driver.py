@@ -15,11 +15,13 @@ from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from hpo.baseline import read as read_baselines
+from hpo.baseline import start as start_baselines
 from hpo.errors import ExperimentError, HpoError, Interrupted, SpecError
 from hpo.preflight import check_hub, check_wandb
 from hpo.spec import SweepSpec, dump_spec
 from hpo.storage import DATA_FILE, META_DIR, SPEC_FILE, Location, is_remote
-from hpo.tracking import group_of, make_callback, resolve_mode
+from hpo.tracking import group_of, log_sweep_run, make_callback, resolve_mode, trial_story
 from trainables.prepare import Prepared, prepare
 
 log = logging.getLogger("hpo")
@@ -79,15 +81,18 @@ def _checkpoints_to_keep(spec: SweepSpec) -> int | None:
     return None if is_remote(spec.storage) else spec.checkpoints.num_to_keep
 
 
-def build_tuner(spec: SweepSpec, prepared: Prepared, wandb_mode: str) -> Any:
+def build_tuner(spec: SweepSpec, prepared: Prepared, wandb_mode: str, verbose: bool = False) -> Any:
+    """``verbose``: Ray Tune's own progress tables as well as hpo's compact view."""
     from ray import tune
 
+    from hpo.console import SweepConsole
     from hpo.janitor import CheckpointJanitor
     from hpo.scheduler import make_scheduler
     from hpo.searcher import make_searcher
 
-    callbacks = [cb for cb in [make_callback(spec.tracking, spec.name, wandb_mode)] if cb is not None]
+    callbacks = [cb for cb in [make_callback(spec.tracking, spec.name, wandb_mode, trial_story(spec, prepared.summary))] if cb is not None]
     callbacks.append(CheckpointJanitor(spec.metric, spec.mode, spec.checkpoints.disk_budget_mb, at_end_only=is_remote(spec.storage)))
+    callbacks.append(SweepConsole(spec.name, spec.metric, spec.mode, spec.budget.num_trials, wandb_mode, list(spec.search_space)))
     name = spec.name
     return tune.Tuner(
         _trainable(spec, prepared),
@@ -114,7 +119,7 @@ def build_tuner(spec: SweepSpec, prepared: Prepared, wandb_mode: str) -> Any:
                 checkpoint_score_order=spec.mode,
             ),
             failure_config=tune.FailureConfig(max_failures=spec.failures.max_retries),
-            verbose=1,
+            verbose=1 if verbose else 0,
         ),
     )
 
@@ -232,21 +237,58 @@ def _stop_on_signals(echo: Callable[[str], None]) -> Iterator[list[str]]:
         STOPPING.clear()
 
 
-def _fit(tuner: Any, path: str, mode: str, echo: Callable[[str], None]) -> SweepOutcome:
+@contextmanager
+def _quiet_tune(verbose: bool) -> Iterator[None]:
+    """hpo's console view replaces Tune's output: Tune's newer output engine prints its experiment box
+    and paths whatever the verbosity, the older one prints nothing at verbosity 0. Optuna's INFO lines go too."""
+    import optuna
+
+    saved = os.environ.get("RAY_AIR_NEW_OUTPUT")
+    level = optuna.logging.get_verbosity()
+    if not verbose:
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # a value the user set is kept
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(level)
+        if saved is None:
+            os.environ.pop("RAY_AIR_NEW_OUTPUT", None)
+
+
+def _fit(tuner: Any, path: str, mode: str, echo: Callable[[str], None], verbose: bool = False) -> SweepOutcome:
     os.environ.setdefault(*_QUIET_SNAPSHOTS)  # a value the user set is kept
     start = time.perf_counter()
-    with _stop_on_signals(echo) as received:
-        results = tuner.fit()
+    from hpo.console import close_all
+
+    with _stop_on_signals(echo) as received, _quiet_tune(verbose):
+        try:
+            results = tuner.fit()
+        finally:
+            close_all()
     if received:
         raise Interrupted(f"the sweep was interrupted ({received[0]}) after {time.perf_counter() - start:.0f}s; its state is saved. Continue it with: hpo resume {shlex.quote(path)}")
     del tuner  # let Tune's callbacks go while Ray is still up (their finalizers talk to Ray)
     gc.collect()
     echo(f"sweep finished in {time.perf_counter() - start:.0f}s")
+    _log_sweep_run(path, mode, echo)
     errored = sum(1 for r in results if r.error is not None)
     if errored == len(results):
         first = next(r.error for r in results if r.error is not None)
         raise HpoError(f"every trial errored ({errored}); first error: {first}")
     return SweepOutcome(path, mode, len(results), errored)
+
+
+def _log_sweep_run(path: str, mode: str, echo: Callable[[str], None]) -> None:
+    """The sweep's own W&B run (trials table, spec, data), written at the end of each run of the sweep."""
+    if mode == "disabled":
+        return
+    from hpo.results import load_sweep
+
+    try:
+        log_sweep_run(load_sweep(path), mode)
+    except Exception as err:  # the sweep is done and stored: W&B is a record of it
+        echo(f"warning: could not write the sweep's W&B run: {type(err).__name__}: {' '.join(str(err).split())[:200]}")
 
 
 def run_sweep(
@@ -255,6 +297,7 @@ def run_sweep(
     wandb_mode: str | None = None,
     echo: Callable[[str], None] = print,
     num_cpus: int | None = None,
+    verbose: bool = False,
 ) -> SweepOutcome:
     """Run a whole sweep and return where it landed. Raises ``HpoError`` on bad data or if every trial errored."""
     path = experiment_location(spec)
@@ -271,7 +314,17 @@ def run_sweep(
     tracking = {"wandb_mode": mode, "wandb_group": group_of(spec.tracking, spec.name), "wandb_project": spec.tracking.project}
     path.child(META_DIR, DATA_FILE).write_json({**summary, **tracking})
     echo(f"sweep {spec.name}: {spec.budget.num_trials} trials, {spec.budget.max_concurrent} at a time -> {path}")
-    return _fit(build_tuner(spec, prepared, mode), path.uri, mode, echo)
+    baselines = start_baselines(spec, prepared.splits, path, mode, echo)  # seconds, while the first trials start
+    with _quiet_tune(verbose):  # the study is created (and announced by Optuna) with the tuner
+        tuner = build_tuner(spec, prepared, mode, verbose)
+    outcome = _fit(tuner, path.uri, mode, echo, verbose)
+    baselines.join(_BASELINES_WAIT_S)
+    return outcome
+
+
+# The baselines take seconds; a sweep that ended sooner waits for them at most this long (they are a daemon
+# thread: an interrupted sweep does not wait, and a resume computes them when they are missing).
+_BASELINES_WAIT_S = 300
 
 
 def resume_sweep(path: str, address: str | None = None, echo: Callable[[str], None] = print, num_cpus: int | None = None) -> SweepOutcome:
@@ -281,6 +334,7 @@ def resume_sweep(path: str, address: str | None = None, echo: Callable[[str], No
 
     from hpo.journal import fetch_for_resume
     from hpo.results import load_sweep
+    from hpo.settle import settle
 
     loc = Location.parse(path)
     sweep = load_sweep(loc)
@@ -300,8 +354,14 @@ def resume_sweep(path: str, address: str | None = None, echo: Callable[[str], No
         os.environ["WANDB_MODE"] = mode  # read by the restored W&B callback
     init_ray(address, num_cpus)
     check_storage(spec)
+    settled = settle(loc)  # the trial folders Tune saved after its last state, brought in line with it
+    for line in settled.describe():
+        echo(line)
+    if settled.orphans:
+        sweep = load_sweep(loc)
     echo(f"resuming {spec.name} at {loc}: {len(sweep.trials)} trials known, {sweep.counts()}")
     fetch_for_resume(loc)
+    baselines = start_baselines(spec, prepared.splits, loc, mode, echo) if read_baselines(loc) is None else None
     storage = _ray_storage(loc)
     tuner = tune.Tuner.restore(
         storage["storage_path"],
@@ -310,7 +370,10 @@ def resume_sweep(path: str, address: str | None = None, echo: Callable[[str], No
         resume_errored=True,
         storage_filesystem=storage.get("storage_filesystem"),
     )
-    return _fit(tuner, loc.uri, mode, echo)
+    outcome = _fit(tuner, loc.uri, mode, echo)
+    if baselines is not None:
+        baselines.join(_BASELINES_WAIT_S)
+    return outcome
 
 
 def _finished(sweep: Any, wandb_mode: str) -> bool:

@@ -75,6 +75,10 @@ class CheckpointJanitor(Callback):
         self.tidy(trials)
 
     def _delete(self, trial: Any) -> None:
+        cleared = self.__dict__.setdefault("_cleared", set())  # absent in a janitor restored from an older hpo
+        if trial.trial_id in cleared:  # an ended trial writes no checkpoint again: one listing per trial, not one per trial end
+            return
+        cleared.add(trial.trial_id)
         fs = trial.storage.storage_filesystem
         for path in _checkpoint_dirs(fs, trial.storage.trial_fs_path):
             size = folder_bytes(fs, path)
@@ -83,6 +87,7 @@ class CheckpointJanitor(Callback):
                 self.deleted_bytes += size
             except OSError as err:  # already gone, or storage hiccup: try again at the next trial end
                 log.debug("could not delete %s: %s", path, err)
+                cleared.discard(trial.trial_id)
 
     def _known_best(self, trial: Any) -> None:
         """A trial this callback saw no result of (it ended before a resume restored the sweep): its best

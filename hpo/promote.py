@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,7 @@ class PromoteOptions:
     work_dir: str | None = None
     wandb_mode: str | None = None
     gpus: int | None = None  # GPUs for the retrain; None: all of this machine's
+    address: str | None = None  # Ray cluster for the finalists' run; default: an embedded local Ray
     hub: Any = None  # a huggingface_hub.HfApi; the default client when None
     wandb_module: Any = None
 
@@ -52,6 +54,9 @@ class PromotionResult:
     url: str | None = None
     commit: str | None = None
     files: list[str] = field(default_factory=list)
+    evidence: dict[str, Any] = field(default_factory=dict)  # hpo.evidence.collect: baselines, leakage, latency, cost
+    finalists: Any = None  # hpo.finalists.Outcome, when finalists ran
+    comparison: Any = None  # hpo.champion.Comparison, when the repo held a model
 
 
 # ----------------------------------------------------------------------------------- balancing
@@ -185,25 +190,34 @@ def _keep(model_dir: Path, stored: Location, names: list[str] | None = None) -> 
             stored.child(name).upload_file(model_dir / name)
 
 
-def retrain(sweep: Sweep, trial_id: str, params: dict, rounds: int, work: Path, echo: Callable[[str], None], gpus: int | None = None) -> dict[str, Any]:
-    """Retrain from the base model on train+validation (balanced), with the trials' training loop, on
-    ``gpus`` GPUs (default: all of this machine's; 0: the CPU; above 1: data-parallel)."""
-    import torch
-
-    from trainables.data import Tokenized
+def prepared_data(sweep: Sweep, echo: Callable[[str], None]) -> Any:
+    """The sweep's data, loaded, checked against the sweep's fingerprint and tokenized (``Prepared``)."""
     from trainables.prepare import prepare
-    from trainables.trial import build_state, hyperparams
-    from trainables.training import pick_device, train_rounds
 
-    spec = sweep.spec
-    gpus = available_gpus(gpus)
-    prepared = prepare(spec, echo)
+    prepared = prepare(sweep.spec, echo)
     stored = sweep.data.get("fingerprint")
     if stored and stored != prepared.splits.fingerprint:
         raise PromotionError(
             f"the data changed since the sweep (fingerprint {prepared.splits.fingerprint[:12]} != {stored[:12]}); "
             "promote from the data the sweep saw"
         )
+    return prepared
+
+
+def retrain(
+    sweep: Sweep, trial_id: str, params: dict, rounds: int, work: Path, echo: Callable[[str], None], prepared: Any = None, gpus: int | None = None
+) -> dict[str, Any]:
+    """Retrain from the base model on train+validation (balanced), with the trials' training loop, on
+    ``gpus`` GPUs (default: all of this machine's; 0: the CPU; above 1: data-parallel)."""
+    import torch
+
+    from trainables.data import Tokenized
+    from trainables.trial import build_state, hyperparams
+    from trainables.training import pick_device, train_rounds
+
+    spec = sweep.spec
+    gpus = available_gpus(gpus)
+    prepared = prepared or prepared_data(sweep, echo)
     data = prepared.data
     full = Tokenized.concat([data.train, data.validation])
     idx, weights, report = balance(full.labels, data.label_names, spec.promotion.balance, spec.data.seed)
@@ -214,9 +228,11 @@ def retrain(sweep: Sweep, trial_id: str, params: dict, rounds: int, work: Path, 
     out = work / "model"
     if out.exists():
         shutil.rmtree(out)
+    started = time.perf_counter()
     if gpus > 1:  # data-parallel, one worker per GPU, through the same training loop as the trials
         from trainables.parallel import retrain_parallel
 
+        device_type = "cuda"
         echo(f"retraining {trial_id} for {rounds} round(s) on {len(train)} texts ({gpus} GPUs, data-parallel)")
         curve = retrain_parallel(source=prepared.source, label_names=data.label_names, hp=hp, train=train, special=data.special, rounds=rounds,
                                  schedule_rounds=spec.planned_rounds(hp.epochs), class_weights=weights, out=out, workers=gpus, use_gpu=True)
@@ -224,12 +240,14 @@ def retrain(sweep: Sweep, trial_id: str, params: dict, rounds: int, work: Path, 
             echo(f"  round {i}/{rounds}: train_loss {figures['train_loss']:.4f} ({figures['train_seconds']:.0f}s)")
     else:
         device = pick_device(gpus > 0)
+        device_type = device.type
         state = build_state(prepared.source, data.label_names, hp, len(train), spec.planned_rounds(hp.epochs), device)
         echo(f"retraining {trial_id} for {rounds} round(s) on {len(train)} texts ({device.type})")
         class_weights = torch.from_numpy(weights) if weights is not None else None
         for figures in train_rounds(state, hp, train, data.special, rounds, device, class_weights):
             echo(f"  round {state.rounds_done}/{rounds}: train_loss {figures['train_loss']:.4f} ({figures['train_seconds']:.0f}s)")
         state.model.to("cpu").save_pretrained(out)
+    retrain_seconds = time.perf_counter() - started
     prepared.tokenizer.model_max_length = hp.max_length  # the pipeline truncates where training did
     prepared.tokenizer.save_pretrained(out)
     marker = {
@@ -239,6 +257,7 @@ def retrain(sweep: Sweep, trial_id: str, params: dict, rounds: int, work: Path, 
         "training": hp.model_dump(),
         "fingerprint": prepared.splits.fingerprint,
         "balance": report,
+        "retrain": {"seconds": round(retrain_seconds, 1), "device": device_type, "gpus": gpus},  # its share of the cost
     }
     (out / MARKER).write_text(json.dumps(marker, indent=2, default=str))
     return marker
@@ -263,18 +282,20 @@ def evaluate_folder(folder: Path, splits: Any, training: dict[str, Any], device_
     evaluation code as the trials' validation. ``splits`` is ``trainables.data.load_splits``'s result."""
     import torch
 
+    from hpo.calibration import calibration_metrics
     from hpo.spec import TrainingSpec
     from trainables.data import special_ids, tokenize
     from trainables.model import load_classifier, load_tokenizer
-    from trainables.training import evaluate
+    from trainables.training import classification_metrics, predict
 
     hp = TrainingSpec.model_validate(training)
     tokenizer = load_tokenizer(str(folder))
     test = tokenize(tokenizer, splits.test, hp.max_length)
     model = load_classifier(str(folder), splits.label_names).to(device_name)
     device = torch.device(device_name)
-    metrics = evaluate(model, test, special_ids(tokenizer), hp.model_copy(update={"precision": "fp32"}), splits.label_names, device, prefix="test")
-    metrics.pop("test_seconds")
+    logits = predict(model, test, special_ids(tokenizer), hp.max_length, hp.eval_batch_size, device)  # fp32
+    metrics = classification_metrics(logits, test.labels, splits.label_names, "test")
+    metrics.update(calibration_metrics(logits, test.labels, "test"))
     return metrics
 
 
@@ -311,7 +332,7 @@ def same_metrics(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
 
 
 def promote(path: str, opts: PromoteOptions, echo: Callable[[str], None] = print) -> PromotionResult:
-    from hpo import card, hub
+    from hpo import card, evidence, hub
 
     _check_target(opts)
     available_gpus(opts.gpus)  # a wrong --gpus is refused before anything is loaded
@@ -322,6 +343,18 @@ def promote(path: str, opts: PromoteOptions, echo: Callable[[str], None] = print
     show_top(sweep, echo)
     echo(f"winner: {trial.trial_id} {sweep.spec.metric}={value:.4f} at round {rnd}, config {trial.params}")
     _check_token(opts)
+    prepared: list[Any] = []  # loaded and tokenized once, when the finalists or the retrain need it
+
+    def data() -> Any:
+        if not prepared:
+            prepared.append(prepared_data(sweep, echo))
+        return prepared[0]
+
+    from hpo.finalists import run_finalists
+
+    finalists = run_finalists(sweep, data, opts.address, echo)
+    if finalists is not None:
+        trial, value, rnd = finalists.chosen.trial, finalists.chosen.sweep_value, finalists.chosen.rounds
     work = _work_dir(sweep, opts)
     work.mkdir(parents=True, exist_ok=True)
     # A sweep in object storage keeps its promoted model there too; a local one where WORK is.
@@ -339,16 +372,24 @@ def promote(path: str, opts: PromoteOptions, echo: Callable[[str], None] = print
         except HpoError as err:  # a truncated or corrupt file: retrain rather than fail
             echo(f"warning: the kept model is unreadable ({err}); retraining")
     if metrics is None:
-        marker = retrain(sweep, trial.trial_id, trial.params, rnd, work, echo, opts.gpus)
+        marker = retrain(sweep, trial.trial_id, trial.params, rnd, work, echo, data(), opts.gpus)
         _keep(model_dir, stored)
         metrics = evaluate_folder(model_dir, splits, marker["training"])
-    gates = run_gates(model_dir, sweep, metrics) if sweep.spec.promotion.gate.enabled else []
+    measured = evidence.collect(sweep, splits, metrics, model_dir, marker, echo)
+    gates = run_gates(model_dir, sweep, metrics) + evidence.gate_rows(measured, sweep.spec.promotion.gate) if sweep.spec.promotion.gate.enabled else []
     card.print_metrics(metrics, sweep, echo)
+    evidence.print_evidence(measured, sweep.spec.promotion.gate, echo)
     card.print_gates(gates, echo)
     failed = [g for g in gates if not g[2]]
     if failed:
         raise GateError("gate failed, nothing published: " + "; ".join(f"{n}: {v}" for n, v, _ in failed))
-    files = card.write_release_files(model_dir, sweep, trial, value, rnd, marker, metrics, opts.repo_id or Path(opts.dry_run_dir).name)
+    comparison = None
+    if opts.repo_id:
+        from hpo.champion import compare_with_hub
+
+        comparison = compare_with_hub(_hub(opts), opts.repo_id, model_dir, splits, sweep.spec.promotion.require_improvement, work, echo)
+    extras = _card_extras(finalists, comparison)
+    files = card.write_release_files(model_dir, sweep, trial, value, rnd, marker, metrics, opts.repo_id or Path(opts.dry_run_dir).name, measured, extras)
     _keep(model_dir, stored, ["README.md", "provenance.json"])
     if opts.dry_run_dir:
         target = hub.copy_release(model_dir, Path(opts.dry_run_dir), files)
@@ -365,9 +406,14 @@ def promote(path: str, opts: PromoteOptions, echo: Callable[[str], None] = print
     if any(label.startswith("LABEL_") for label in labels):
         raise PromotionError(f"the published model's pipeline returns {labels}, not the label names")
     echo("verified: the published copy's test metrics are identical to the local model's")
-    result = PromotionResult(trial.trial_id, rnd, model_dir, metrics, published, gates, url, commit, files)
+    result = PromotionResult(trial.trial_id, rnd, model_dir, metrics, published, gates, url, commit, files, measured, finalists, comparison)
     try:
-        card.log_to_wandb(sweep, opts, result, work, {"trial_id": trial.trial_id, "round": rnd, **trial.params})
+        from hpo.tracking import dataset_ref, model_ref, tag_winner
+
+        about = {"trial_id": trial.trial_id, "round": rnd, "params": trial.params, "fingerprint": sweep.data.get("fingerprint"), "hub_url": url, "hub_commit": commit}
+        model = model_ref(sweep.spec.name, opts.repo_id, commit, opts.dry_run_dir, {**about, **card.scalar_metrics(metrics)})
+        card.log_to_wandb(sweep, opts, result, work, {"trial_id": trial.trial_id, "round": rnd, **trial.params}, dataset=dataset_ref(sweep.spec, sweep.data), model=model)
+        tag_winner(sweep, trial.trial_id, opts.wandb_mode, str(work), opts.wandb_module)
         if (work / "wandb").is_dir():
             stored.parent.child("wandb").upload_dir(work / "wandb")
     except Exception as err:  # the model is published (or written) and verified: W&B is a record of it
@@ -376,3 +422,17 @@ def promote(path: str, opts: PromoteOptions, echo: Callable[[str], None] = print
             "check WANDB_API_KEY (or use --wandb-mode offline)"
         )
     return result
+
+
+def _card_extras(finalists: Any, comparison: Any) -> list[Any]:
+    """The card's sections (and provenance entries) for the finalists and the comparison with the Hub."""
+    from hpo import champion
+    from hpo import finalists as fin
+    from hpo.card import CardExtra
+
+    out = []
+    if finalists is not None:
+        out.append(CardExtra("finalists", fin.card_markdown(finalists), finalists.record()))
+    if comparison is not None:
+        out.append(CardExtra("previous_model", champion.card_markdown(comparison), comparison.record()))
+    return out

@@ -7,9 +7,13 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
+from hpo.baseline import describe as describe_baselines
+from hpo.baseline import read as read_baselines
+from hpo.cost import describe as describe_cost
+from hpo.cost import sweep_cost, trial_cost
 from hpo.results import CONVERGED, ERRORED, FINISHED, STOPPED, Sweep, disk_usage, load_sweep
 from hpo.spec import SHARE_KEY, SINGLE_CLASS_SHARE
-from hpo.storage import Location
+from hpo.storage import META_DIR, Location
 
 _STYLE = {FINISHED: "green", CONVERGED: "green", STOPPED: "yellow", ERRORED: "red"}
 
@@ -26,7 +30,8 @@ def trials_table(sweep: Sweep, limit: int | None = None) -> Table:
     ranked = sweep.ranked()
     best_id = ranked[0][0].trial_id if ranked else None
     table = Table(title=f"{spec.name}: {len(sweep.trials)} trials, metric {spec.metric} ({spec.mode})")
-    for col in ["trial", *names, "rounds", f"best {spec.metric}", "at round", "state"]:
+    gpu = spec.resources.gpu
+    for col in ["trial", *names, "rounds", "trial-s", *(["GPU-s"] if gpu else []), f"best {spec.metric}", "at round", "state"]:
         table.add_column(col, justify="left" if col in ("trial", "state") else "right")
     order = [t for t, _, _ in ranked] + [t for t in sweep.trials if t.best(spec.metric, spec.mode) is None]
     for t in order[:limit]:
@@ -34,6 +39,8 @@ def trials_table(sweep: Sweep, limit: int | None = None) -> Table:
         planned = t.rounds_planned
         cells = [t.trial_id, *(_fmt(t.params.get(n, "")) for n in names)]
         cells += [f"{t.rounds_done}/{planned}" if planned else str(t.rounds_done)]
+        seconds = trial_cost(t).seconds  # resources x this = the trial's CPU- and GPU-seconds
+        cells += [f"{seconds:.0f}", *([f"{seconds * gpu:.0f}"] if gpu else [])]
         cells += [f"{best[0]:.4f}" if best else "-", str(best[1]) if best else "-", t.outcome]
         marker = " *best*" if t.trial_id == best_id else ""
         cells[0] += marker
@@ -50,18 +57,51 @@ def make_console() -> Console:
 def print_status(path: str, console: Console | None = None) -> Sweep:
     console = console or make_console()
     sweep = load_sweep(path)
+    baselines = read_baselines(sweep.path)
+    console.print(describe_baselines(baselines) if baselines else "baselines: not computed (yet)", highlight=False, soft_wrap=True)
     console.print(trials_table(sweep))
     counts = sweep.counts()
     console.print(", ".join(f"{v} {k}" for k, v in sorted(counts.items())) + f"; disk used {disk_usage(sweep.path) / 2**20:.1f} MiB")
     if sweep.ranked():
         t, value, rnd = sweep.winner()
-        console.print(f"best: {t.trial_id} {sweep.spec.metric}={value:.4f} at round {rnd} with {t.params}")
+        console.print(f"best: {t.trial_id} {sweep.spec.metric}={value:.4f} at round {rnd} with {t.params}" + _against(baselines, sweep.spec.metric, value), soft_wrap=True)
+    for line in describe_cost(sweep_cost(sweep), _retrain(sweep)):
+        console.print(line, highlight=False, soft_wrap=True)
+    print_finalists(sweep, console)
     return sweep
 
 
+def print_finalists(sweep: Sweep, console: Console) -> None:
+    """The finalists' runs over seeds, once ``hpo promote`` planned them (as far as they ran)."""
+    from hpo.finalists import load_for_status, print_table
+
+    outcome = load_for_status(sweep)
+    if outcome is not None:
+        print_table(outcome, lambda line: console.print(line, highlight=False, markup=False))
+
+
+def _against(baselines: dict | None, metric: str, value: float) -> str:
+    """How the best trial compares with the TF-IDF baseline on the validation split."""
+    if not baselines or metric not in baselines["tfidf"]:
+        return ""
+    base = baselines["tfidf"][metric]
+    return f"; TF-IDF baseline {base:.4f} ({(value - base) * 100:+.2f} points)"
+
+
+def _retrain(sweep: Sweep) -> dict | None:
+    """The promotion retrain's time, once `hpo promote` has retrained the winner."""
+    from hpo.promote import MARKER, stored_model
+
+    try:
+        return stored_model(sweep.path).child(MARKER).read_json().get("retrain")
+    except (FileNotFoundError, ValueError):
+        return None
+
+
 def wandb_offline_runs(sweep: Sweep) -> list[Location]:
-    """The offline W&B run folders stored with the sweep's trials."""
-    return [run for t in sweep.trials for run in t.folder.child("wandb").list_dirs() if run.name.startswith("offline-run-")]
+    """The offline W&B run folders stored with the sweep: its trials' and the sweep run's."""
+    folders = [t.folder.child("wandb") for t in sweep.trials] + [sweep.path.child(META_DIR, "wandb")]
+    return [run for folder in folders for run in folder.list_dirs() if run.name.startswith("offline-run-")]
 
 
 def stopped_before_learning(sweep: Sweep) -> int | None:
@@ -95,7 +135,8 @@ def print_sweep_summary(path: str, wandb_mode: str, console: Console | None = No
         runs = wandb_offline_runs(sweep)
         console.print(f"W&B ran offline: {len(runs)} runs under {where.child('*', 'wandb')}; upload them later with")
         if where.is_local:
-            console.print(f"  wandb sync {where.path}/*/wandb/offline-run-*")
+            # the sweep run first: it is the one that logs the dataset artifact the trials use
+            console.print(f"  wandb sync {where.path}/{META_DIR}/wandb/offline-run-* && wandb sync {where.path}/*/wandb/offline-run-* {where.path}/{META_DIR}/baselines/wandb/offline-run-*")
         else:  # wandb sync reads local folders: copy the runs down first
             console.print(f"  copy {where.child('*', 'wandb', 'offline-run-*')} to a local folder (e.g. with your cloud's CLI), then wandb sync FOLDER/offline-run-*")
 

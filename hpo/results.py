@@ -57,14 +57,20 @@ class TrialRecord:
 
     def best(self, metric: str, mode: str) -> tuple[float, int] | None:
         """(best value, the round it was reached at); earlier rounds win ties."""
-        best = None
-        for r in self.rounds:
-            v = r.get(metric)
-            if v is None or "failure" in r:
-                continue
-            if improves(v, best[0] if best else None, mode):
-                best = (v, int(r["training_iteration"]))
-        return best
+        return best_of(self.rounds, metric, mode)
+
+
+def best_of(rounds: list[dict[str, Any]], metric: str, mode: str) -> tuple[float, int] | None:
+    """The rule for a trial's best: (best value, the round it was reached at) over its reported rounds,
+    a failure's placeholder value never counting; earlier rounds win ties. None before a valued round."""
+    best = None
+    for r in rounds:
+        v = r.get(metric)
+        if v is None or "failure" in r:
+            continue
+        if improves(v, best[0] if best else None, mode):
+            best = (v, int(r["training_iteration"]))
+    return best
 
 
 @dataclass
@@ -115,31 +121,12 @@ def _read_text(loc: Location) -> str | None:
 
 
 def tune_states(folder: Location) -> dict[str, dict[str, Any]]:
-    """Per trial id, what Tune's newest experiment state says: ``status``, ``config``, ``error``,
-    ``last_result`` / ``metric_analysis`` (per metric: max, min, last...), ``start_time`` and
-    ``last_result_time``."""
+    """Per trial id, what Tune's newest experiment state says (``hpo._internals.parse_experiment_state``)."""
+    from hpo._internals import EXPERIMENT_STATE_PREFIX, parse_experiment_state
+
     # The newest session's file by the timestamp in its name (a resumed sweep rewrites older ones too).
-    states = [f for f in folder.list_files() if f.name.startswith("experiment_state-") and f.name.endswith(".json")]
-    if not states:
-        return {}
-    try:
-        data = json.loads(_read_text(states[-1]) or "{}")
-    except json.JSONDecodeError:
-        return {}
-    out = {}
-    for entry in data.get("trial_data", []):
-        meta = json.loads(entry[0]) if isinstance(entry[0], str) else entry[0]
-        run = json.loads(entry[1]) if isinstance(entry[1], str) else entry[1]
-        out[meta["trial_id"]] = {
-            "status": meta.get("status", "PENDING"),
-            "config": meta.get("config", {}),
-            "error": run.get("error_filename"),
-            "last_result": run.get("last_result") or {},
-            "metric_analysis": run.get("metric_analysis") or {},
-            "start_time": run.get("start_time"),  # when Tune set it RUNNING (its actor was up)
-            "last_result_time": run.get("last_result_time"),
-        }
-    return out
+    states = [f for f in folder.list_files() if f.name.startswith(EXPERIMENT_STATE_PREFIX) and f.name.endswith(".json")]
+    return parse_experiment_state(_read_text(states[-1]) or "") if states else {}
 
 
 def _read_trial(sub: Location) -> tuple[Location, str | None, str | None, str | None]:

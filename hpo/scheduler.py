@@ -20,6 +20,7 @@ from typing import Any
 
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 
+from hpo._internals import asha_time_attr, count_asha_stop
 from hpo.spec import SHARE_KEY, SINGLE_CLASS_SHARE, SweepSpec
 
 
@@ -34,12 +35,12 @@ class SweepASHA(AsyncHyperBandScheduler):
 
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
         action = super().on_trial_result(tune_controller, trial, result)
-        rnd = result.get(self._time_attr)
+        rnd = result.get(asha_time_attr(self))
         if trial.trial_id in self.backfilled:
             return TrialScheduler.STOP if not _others_running(tune_controller, trial, self.backfilled) else TrialScheduler.CONTINUE
         one_class = self._stop_single_class and rnd in self._rung_rounds and result.get(SHARE_KEY, 0.0) >= SINGLE_CLASS_SHARE
         if one_class and action == TrialScheduler.CONTINUE:
-            self._num_stopped += 1
+            count_asha_stop(self)
             self.single_class_stops.append(trial.trial_id)
             return TrialScheduler.STOP
         if (

@@ -22,6 +22,7 @@ from optuna.trial import TrialState
 from ray.tune.search import ConcurrencyLimiter, SearchGenerator
 from ray.tune.search.optuna import OptunaSearch
 
+from hpo._internals import optuna_parts, set_live_trials, set_trials_created, study_trial
 from hpo.journal import start_journal
 from hpo.spec import improves
 from hpo.storage import Location
@@ -40,12 +41,13 @@ class SweepSearch(OptunaSearch):
 
     def suggest(self, trial_id: str) -> dict | None:
         config = super().suggest(trial_id)
+        ot = optuna_parts(self)
         replayed = self.__dict__.get("_replayed")
-        while config and replayed and _params_key({k: config.get(k) for k in self._space}) in replayed:
+        while config and replayed and _params_key({k: config.get(k) for k in ot.space}) in replayed:
             # A searcher state older than Tune's trials draws again what it drew before the crash (its
             # random state is older too): that configuration already runs as an adopted trial.
-            replayed.discard(_params_key({k: config.get(k) for k in self._space}))
-            self._ot_study._storage.set_trial_state_values(self._ot_trials.pop(trial_id)._trial_id, state=TrialState.FAIL)
+            replayed.discard(_params_key({k: config.get(k) for k in ot.space}))
+            ot.study.tell(ot.trials.pop(trial_id), state=TrialState.FAIL, skip_if_finished=True)
             config = super().suggest(trial_id)
         return config
 
@@ -56,26 +58,26 @@ class SweepSearch(OptunaSearch):
         self._track(trial_id, result)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-
-        if error or not result or trial_id in self._completed_trials or trial_id not in self._ot_trials:
+        ot = optuna_parts(self)
+        if error or not result or trial_id in ot.completed or trial_id not in ot.trials:
             return super().on_trial_complete(trial_id, result, error)
-        ot_trial = self._ot_trials[trial_id]
+        ot_trial = ot.trials[trial_id]
         try:
             if "failure" in result:  # diverged or out of memory: a failure for TPE, not a value
-                self._ot_study.tell(ot_trial, None, state=TrialState.FAIL)
+                ot.study.tell(ot_trial, None, state=TrialState.FAIL)
                 return
             # Tune hands a trial's last result to on_trial_complete only: record it as a round too.
             step = result.get("training_iteration")
-            seen = self._ot_study._storage.get_trial(ot_trial._trial_id).intermediate_values
+            seen = ot.study.get_trials(deepcopy=False)[ot_trial.number].intermediate_values
             if step is not None and step not in seen and result.get(self.metric) is not None:
                 ot_trial.report(result[self.metric], step)
             self._track(trial_id, result)
             if result.get("round", 0) < result.get("rounds_planned", 0) and not result.get("converged"):  # stopped by ASHA
-                self._ot_study.tell(ot_trial, None, state=TrialState.PRUNED)
+                ot.study.tell(ot_trial, None, state=TrialState.PRUNED)
             else:
-                self._ot_study.tell(ot_trial, self._best[trial_id])
+                ot.study.tell(ot_trial, self._best[trial_id])
         finally:
-            self._completed_trials.add(trial_id)
+            ot.completed.add(trial_id)
 
     def save(self, checkpoint_path: str) -> None:
         """Tune saves the searcher with the experiment state: the stored journal goes with it."""
@@ -92,39 +94,43 @@ class SweepSearch(OptunaSearch):
         moments (on local disk they agree). Trials the searcher handed out that Tune never recorded are
         failed; trials Tune knows that the searcher does not are adopted (the study's running trial with
         the same configuration, or a new one); and trials Tune saw end are told to the study."""
-        from optuna.trial import Trial
-
-        study = self._ot_study
-        storage = study._storage
-        for trial_id in [t for t in self._ot_trials if t not in tune]:  # handed out after Tune's last save
-            self._ot_trials.pop(trial_id)
-        mapped = {t._trial_id for t in self._ot_trials.values()}
+        ot = optuna_parts(self)
+        study = ot.study
+        for trial_id in [t for t in ot.trials if t not in tune]:  # handed out after Tune's last save
+            ot.trials.pop(trial_id)
+        mapped = {t.number for t in ot.trials.values()}
         running = {}
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if t._trial_id not in mapped:
+            if t.number not in mapped:
                 running.setdefault(_params_key(t.params), t)
         for trial_id, state in tune.items():
-            if trial_id in self._ot_trials:
+            if trial_id in ot.trials:
                 continue
-            params = {k: state["config"][k] for k in self._space if k in state["config"]}
+            params = {k: state["config"][k] for k in ot.space if k in state["config"]}
             match = running.pop(_params_key(params), None)
             self.__dict__.setdefault("_replayed", set()).add(_params_key(params))
             if match is not None:
-                self._ot_trials[trial_id] = Trial(study, match._trial_id)
+                ot.trials[trial_id] = study_trial(study, match.number)
             else:
                 study.enqueue_trial(params)
-                self._ot_trials[trial_id] = study.ask(self._space)
+                ot.trials[trial_id] = study.ask(ot.space)
         for t in running.values():  # no trial of Tune's has this configuration: it never ran
-            storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
+            study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
+        stored = study.get_trials(deepcopy=False)
         for trial_id, state in tune.items():
-            if trial_id in self._ot_trials and storage.get_trial(self._ot_trials[trial_id]._trial_id).state.is_finished():
-                self._completed_trials.add(trial_id)  # the journal, newer than the searcher state, has its end
+            if trial_id in ot.trials and stored_state(stored, ot.trials[trial_id].number).is_finished():
+                ot.completed.add(trial_id)  # the journal, newer than the searcher state, has its end
                 continue
-            if state["status"] == "TERMINATED" and trial_id not in self._completed_trials and state["last_result"]:
+            if state["status"] == "TERMINATED" and trial_id not in ot.completed and state["last_result"]:
                 best = state["metric_analysis"].get(self.metric, {}).get(self.mode)
                 if best is not None:
                     self._track(trial_id, {self.metric: best})
                 self.on_trial_complete(trial_id, state["last_result"])
+
+
+def stored_state(trials: list, number: int) -> TrialState:
+    """The state of study trial ``number`` in ``study.get_trials()`` (numbered from 0, in order)."""
+    return trials[number].state if number < len(trials) else TrialState.RUNNING
 
 
 def _params_key(params: dict) -> str:
@@ -144,9 +150,8 @@ class SweepGenerator(SearchGenerator):
         tune = tune_states(Location.parse(dirpath))
         limiter = self.searcher
         limiter.searcher.reconcile(tune)
-        limiter.live_trials = {t for t, state in tune.items() if state["status"] in ("PENDING", "RUNNING", "PAUSED", "ERROR")}
-        limiter.num_unfinished_live_trials = len(limiter.live_trials)
-        self._counter = len(tune)
+        set_live_trials(limiter, {t for t, state in tune.items() if state["status"] in ("PENDING", "RUNNING", "PAUSED", "ERROR")})
+        set_trials_created(self, len(tune))
 
 
 def make_searcher(spec: Any, experiment: Location | None) -> Any:

@@ -102,6 +102,11 @@ class DataSpec(_Strict):
         "an imbalanced split is reported with a warning, and a class missing from a split is always refused).",
     )
     seed: int = 13
+    drop_test_duplicates: bool = Field(
+        True,
+        description="Drop from the test split every text that also appears in train or validation (compared "
+        "after normalising case, whitespace and markup such as <br />); the count is printed and put on the card.",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> DataSpec:
@@ -353,11 +358,39 @@ class GateSpec(_Strict):
     min_test_accuracy: float = Field(0.8, ge=0, le=1)
     min_class_recall: float = Field(0.5, ge=0, le=1, description="Every class must reach this recall.")
     sanity_examples: list[SanityExample] = Field(default_factory=list)
+    min_lift_over_baseline: float = Field(
+        0.0,
+        ge=-100,
+        le=100,
+        description="Points of test accuracy the model must score above the TF-IDF + logistic-regression baseline, "
+        "refitted on the same training set and scored on the same test split (0: at least as good; negative: "
+        "allowed to lose by that much).",
+    )
+
+
+class FinalistsSpec(_Strict):
+    """Before retraining, the best ``top_k`` configurations are trained again with ``seeds`` new training
+    seeds each, to their winning round, and the one with the best mean validation value is retrained."""
+
+    top_k: int = Field(3, ge=1, le=20, description="Configurations re-run (the sweep's best, distinct). top_k 1 with seeds 1: off.")
+    seeds: int = Field(3, ge=1, le=20, description="New training seeds per configuration (training.seed + 1, + 2, ...).")
+
+    @property
+    def enabled(self) -> bool:
+        return self.top_k > 1 or self.seeds > 1
 
 
 class PromotionSpec(_Strict):
     balance: Literal["downsample", "class_weight", "none"] = "downsample"
     gate: GateSpec = GateSpec()
+    finalists: FinalistsSpec = FinalistsSpec()
+    require_improvement: Literal["none", "not_worse", "significant"] = Field(
+        "not_worse",
+        description="When the Hub repo already holds a model, both are scored on the test split, example by "
+        "example. none: publish anyway (the comparison is still printed and put on the card); not_worse: "
+        "publish only if the new model's test accuracy is at least the old one's; significant: only if it is "
+        "higher and McNemar's exact test gives p < 0.05.",
+    )
     license: str = "apache-2.0"
     tags: list[str] = Field(default_factory=lambda: ["text-classification", "distilbert", "hpo"])
     private: bool = False

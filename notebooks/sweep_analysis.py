@@ -47,6 +47,8 @@ warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm, import
 import optuna
 from optuna.trial import TrialState
 
+from hpo.baseline import describe as describe_baselines
+from hpo.baseline import read as read_baselines
 from hpo.dashboard import open_storage
 from hpo.errors import HpoError
 from hpo.promote import stored_model
@@ -103,6 +105,8 @@ trials
 # ASHA compares trials at its rungs (`grace_period * reduction_factor**k` rounds, below `max_rounds`)
 # and stops the weaker ones there, and any trial still predicting one class; a cross marks where a
 # stopped trial ended. With `patience`, a trial whose metric stopped improving ends `converged`.
+# The horizontal lines are the sweep's baselines on the same validation split (`hpo/baselines.json`):
+# TF-IDF + logistic regression and the majority class.
 
 # %%
 sched = spec.scheduler
@@ -111,7 +115,16 @@ winner_id = order[0].trial_id if sweep.ranked() else None
 print(f"ASHA rungs at rounds {', '.join(f'{r:g}' for r in rungs)}" if rungs else f"no rungs: scheduler {sched.type}")
 print("stopped by ASHA: " + (", ".join(f"{t.trial_id} at round {t.rounds_done}" for t in order if t.outcome == STOPPED) or "none"))
 
+baselines = read_baselines(EXPERIMENT)
+if baselines is None:
+    print("no baselines stored for this sweep (hpo/baselines.json)")
+else:
+    print(describe_baselines(baselines))
+
 fig, ax = plt.subplots(figsize=(9, 5))
+if baselines is not None and METRIC in baselines["tfidf"]:
+    ax.axhline(baselines["tfidf"][METRIC], color="black", linestyle="-.", linewidth=1.2, label=f"TF-IDF baseline (C={baselines['tfidf']['C']:g})")
+    ax.axhline(baselines["majority"][METRIC], color="black", linestyle=":", linewidth=1, label="majority-class baseline")
 for k, rung in enumerate(rungs):
     ax.axvline(rung, color="grey", linestyle="--", linewidth=1, label="ASHA rung" if k == 0 else None)
 for t in order:
@@ -252,6 +265,36 @@ else:
     ax.set_title(f"test accuracy {test['test_accuracy']:.3f} (trial {trial_id})")
     save(fig, "confusion_matrix.png")
     display(matrix)
+
+# %% [markdown]
+# ## Calibration of the promoted model
+#
+# The reliability diagram: test predictions grouped into 15 equal-width bins of confidence (the top
+# class's probability); a calibrated model's bars sit on the diagonal. Expected calibration error is the
+# bars' average distance from it, weighted by how many predictions each holds.
+
+# %%
+reliability = test.get("test_reliability")
+if not reliability:
+    print("no calibration to show: not promoted yet, or promoted before calibration was measured")
+else:
+    bins = reliability["bins"]
+    edges = [k / bins for k in range(bins)]
+    filled = [k for k, c in enumerate(reliability["count"]) if c]
+    fig, (ax, ax_n) = plt.subplots(2, 1, figsize=(6, 6.5), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    ax.bar([edges[k] for k in filled], [reliability["accuracy"][k] for k in filled], width=1 / bins, align="edge",
+           color="tab:blue", edgecolor="black", label="accuracy in the bin")
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", label="calibrated")
+    ax.scatter([reliability["confidence"][k] for k in filled], [reliability["accuracy"][k] for k in filled], color="tab:red", s=15, zorder=3, label="mean confidence")
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"reliability on the test split: ECE {test['test_ece']:.3f}, Brier {test['test_brier']:.3f}")
+    ax.legend(fontsize=8, loc="upper left")
+    ax_n.bar(edges, reliability["count"], width=1 / bins, align="edge", color="tab:grey", edgecolor="black")
+    ax_n.set_xlabel("confidence (probability of the predicted class)")
+    ax_n.set_ylabel("texts")
+    ax_n.set_xlim(0, 1)
+    save(fig, "reliability.png")
+    print(f"expected calibration error {test['test_ece']:.4f} ({bins} bins), Brier score {test['test_brier']:.4f}")
 
 # %%
 print("saved:", ", ".join(sorted(p.name for p in figures.iterdir())))

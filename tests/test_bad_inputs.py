@@ -69,6 +69,7 @@ CASES = [
     ("a list, not a mapping", lambda t: _text(t, "- a\n- b\n"), ["sweep", "{spec}"], 2, ["expected a mapping"]),
     ("missing spec file", lambda t: t / "nope.yaml", ["sweep", "{spec}"], 2, ["nope.yaml", "cannot read the file"]),
     ("no spec and no --resume", lambda t: t, ["sweep"], 2, ["give a spec file, or --resume PATH"]),
+    ("--resume with flags it would drop", lambda t: t, ["sweep", "--resume", "{tmp}", "--name", "other", "--wandb-mode", "disabled"], 2, ["--name, --wandb-mode cannot change it"]),
     ("data file missing", lambda t: _spec(t, data__files={"train": str(t / "x.parquet"), "test": str(t / "y.parquet")}), ["sweep", "{spec}"], 2, ["data.files.train", "x.parquet"]),
     ("not a searchable parameter", lambda t: _spec(t, search_space__seed={"type": "int", "low": 0, "high": 3}), ["sweep", "{spec}"], 2, ["search_space.seed: not searchable"]),
     ("storage is a file", lambda t: (t / "afile").write_text("x") and _spec(t, storage=str(t / "afile")), ["sweep", "{spec}"], 2, ["afile", "is a file"]),

@@ -16,6 +16,7 @@ from optuna.storages.journal import JournalFileBackend
 
 from hpo.results import FINISHED, STOPPED, load_sweep
 from tests.conftest import _descendants, cli_env, finish_cli, kill_pids, run_cli, start_cli, tiny_spec, write_spec
+from tests.test_wandb_story import assert_sweep_run_tells_the_sweep, assert_trial_runs_tell_the_sweep
 from tests.wandb_records import read_run
 
 
@@ -77,7 +78,7 @@ def assert_each_trial_once(path: Path, n: int, rerun: dict[str, int] | None = No
     # One W&B run id per trial, holding every round the trial reported. A logger killed with the driver
     # leaves a file cut off before its run record; the resumed sweep writes that trial's rounds again
     # under the trial's id.
-    runs = [read_run(f) for f in path.glob("*/wandb/offline-run-*/run-*.wandb")]
+    runs = [read_run(f) for f in path.glob(f"{sweep.spec.name}_*/wandb/offline-run-*/run-*.wandb")]
     assert {r.run_id for r in runs if r.run_id} == {t.trial_id for t in sweep.trials}
     assert all(not r.history for r in runs if not r.run_id)
     for t in sweep.trials:
@@ -151,6 +152,9 @@ def test_driver_killed_and_resumed(tmp_path):
     assert result.returncode == 0, result.stdout[-5000:]
     assert "resuming crash" in result.stdout
     assert_each_trial_once(path, 6)
+    # W&B as synced: one run per trial with its best value, round and outcome tag; one sweep run
+    assert_trial_runs_tell_the_sweep(path)
+    assert_sweep_run_tells_the_sweep(path)
     after = rounds_reported(path)
     finished_before = [n for n, rows in rounds_reported(path).items() if n in before and rows and before[n] and rows[before[n] - 1].get("done")]
     for name in finished_before:  # finished trials were kept, not run again
@@ -265,6 +269,10 @@ def test_resume_writes_a_wandb_run_that_was_lost(tiny_sweep, tmp_path):
     assert (lost_dir / "wandb-logged.json").is_file()
     for t in kept:  # complete runs are left alone
         assert len(list((path / f"tiny_{t.trial_id}").glob("wandb/offline-run-*"))) == 1
+    # the replayed run has its best round and outcome tag too; the sweep run is written again, same id
+    assert_trial_runs_tell_the_sweep(path)
+    assert len(list(path.glob("hpo/wandb/offline-run-*"))) == 2
+    assert_sweep_run_tells_the_sweep(path)
 
 
 def test_a_searcher_state_older_or_newer_than_tunes_trials_is_reconciled_on_resume(tmp_path):

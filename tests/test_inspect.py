@@ -29,7 +29,7 @@ from tests.conftest import REPO, run_cli
 
 NOTEBOOK = REPO / "notebooks" / "sweep_analysis.ipynb"
 PAIRED = REPO / "notebooks" / "sweep_analysis.py"
-PNGS = ("learning_curves.png", "importance.png", "metric_vs_param.png", "class_balance.png", "confusion_matrix.png")
+PNGS = ("learning_curves.png", "importance.png", "metric_vs_param.png", "class_balance.png", "confusion_matrix.png", "reliability.png")
 
 
 @pytest.fixture(scope="module")
@@ -123,6 +123,9 @@ def test_notebook_reports_rungs_best_config_and_test_confusion(executed):
             assert f"{t.trial_id} at round {t.rounds_done}" in text
     assert f"best: trial {trial.trial_id}, val_accuracy={value:.4f} at round {rnd}" in text
     assert "importance" in text and "importance needs" not in text
+    assert "baselines on the validation split (400 texts), val_accuracy: majority class (positive) 0.5050" in text  # the lines drawn
+    test = executed["provenance"]["test_metrics"]
+    assert f"expected calibration error {test['test_ece']:.4f} (15 bins), Brier score {test['test_brier']:.4f}" in text
     (tn, fp), (fn, tp) = executed["provenance"]["test_metrics"]["test_confusion"]
     matrix = next(o.data["text/plain"] for o in outputs(executed["nb"]) if "predicted negative" in o.get("data", {}).get("text/plain", ""))
     assert matrix.split() == ["predicted", "negative", "predicted", "positive", "true", "negative", str(tn), str(fp), "true", "positive", str(fn), str(tp)]
@@ -152,7 +155,7 @@ def test_notebook_explains_what_a_small_unpromoted_sweep_cannot_show(tiny_sweep,
     text = text_of(nb)
     assert not [o for o in outputs(nb) if o.output_type == "error"]
     assert "importance needs at least 3 trials that ran to the end; the study has 1 complete" in text
-    assert "not promoted yet" in text
+    assert "not promoted yet" in text and "no calibration to show" in text
     made = {p.name for p in (tmp_path / "figures").iterdir()}
     assert made == {"trials_table.csv", "learning_curves.png", "metric_vs_param.png", "class_balance.png"}
 

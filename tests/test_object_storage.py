@@ -154,12 +154,6 @@ def test_notebook_runs_on_the_bucket(s3_sweep, s3_promoted, tmp_path):
 
 
 # ------------------------------------------------------------------------------- crashes and lost nodes
-@pytest.mark.xfail(
-    reason="known race, issue 12 stays open: Tune uploads its trial list, searcher state and trial folders to the "
-    "bucket separately in the background, and after a kill -9 a trial can be missing from the stored state or its "
-    "checkpoint; the resume then runs an extra trial or fails one (about 1 run in 3 here)",
-    strict=False,
-)
 def test_driver_killed_and_resumed_from_the_bucket(s3, tmp_path):
     env = s3_env(tmp_path, s3)
     spec = tiny_spec(tmp_path / "unused", name="s3crash")
@@ -331,3 +325,45 @@ def test_submit_refuses_what_the_cluster_cannot_read(s3, tmp_path):
     assert not Location.parse("s3://sweeps/refused").exists()
     for r in (result,):
         assert "Traceback" not in r.stdout
+
+
+# --------------------------------------------------------------------- resume after a driver crash
+def _planted_experiment(root: Location) -> None:
+    """An experiment as a driver killed mid-upload leaves it: Tune's saved state knows trial ``a1`` up to
+    round 2 (still running) and ``b2`` (ended); ``a1``'s results were uploaded later, up to round 4; ``c3``
+    started after the state was saved; ``notes`` is a user's own folder."""
+    def state(tid: str, status: str, last: int) -> list[str]:
+        return [json.dumps({"trial_id": tid, "status": status, "config": {"lr": 0.1}}), json.dumps({"last_result": {"training_iteration": last}})]
+
+    root.child("experiment_state-2026-01-01_00-00-00.json").write_json({"trial_data": [state("a1", "RUNNING", 2), state("b2", "TERMINATED", 3)]})
+    rows = lambda tid, n: "".join(json.dumps({"trial_id": tid, "training_iteration": i, "val_accuracy": i / 10}) + "\n" for i in range(1, n + 1))
+    csv_rows = lambda n: "val_accuracy,training_iteration\n" + "".join(f"{i / 10},{i}\n" for i in range(1, n + 1))
+    for tid, n in (("a1", 4), ("b2", 3), ("c3", 1)):
+        trial = root.child(f"exp_{tid}")
+        trial.child("params.json").write_json({"lr": 0.1})
+        trial.child("result.json").write_text(rows(tid, n))
+        trial.child("progress.csv").write_text(csv_rows(n))
+        trial.child(f"checkpoint_00000{n - 1}", "state.bin").write_bytes(b"x" * 10)
+    root.child("exp_c3", "wandb", "offline-run-1", "run-c3.wandb").write_bytes(b"records")
+    root.child("notes", "todo.txt").write_text("mine")
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_trial_folders_newer_than_tunes_saved_state_are_settled_before_resume(where, s3, tmp_path):
+    from hpo.settle import settle
+
+    root = Location.parse(tmp_path / "exp") if where == "local" else Location.parse(f"s3://sweeps/settle-{tmp_path.name}/exp")
+    _planted_experiment(root)
+    done = settle(root)
+    assert done.orphans == ["exp_c3"] and done.cut == {"a1": 2}
+    assert not root.child("exp_c3").exists()
+    moved = root.child("hpo", "orphans", "exp_c3")
+    assert moved.child("result.json").is_file() and moved.child("wandb", "offline-run-1", "run-c3.wandb").read_bytes() == b"records"
+    assert not [f for f in moved.list_files(recursive=True) if "checkpoint_" in f.path], "an orphan's checkpoints are of no use"
+    kept = [json.loads(line)["training_iteration"] for line in root.child("exp_a1", "result.json").read_text().splitlines()]
+    assert kept == [1, 2], "rounds past the checkpoint Tune resumes from are run again, so they are not kept twice"
+    assert root.child("exp_a1", "progress.csv").read_text().splitlines()[1:] == ["0.1,1", "0.2,2"]
+    assert len(root.child("exp_b2", "result.json").read_text().splitlines()) == 3  # an ended trial is left as it is
+    assert root.child("notes", "todo.txt").read_text() == "mine"
+    again = settle(root)
+    assert not again.orphans and not again.cut

@@ -11,8 +11,10 @@ import pandas as pd
 import pytest
 
 from hpo.promote import balance
+from hpo.results import load_sweep
 from tests.conftest import imdb_files, run_cli
 from tests.hub_server import start_hub, stop_hub
+from tests.test_wandb_story import assert_trial_runs_tell_the_sweep
 from tests.wandb_records import read_run
 
 RELEASE = {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "README.md", "provenance.json"}
@@ -98,9 +100,26 @@ def test_card_and_provenance(dry_run, tiny_sweep):
 def test_promotion_is_logged_to_wandb_in_the_sweep_group(dry_run, tiny_sweep):
     files = list((tiny_sweep["path"] / "hpo" / "promotion" / "wandb").glob("offline-run-*/run-*.wandb"))
     assert files
-    run = read_run(files[-1])
-    assert run.group == "tiny" and run.job_type == "promotion"
+    runs = [read_run(f) for f in files]
+    run = next(r for r in runs if r.job_type == "promotion")
+    assert run.group == "tiny"
     assert "test_accuracy" in run.summary
+    # lineage: the promotion uses the sweep's dataset artifact and produces the model, a reference to
+    # the dry run's files (not a copy)
+    sweep = load_sweep(tiny_sweep["path"])
+    winner = sweep.winner(ended_only=True)[0]
+    assert [(a["name"], a["type"]) for a in run.used] == [(f"data-{sweep.data['fingerprint'][:16]}", "dataset")]
+    (model,) = run.logged
+    assert model["type"] == "model" and model["name"] == "tiny-model"
+    assert model["metadata"]["trial_id"] == winner.trial_id and model["metadata"]["fingerprint"] == sweep.data["fingerprint"]
+    assert "test_accuracy" in model["metadata"]
+    assert set(model["references"]) == {p.name for p in dry_run["dir"].iterdir()}
+    assert all(ref.startswith(dry_run["dir"].resolve().as_uri()) for ref in model["references"].values())
+    # the winner's run, written again whole with the winner tag: as synced, every trial still tells its
+    # best value, round and outcome, and the winner is tagged
+    (replayed,) = [r for r in runs if r.job_type == "trial"]
+    assert replayed.run_id == winner.trial_id
+    assert_trial_runs_tell_the_sweep(tiny_sweep["path"], winner=winner.trial_id, extra=files)
 
 
 def test_publish_to_the_hub_and_verify(dry_run, tiny_sweep, hub):
@@ -212,3 +231,47 @@ def test_a_sweep_with_no_ended_trial_is_refused(tiny_sweep):
     result = run_cli(["promote", str(sweep), "--dry-run", str(tiny_sweep["tmp"] / "x")], tiny_sweep["env"], tiny_sweep["tmp"], timeout=120)
     assert result.returncode == 1 and "no trial ended" in result.stdout, result.stdout[-2000:]
     assert "retraining" not in result.stdout
+
+
+def test_dry_run_prints_and_the_card_carries_baselines_leakage_calibration_latency_and_cost(dry_run, tiny_sweep):
+    out = dry_run["stdout"]
+    prov = json.loads((dry_run["dir"] / "provenance.json").read_text())
+    ev, test = prov["evidence"], prov["test_metrics"]
+    data = json.loads((tiny_sweep["path"] / "hpo" / "data.json").read_text())
+    b = ev["baselines"]
+    # the baselines are refitted on the winner's training set and scored on the same test split
+    assert b["test_texts"] == sum(data["class_counts"]["test"].values()) == sum(map(sum, test["test_confusion"]))
+    assert b["train_texts"] == prov["data"]["promotion_balance"]["after"]["negative"] * 2
+    assert b["tfidf"]["C"] == json.loads((tiny_sweep["path"] / "hpo" / "baselines.json").read_text())["tfidf"]["C"]
+    assert 0.6 < b["tfidf"]["test_accuracy"] <= 1 and ev["model_accuracy"] == test["test_accuracy"]
+    points = (test["test_accuracy"] - b["tfidf"]["test_accuracy"]) * 100
+    assert (f"beats the TF-IDF baseline by {points:.2f} points" if points > 0 else f"does NOT beat the TF-IDF baseline ({points:+.2f} points)") in out
+    assert "lift over TF-IDF baseline" in out and f"{points:+.2f} points" in out
+    # leakage, calibration (ECE recomputed from the stored bins), latency and size, cost
+    assert ev["duplicates"] == data["duplicates"] and "duplicates (after normalising" in out
+    rel = test["test_reliability"]
+    n = sum(rel["count"])
+    ece = sum(c / n * abs(a - m) for c, a, m in zip(rel["count"], rel["accuracy"], rel["confidence"]) if c)
+    assert rel["bins"] == 15 and n == b["test_texts"] and test["test_ece"] == pytest.approx(ece) and 0 <= test["test_brier"] <= 2
+    assert f"expected calibration error {test['test_ece']:.4f} (15 bins), Brier score {test['test_brier']:.4f}" in out
+    s = ev["serving"]
+    assert 0 < s["batch1_p50_ms"] <= s["batch1_p95_ms"] and s["batch32_texts_per_s"] > 0 and s["hardware"]["device"] == "cpu"
+    assert s["weights_mb"] == pytest.approx((dry_run["dir"] / "model.safetensors").stat().st_size / 1e6, abs=0.01)
+    assert f"batch 1 p50 {s['batch1_p50_ms']:.1f} ms" in out
+    cost = ev["cost"]
+    assert cost["trials"] == 6 and cost["trial_seconds"] > 0 and 0 < cost["early_stopping_saved"] < 1
+    assert cost["retrain"]["seconds"] > 0 and 0 < cost["retrain"]["share"] < 1 and "retrain:" in out
+    card = (dry_run["dir"] / "README.md").read_text()
+    for heading in ("## Against baselines", "## Leakage", "## Calibration", "## Latency and size", "## Cost"):
+        assert heading in card, heading
+    assert f"| {b['tfidf']['test_accuracy']:.4f} |" in card and f"| {test['test_ece']:.4f} |" in card
+    assert f"{s['batch1_p50_ms']:.1f} ms / {s['batch1_p95_ms']:.1f} ms" in card and f"| {cost['trial_seconds']:.0f} |" in card
+
+
+def test_a_model_that_does_not_beat_the_baseline_by_the_minimum_lift_is_refused(dry_run, tiny_sweep):
+    sweep = _copy_sweep(tiny_sweep, "lift", min_lift_over_baseline=50.0)  # 50 points above any baseline: impossible
+    out = tiny_sweep["tmp"] / "lift-promoted"
+    result = run_cli(["promote", str(sweep), "--dry-run", str(out)], tiny_sweep["env"], tiny_sweep["tmp"])
+    assert result.returncode == 3, result.stdout[-3000:]
+    assert "gate failed, nothing published: lift over TF-IDF baseline:" in result.stdout and ">= 50" in result.stdout
+    assert not out.exists()

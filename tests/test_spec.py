@@ -151,3 +151,19 @@ def test_debug_shows_traceback(tmp_path):
     path = write_spec(tmp_path / "bad.yaml", raw)
     result = run_cli(["--debug", "sweep", str(path)], cli_env(tmp_path), tmp_path, timeout=60)
     assert result.returncode != 0 and "Traceback" in result.stdout
+
+
+def test_promotion_finalists_and_improvement_rule(tmp_path):
+    raw = tiny_spec(tmp_path)
+    spec = parse_spec(raw)
+    assert spec.promotion.require_improvement == "not_worse"  # the default
+    assert (spec.promotion.finalists.top_k, spec.promotion.finalists.seeds, spec.promotion.finalists.enabled) == (2, 2, True)
+    raw["promotion"]["finalists"] = {"top_k": 1, "seeds": 1}
+    assert parse_spec(raw).promotion.finalists.enabled is False  # 1 and 1: off
+    raw["promotion"]["finalists"] = {"top_k": 0, "seeds": 3}
+    raw["promotion"]["require_improvement"] = "better"
+    with pytest.raises(SpecError) as err:
+        parse_spec(raw)
+    text = str(err.value)
+    assert "promotion.finalists.top_k" in text and "(got 0)" in text
+    assert "promotion.require_improvement" in text and "'none', 'not_worse' or 'significant'" in text and "'better'" in text

@@ -82,7 +82,7 @@ def test_tpe_chose_the_configs(tiny_sweep, sweep):
 
 
 def test_each_trial_has_a_wandb_offline_run_with_its_metrics(tiny_sweep, sweep):
-    files = glob.glob(str(tiny_sweep["path"] / "*" / "wandb" / "offline-run-*" / "run-*.wandb"))
+    files = glob.glob(str(tiny_sweep["path"] / "tiny_*" / "wandb" / "offline-run-*" / "run-*.wandb"))
     runs = {r.run_id: r for r in map(read_run, files)}
     assert set(runs) == {t.trial_id for t in sweep.trials}
     for t in sweep.trials:
@@ -112,6 +112,21 @@ def test_cli_prints_path_best_trial_and_wandb_sync(tiny_sweep, sweep):
     assert str(tiny_sweep["path"]) in out
     assert f"best: {trial.trial_id}" in out and f"{value:.4f}" in out
     assert "wandb sync" in out
+
+
+def test_console_is_one_line_per_trial_not_rays_tables(tiny_sweep, sweep):
+    """Piped, the sweep prints one line per trial as it ends (outcome, its best value, the sweep's best so
+    far, time), then the trials table: a screen, not Ray Tune's per-result boxes."""
+    out = tiny_sweep["stdout"]
+    ended = [line for line in out.splitlines() if f"/{len(sweep.trials)} ended" in line]
+    assert len(ended) == len(sweep.trials)
+    for t in sweep.trials:
+        line = next(line for line in ended if f" {t.trial_id} " in line)
+        best = t.best(sweep.spec.metric, sweep.spec.mode)
+        assert f"{t.outcome} after {t.rounds_done} round(s): val_accuracy {best[0]:.4f} (round {best[1]})" in line, line
+    assert f"best {sweep.winner()[1]:.4f}" in ended[-1]
+    assert "Configuration for experiment" not in out and "Trial status" not in out and "A new study created" not in out
+    assert len(out.splitlines()) < 45, out
 
 
 def test_status_shows_the_trials_and_the_best(tiny_sweep, sweep):
@@ -146,3 +161,44 @@ def test_a_trial_kept_on_by_backfill_never_outlasts_the_others(sweep):
             others = max(o.rounds[-1]["timestamp"] for o in sweep.trials if o is not t)
             assert t.rounds[-1]["timestamp"] <= others, t.trial_id
             assert t.rounds_done > min(rungs), t.trial_id  # it went on past the rung where ASHA stopped it
+
+
+def test_baselines_are_stored_shown_above_the_trials_in_status_and_logged_to_wandb(tiny_sweep, sweep):
+    from hpo.baseline import C_GRID
+
+    path = tiny_sweep["path"]
+    b = json.loads((path / "hpo" / "baselines.json").read_text())
+    assert b["split"] == "validation" and b["texts"] == 400 and b["metric"] == "val_accuracy"
+    assert b["majority"]["label"] == "positive" and b["majority"]["val_accuracy"] == pytest.approx(202 / 400)
+    assert b["tfidf"]["C"] in C_GRID and b["tfidf"]["val_accuracy"] == max(b["tfidf"]["c_grid"].values()) > 0.7
+    out = run_cli(["status", str(path)], tiny_sweep["env"], tiny_sweep["tmp"], timeout=60).stdout
+    line = next(x for x in out.splitlines() if x.startswith("baselines on the validation split (400 texts)"))
+    assert f"majority class (positive) {202 / 400:.4f}" in line and f"{b['tfidf']['val_accuracy']:.4f}" in line
+    assert out.index(line) < out.index("tiny: 6 trials")  # above the trials table
+    trial, value, _ = sweep.winner()
+    assert f"TF-IDF baseline {b['tfidf']['val_accuracy']:.4f} ({(value - b['tfidf']['val_accuracy']) * 100:+.2f} points)" in out
+    runs = [read_run(f) for f in (path / "hpo" / "baselines").glob("wandb/offline-run-*/run-*.wandb")]
+    assert len(runs) == 1 and runs[0].group == "tiny" and runs[0].job_type == "baseline"
+    assert runs[0].summary["val_accuracy"] == pytest.approx(b["tfidf"]["val_accuracy"])
+    assert runs[0].config["C"] == b["tfidf"]["C"]
+
+
+def test_status_reports_the_cost_of_the_sweep(tiny_sweep, sweep):
+    from hpo.cost import sweep_cost
+
+    out = run_cli(["status", str(tiny_sweep["path"])], tiny_sweep["env"], tiny_sweep["tmp"], timeout=60).stdout
+    cost = sweep_cost(sweep)
+    seconds = sum(max(r["time_total_s"] for r in t.rounds) for t in sweep.trials)
+    assert cost.seconds == pytest.approx(seconds) and 0 < cost.saved_share < 1  # ASHA stopped a trial
+    assert f"cost: {seconds:.0f} trial-s over 6 trials ({seconds:.0f} CPU-s, 0 GPU-s at 1 CPU / 0 GPU per trial)" in out
+    assert f"early stopping saved {cost.saved_share:.0%} of the trial-seconds" in out
+    assert "trial-s" in out.split("tiny: 6 trials")[1].splitlines()[2]  # each trial's seconds, a column of the table
+
+
+def test_duplicates_are_counted_at_sweep_start_with_the_fingerprint(tiny_sweep):
+    data = json.loads((tiny_sweep["path"] / "hpo" / "data.json").read_text())
+    d = data["duplicates"]
+    assert set(d) == {"within", "validation_in_train", "test_in_train", "test_before_drop", "test_dropped"}
+    assert d["test_before_drop"] == 400 and d["test_dropped"] == d["test_in_train"]
+    assert sum(data["class_counts"]["test"].values()) == 400 - d["test_dropped"]
+    assert "duplicates (after normalising case, whitespace and markup)" in tiny_sweep["stdout"]

@@ -51,6 +51,12 @@ class OfflineRun:
     config: dict = field(default_factory=dict)
     history: list[dict] = field(default_factory=list)
     summary: dict = field(default_factory=dict)
+    tags: tuple[str, ...] = ()
+    notes: str = ""
+    start_time: float = 0.0
+    metrics: list[dict] = field(default_factory=list)  # define_metric: name or glob, step metric, summary
+    logged: list[dict] = field(default_factory=list)  # artifacts this run produced: name, type, metadata, references
+    used: list[dict] = field(default_factory=list)  # artifacts this run uses (logged for use after commit)
 
 
 def read_run(path: str | Path) -> OfflineRun:
@@ -63,11 +69,25 @@ def read_run(path: str | Path) -> OfflineRun:
         rec = pb.Record()
         rec.ParseFromString(data)
         kind = rec.WhichOneof("record_type")
-        if kind == "run":
+        if kind == "run":  # the first one, then again on every change (tags...): the last one holds
             r = rec.run
             run.run_id, run.name, run.group, run.project, run.job_type = r.run_id, r.display_name, r.run_group, r.project, r.job_type
+            run.tags, run.notes, run.start_time = tuple(r.tags), r.notes, r.start_time.seconds + r.start_time.nanos / 1e9
             for item in r.config.update:
                 run.config[item.key] = json.loads(item.value_json)
+        elif kind == "metric":
+            m = rec.metric
+            summary = [k for k in ("min", "max", "mean", "last", "best") if getattr(m.summary, k)]
+            run.metrics.append({"name": m.name or m.glob_name, "step_metric": m.step_metric, "summary": summary})
+        elif kind == "artifact":
+            a = rec.artifact
+            entry = {
+                "name": a.name,
+                "type": a.type,
+                "metadata": json.loads(a.metadata) if a.metadata else {},
+                "references": {c.path: c.ref for c in a.manifest.contents if c.ref},
+            }
+            (run.used if a.use_after_commit else run.logged).append(entry)
         elif kind == "config":
             for item in rec.config.update:
                 run.config[item.key] = json.loads(item.value_json)
@@ -77,3 +97,11 @@ def read_run(path: str | Path) -> OfflineRun:
             for item in rec.summary.update:
                 run.summary[item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
     return run
+
+
+def runs_as_synced(paths) -> dict[str, OfflineRun]:
+    """Per run id, what ``wandb sync`` of these run files leaves on the server: the files of one run are
+    uploaded in the order they were started, and each one's run, config and summary replace the
+    previous file's (offline, a resumed run is a new file that W&B does not merge)."""
+    runs = sorted((read_run(p) for p in paths), key=lambda r: r.start_time)
+    return {r.run_id: r for r in runs if r.run_id}

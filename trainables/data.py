@@ -8,7 +8,9 @@ first N rows: every subset is drawn per class with a seeded generator.
 from __future__ import annotations
 
 import hashlib
+import html
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +49,7 @@ class Splits:
     class_counts: dict[str, dict[str, int]] = field(default_factory=dict)
     fingerprint: str = ""
     warnings: list[str] = field(default_factory=list)  # what the user should know (imbalance), not refusals
+    duplicates: dict[str, Any] = field(default_factory=dict)  # ``find_duplicates``, counted before any drop
 
     def full_train(self) -> Labelled:
         """All of train: the trial training split with the validation split folded back in."""
@@ -281,6 +284,54 @@ def check_shares(split: str, counts: dict[str, int], source: dict[str, int]) -> 
             )
 
 
+# ------------------------------------------------------------------------------------- leakage
+_MARKUP = re.compile(r"<[^<>]{0,200}>")  # tags such as IMDB's <br />
+
+
+def normalise(text: str) -> str:
+    """The form two texts are compared in: markup removed, entities decoded, case folded, whitespace
+    collapsed. Two reviews that differ only in these are the same review."""
+    return " ".join(html.unescape(_MARKUP.sub(" ", text)).casefold().split())
+
+
+def _keys(part: Labelled) -> list[bytes]:
+    return [hashlib.blake2b(normalise(t).encode("utf-8", "surrogatepass"), digest_size=16).digest() for t in part.texts]
+
+
+def _repeats(keys: list[bytes]) -> int:
+    """Rows that repeat an earlier row of the same list."""
+    return len(keys) - len(set(keys))
+
+
+def find_duplicates(train: Labelled, validation: Labelled, test: Labelled) -> tuple[dict[str, Any], np.ndarray]:
+    """Exact duplicates after ``normalise``: within each split, validation rows also in train, and test rows
+    also in train or validation (what the promoted model is trained on). Returns the counts and the test
+    rows that also appear in training."""
+    tr, va, te = _keys(train), _keys(validation), _keys(test)
+    trained = set(tr) | set(va)
+    in_train = np.array([k in trained for k in te], dtype=bool)
+    seen = set(tr)
+    counts = {
+        "within": {"train": _repeats(tr), "validation": _repeats(va), "test": _repeats(te)},
+        "validation_in_train": sum(k in seen for k in va),
+        "test_in_train": int(in_train.sum()),
+    }
+    return counts, np.flatnonzero(in_train)
+
+
+def describe_duplicates(d: dict[str, Any]) -> str:
+    """One line for the console and the card."""
+    if not d:
+        return "duplicates: not counted"
+    within = ", ".join(f"{split} {n}" for split, n in d["within"].items())
+    test = f"{d['test_in_train']} test text(s) also in the training data"
+    if d.get("test_dropped"):
+        test += f", dropped from the test split ({d['test_before_drop']} -> {d['test_before_drop'] - d['test_dropped']} texts)"
+    elif d["test_in_train"]:
+        test += ", kept (data.drop_test_duplicates: false): the test score flatters the model"
+    return f"duplicates (after normalising case, whitespace and markup): {test}; {d['validation_in_train']} validation text(s) also in train; repeated within {within}"
+
+
 def fingerprint(*parts: Labelled) -> str:
     h = hashlib.sha256()
     for part in parts:
@@ -305,15 +356,29 @@ def load_splits(spec: DataSpec) -> Splits:
         test = test.subset(stratified_sample(test.labels, spec.test_size, spec.seed + 1))
     rest, val = stratified_indices(train.labels, spec.validation_fraction, spec.seed)
     train, validation = train.subset(rest), train.subset(val)
+    duplicates, leaked = find_duplicates(train, validation, test)
+    duplicates.update(test_before_drop=len(test), test_dropped=0)
+    if spec.drop_test_duplicates and len(leaked):  # a test text the model trained on measures memory, not skill
+        test = test.subset(np.setdiff1d(np.arange(len(test)), leaked))
+        duplicates["test_dropped"] = len(leaked)
     counts, warnings = {}, []
     for split, part in (("train", train), ("validation", validation), ("test", test)):
         counts[split] = class_counts(part.labels, names)
-        warning = check_balance(split, counts[split], spec.max_class_ratio)
+        try:
+            warning = check_balance(split, counts[split], spec.max_class_ratio)
+        except DataError as err:
+            if split == "test" and duplicates["test_dropped"]:
+                raise DataError(
+                    f"{err} (after dropping {duplicates['test_dropped']} of {duplicates['test_before_drop']} test texts that also "
+                    "appear in train: is the test file a copy of the train file? give a distinct test set, or set "
+                    "data.drop_test_duplicates: false)"
+                ) from None
+            raise
         if warning and split == "train":  # the data's own imbalance: said once
             warnings.append(warning)
         if min(sources[split].values()) > 0:
             check_shares(split, counts[split], sources[split])
-    return Splits(train, validation, test, names, counts, fingerprint(train, validation, test), warnings)
+    return Splits(train, validation, test, names, counts, fingerprint(train, validation, test), warnings, duplicates)
 
 
 # ----------------------------------------------------------------------------------- tokenized form

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hpo.spec import SweepSpec
-from trainables.data import Splits, SweepData, load_splits, special_ids, tokenize
+from trainables.data import Splits, SweepData, describe_duplicates, load_splits, special_ids, tokenize
 from trainables.model import base_source, load_tokenizer
 
 
@@ -28,6 +28,7 @@ class Prepared:
             "label_names": self.splits.label_names,
             "class_counts": self.splits.class_counts,
             "fingerprint": self.splits.fingerprint,
+            "duplicates": self.splits.duplicates,
         }
 
 
@@ -43,6 +44,7 @@ def prepare(spec: SweepSpec, echo: Callable[[str], None] = print, alongside: Cal
         echo(f"{split:>10}: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
     for warning in splits.warnings:
         echo(f"warning: {warning}")
+    echo(describe_duplicates(splits.duplicates))
     if alongside is None:
         return _tokenized(spec, splits, echo)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hpo-tokenize") as pool:

@@ -1,0 +1,123 @@
+"""Every private name of Ray Tune and Optuna that hpo relies on, in one place.
+
+hpo extends Ray Tune's ``OptunaSearch``, ``SearchGenerator``, ASHA scheduler and W&B callback where their
+public API stops short (a resumed searcher that agrees with Tune's trials, ASHA's one-class rule, W&B runs
+that survive a driver crash), and reads Tune's experiment state file. Those extensions touch attributes
+and file formats that Ray and Optuna may change in any release. They are reached only through this
+module, and ``tests/test_internals.py`` checks each one against the installed versions: an upgrade that
+changes one fails there, with the name, instead of inside a sweep. ``pyproject.toml`` bounds Ray and
+Optuna to the versions this was checked with (README, *Upgrading Ray or Optuna*).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+# ------------------------------------------------------------------------- Ray's OptunaSearch
+
+
+@dataclass(frozen=True)
+class OptunaParts:
+    """The live objects inside Ray's ``OptunaSearch`` (changes to them change the searcher)."""
+
+    study: Any  # optuna.Study
+    trials: dict[str, Any]  # Tune trial id -> optuna.trial.Trial
+    completed: set[str]  # Tune trial ids already told to the study
+    space: dict[str, Any]  # parameter name -> optuna distribution
+
+
+def optuna_parts(search: Any) -> OptunaParts:
+    return OptunaParts(search._ot_study, search._ot_trials, search._completed_trials, search._space)
+
+
+def study_trial(study: Any, number: int) -> Any:
+    """An ``optuna.trial.Trial`` handle on the study's existing trial ``number`` (Optuna hands one out only
+    from ``ask``; a restored searcher adopts a running trial of its journal with it)."""
+    from optuna.trial import Trial
+
+    return Trial(study, study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number))
+
+
+# --------------------------------------------------------------- Ray's SearchGenerator, limiter
+
+
+def set_trials_created(generator: Any, count: int) -> None:
+    """How many trials the generator has created (it stops at ``num_samples``)."""
+    generator._counter = count
+
+
+def set_live_trials(limiter: Any, trial_ids: set[str]) -> None:
+    """The trials the ``ConcurrencyLimiter`` counts against ``max_concurrent``."""
+    limiter.live_trials = set(trial_ids)
+    limiter.num_unfinished_live_trials = len(trial_ids)
+
+
+# --------------------------------------------------------------------------- Ray's ASHA scheduler
+
+
+def asha_time_attr(scheduler: Any) -> str:
+    return scheduler._time_attr
+
+
+def count_asha_stop(scheduler: Any) -> None:
+    """Keep ASHA's own count of stopped trials right when hpo stops one itself."""
+    scheduler._num_stopped += 1
+
+
+# ------------------------------------------------------------------------ Tune's experiment state
+
+EXPERIMENT_STATE_PREFIX = "experiment_state-"
+
+
+def parse_experiment_state(text: str) -> dict[str, dict[str, Any]]:
+    """Per trial id, what Tune's experiment state file (``experiment_state-*.json``) says: ``status``,
+    ``config``, ``error``, ``last_result`` / ``metric_analysis`` (per metric: max, min, last...),
+    ``start_time`` (when Tune set it RUNNING) and ``last_result_time``. Unreadable text gives ``{}``."""
+    try:
+        data = json.loads(text or "{}")
+    except json.JSONDecodeError:
+        return {}
+    out = {}
+    for entry in data.get("trial_data", []):
+        meta = json.loads(entry[0]) if isinstance(entry[0], str) else entry[0]
+        run = json.loads(entry[1]) if isinstance(entry[1], str) else entry[1]
+        out[meta["trial_id"]] = {
+            "status": meta.get("status", "PENDING"),
+            "config": meta.get("config", {}),
+            "error": run.get("error_filename"),
+            "last_result": run.get("last_result") or {},
+            "metric_analysis": run.get("metric_analysis") or {},
+            "start_time": run.get("start_time"),
+            "last_result_time": run.get("last_result_time"),
+        }
+    return out
+
+
+# -------------------------------------------------------------------- Ray's W&B integration, W&B
+
+
+def ray_wandb() -> Any:
+    """The pieces of Ray's W&B callback that hpo's callback reuses (``hpo/_wandb_callback.py`` subclasses
+    ``WandbLoggerCallback`` and its logging actor and overrides its private ``_start_logging_actor``,
+    ``_signal_logging_actor_stop``, ``_cleanup_logging_actor(s)``; it reads ``_trial_queues``,
+    ``_trial_logging_actors``, ``_trial_logging_futures``, ``_remote_logger_class``)."""
+    from types import SimpleNamespace
+
+    from ray.air.integrations import wandb as ray_wandb_module
+
+    return SimpleNamespace(
+        WandbLoggerCallback=ray_wandb_module.WandbLoggerCallback,
+        LoggingActor=ray_wandb_module._WandbLoggingActor,
+        QueueItem=ray_wandb_module._QueueItem,
+        clean_log=ray_wandb_module._clean_log,
+        force_on_current_node=ray_wandb_module._force_on_current_node,
+        run_info_hook=ray_wandb_module._run_wandb_process_run_info_hook,
+    )
+
+
+def record_artifact_use_offline(run: Any, artifact: Any) -> None:
+    """What W&B's ``use_artifact`` records for a new artifact (logged, then used once committed), written to
+    an offline run's file (``use_artifact`` itself refuses offline runs); ``wandb sync`` performs it."""
+    run._log_artifact(artifact, is_user_created=True, use_after_commit=True)

@@ -1,0 +1,136 @@
+"""The private Ray Tune and Optuna names hpo relies on (``hpo/_internals.py`` and the W&B callback), checked
+against the installed versions: a Ray or Optuna upgrade that changes one fails here, naming it."""
+
+from __future__ import annotations
+
+import inspect
+import json
+
+import optuna
+import pytest
+from ray.tune.schedulers import AsyncHyperBandScheduler
+from ray.tune.search import ConcurrencyLimiter, SearchGenerator
+from ray.tune.search.optuna import OptunaSearch
+
+from hpo import _internals
+
+
+def _search() -> OptunaSearch:
+    space = {"lr": optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)}
+    search = OptunaSearch(space=space, metric="val_accuracy", mode="max", sampler=optuna.samplers.RandomSampler(seed=0))
+    return search
+
+
+def test_optuna_search_keeps_its_study_trials_and_space_where_hpo_reads_them():
+    search = _search()
+    config = search.suggest("t1")
+    ot = _internals.optuna_parts(search)
+    assert isinstance(ot.study, optuna.Study)
+    assert set(ot.trials) == {"t1"} and isinstance(ot.trials["t1"], optuna.trial.Trial)
+    assert isinstance(ot.completed, set) and set(ot.space) == {"lr"} == set(config)
+    search.on_trial_complete("t1", {"val_accuracy": 0.7, "training_iteration": 1})
+    assert "t1" in _internals.optuna_parts(search).completed, "OptunaSearch no longer records completed trials there"
+    assert ot.study.trials[0].state == optuna.trial.TrialState.COMPLETE
+
+
+def test_a_study_trial_handle_from_its_number_reports_to_that_trial():
+    study = optuna.create_study(direction="maximize")
+    study.ask()
+    second = study.ask()
+    handle = _internals.study_trial(study, second.number)
+    handle.report(0.5, step=3)
+    assert study.trials[1].intermediate_values == {3: 0.5} and not study.trials[0].intermediate_values
+
+
+def test_search_generator_and_limiter_count_trials_where_hpo_sets_them():
+    limiter = ConcurrencyLimiter(_search(), max_concurrent=2)
+    _internals.set_live_trials(limiter, {"a", "b"})
+    assert limiter.live_trials == {"a", "b"} and limiter.num_unfinished_live_trials == 2
+    assert limiter.suggest("c") is None, "the limiter no longer reads live_trials to hold back a third trial"
+    generator = SearchGenerator(limiter)
+    _internals.set_trials_created(generator, 4)
+    generator._total_samples = 4  # what Tune sets from num_samples
+    assert generator.is_finished(), "SearchGenerator no longer counts created trials in _counter"
+
+
+def test_asha_keeps_its_time_attribute_and_stop_count():
+    asha = AsyncHyperBandScheduler(time_attr="training_iteration", max_t=8, grace_period=2)
+    assert _internals.asha_time_attr(asha) == "training_iteration"
+    before = asha._num_stopped
+    _internals.count_asha_stop(asha)
+    assert asha._num_stopped == before + 1
+    assert "_num_stopped" in inspect.getsource(AsyncHyperBandScheduler.on_trial_result), "ASHA's stop count moved"
+
+
+def test_wandb_callback_internals_the_sweep_callback_extends():
+    from ray.air.integrations import wandb as ray_wandb
+
+    for name in ("_WandbLoggingActor", "_QueueItem", "_clean_log", "_force_on_current_node", "_run_wandb_process_run_info_hook"):
+        assert hasattr(ray_wandb, name), f"ray.air.integrations.wandb.{name} is gone"
+    assert _internals.ray_wandb().LoggingActor is ray_wandb._WandbLoggingActor
+    cb = ray_wandb.WandbLoggerCallback(project="p", mode="offline")
+    for attr in ("_trial_queues", "_trial_logging_actors", "_trial_logging_futures", "_remote_logger_class"):
+        assert hasattr(cb, attr), f"WandbLoggerCallback.{attr} is gone"
+    for method in ("_start_logging_actor", "_signal_logging_actor_stop", "_cleanup_logging_actor", "_cleanup_logging_actors"):
+        assert callable(getattr(cb, method, None)), f"WandbLoggerCallback.{method} is gone"
+    assert {"RESULT", "CHECKPOINT", "END"} <= {i.name for i in ray_wandb._QueueItem}
+    assert callable(getattr(ray_wandb._WandbLoggingActor, "run", None))
+
+
+@pytest.fixture(scope="module")
+def tune_experiment(tmp_path_factory):
+    """A real two-trial Tune run on local Ray: its experiment state file as Tune writes it."""
+    import ray
+    from ray import tune
+
+    def trainable(config):
+        for i in range(config["rounds"]):
+            tune.report({"score": config["rounds"] * 0.1 + i})
+
+    root = tmp_path_factory.mktemp("tune")
+    ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        tune.Tuner(
+            trainable,
+            param_space={"rounds": tune.grid_search([1, 3])},
+            run_config=tune.RunConfig(name="shape", storage_path=str(root), verbose=0),
+        ).fit()
+    finally:
+        ray.shutdown()
+    return root / "shape"
+
+
+def test_tunes_experiment_state_file_reads_as_hpo_expects(tune_experiment):
+    files = sorted(tune_experiment.glob(f"{_internals.EXPERIMENT_STATE_PREFIX}*.json"))
+    assert files, f"no {_internals.EXPERIMENT_STATE_PREFIX}*.json in {sorted(p.name for p in tune_experiment.iterdir())}"
+    states = _internals.parse_experiment_state(files[-1].read_text())
+    assert len(states) == 2
+    by_rounds = {s["config"]["rounds"]: s for s in states.values()}
+    assert {s["status"] for s in states.values()} == {"TERMINATED"}
+    assert by_rounds[3]["last_result"]["training_iteration"] == 3
+    assert by_rounds[3]["metric_analysis"]["score"]["max"] == pytest.approx(2.3)
+    assert isinstance(by_rounds[1]["start_time"], (int, float, str)) and by_rounds[1]["last_result_time"] is not None
+    assert json.loads(json.dumps(states))  # plain data
+
+
+def test_unreadable_experiment_state_reads_as_nothing():
+    assert _internals.parse_experiment_state("{torn") == {} and _internals.parse_experiment_state("") == {}
+
+
+def test_an_offline_wandb_run_records_an_artifact_it_uses(tmp_path):
+    import wandb
+
+    run = wandb.init(project="shape", mode="offline", dir=str(tmp_path), settings=wandb.Settings(silent=True))
+    try:
+        assert run.offline is True
+        artifact = wandb.Artifact("data-shape", type="dataset")
+        artifact.add_reference(f"file://{tmp_path}", checksum=False)
+        _internals.record_artifact_use_offline(run, artifact)
+    finally:
+        run.finish()
+    from tests.wandb_records import read_run
+
+    files = list(tmp_path.glob("wandb/offline-run-*/run-*.wandb"))
+    assert len(files) == 1
+    record = read_run(files[0])
+    assert [a["name"] for a in record.used] == ["data-shape"], record.used
