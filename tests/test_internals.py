@@ -120,11 +120,14 @@ def test_unreadable_experiment_state_reads_as_nothing():
 def test_an_offline_wandb_run_records_an_artifact_it_uses(tmp_path):
     import wandb
 
+    data = tmp_path / "data" / "train.parquet"
+    data.parent.mkdir()
+    data.write_bytes(b"rows")
     run = wandb.init(project="shape", mode="offline", dir=str(tmp_path), settings=wandb.Settings(silent=True))
     try:
         assert run.offline is True
         artifact = wandb.Artifact("data-shape", type="dataset")
-        artifact.add_reference(f"file://{tmp_path}", checksum=False)
+        artifact.add_reference(f"file://{data}", checksum=False)  # a file, not the folder W&B is writing into
         _internals.record_artifact_use_offline(run, artifact)
     finally:
         run.finish()
