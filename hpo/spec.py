@@ -83,10 +83,10 @@ class DataSpec(_Strict):
         description="parquet/csv/json(l) files for the train and test splits: local paths, or URIs in object "
         "storage (s3://, gs://) that a cluster's driver can read.",
     )
-    train_split: str = "train"
-    test_split: str = "test"
-    text_column: str = "text"
-    label_column: str = "label"
+    train_split: str = Field("train", description="Split of a Hub dataset to train on (and to take validation from).")
+    test_split: str = Field("test", description="Split of a Hub dataset held out for promotion's test.")
+    text_column: str = Field("text", description="Column holding the texts.")
+    label_column: str = Field("label", description="Column holding the labels (ids or names).")
     label_names: list[str] | None = Field(
         None,
         description="Names of label ids 0..n-1. Required for plain int labels; must match the "
@@ -94,14 +94,14 @@ class DataSpec(_Strict):
     )
     train_size: int | None = Field(None, ge=10, description="Stratified, seeded sample of train.")
     test_size: int | None = Field(None, ge=10, description="Stratified, seeded sample of test.")
-    validation_fraction: float = Field(0.2, gt=0.0, lt=0.5)
+    validation_fraction: float = Field(0.2, gt=0.0, lt=0.5, description="Share of train held out, stratified, to validate trials on.")
     max_class_ratio: float | None = Field(
         None,
         ge=1.0,
         description="Refuse a split whose largest class is more than this times its smallest (default: no limit; "
         "an imbalanced split is reported with a warning, and a class missing from a split is always refused).",
     )
-    seed: int = 13
+    seed: int = Field(13, description="Seed of the samples and of the validation split.")
     drop_test_duplicates: bool = Field(
         True,
         description="Drop from the test split every text that also appears in train or validation (compared "
@@ -123,24 +123,24 @@ class DataSpec(_Strict):
 class TrainingSpec(_Strict):
     """Fixed training settings. Any of the searchable ones may be overridden by ``search_space``."""
 
-    learning_rate: float = Field(5e-5, gt=0, lt=1)
-    batch_size: int = Field(32, ge=1, le=1024)
-    weight_decay: float = Field(0.0, ge=0, lt=1)
-    warmup_ratio: float = Field(0.0, ge=0, lt=1)
-    epochs: int = Field(3, ge=1, le=100)
-    max_length: int = Field(256, ge=8, le=512)
-    dropout: float = Field(0.1, ge=0, lt=1)
-    attention_dropout: float = Field(0.1, ge=0, lt=1)
-    classifier_dropout: float = Field(0.2, ge=0, lt=1)
+    learning_rate: float = Field(5e-5, gt=0, lt=1, description="Peak learning rate of AdamW (linear warm-up, then linear decay).")
+    batch_size: int = Field(32, ge=1, le=1024, description="Training examples per optimizer step (the global batch with several workers).")
+    weight_decay: float = Field(0.0, ge=0, lt=1, description="AdamW weight decay (not on biases and LayerNorm).")
+    warmup_ratio: float = Field(0.0, ge=0, lt=1, description="Share of the planned steps spent warming the learning rate up.")
+    epochs: int = Field(3, ge=1, le=100, description="Passes over the training split a trial may run (rounds = epochs x rounds_per_epoch, at most scheduler.max_rounds).")
+    max_length: int = Field(256, ge=8, le=512, description="Tokens per text; longer texts are truncated.")
+    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout of the encoder's hidden layers.")
+    attention_dropout: float = Field(0.1, ge=0, lt=1, description="Dropout of the attention weights.")
+    classifier_dropout: float = Field(0.2, ge=0, lt=1, description="Dropout before the classification head.")
     rounds_per_epoch: int = Field(
         1, ge=1, le=20, description="Evaluation rounds per epoch; ASHA's budget is counted in rounds."
     )
-    eval_batch_size: int = Field(128, ge=1)
+    eval_batch_size: int = Field(128, ge=1, description="Examples per forward pass when evaluating.")
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="auto: bf16 autocast on a GPU that supports it, fp32 elsewhere."
     )
     length_grouping: bool = Field(True, description="Batch texts of similar length together.")
-    seed: int = 0
+    seed: int = Field(0, description="Seed of the classification head's initialisation, the batch order and dropout (finalists add 1, 2, ...).")
 
 
 SEARCHABLE = (
@@ -157,9 +157,9 @@ SEARCHABLE = (
 
 
 class LogUniform(_Strict):
-    type: Literal["loguniform"]
-    low: float = Field(gt=0)
-    high: float = Field(gt=0)
+    type: Literal["loguniform"] = Field(description="Sampled uniformly in log space (learning rates).")
+    low: float = Field(gt=0, description="Smallest value (> 0).")
+    high: float = Field(gt=0, description="Largest value.")
 
     @model_validator(mode="after")
     def _order(self) -> LogUniform:
@@ -169,9 +169,9 @@ class LogUniform(_Strict):
 
 
 class Uniform(_Strict):
-    type: Literal["uniform"]
-    low: float
-    high: float
+    type: Literal["uniform"] = Field(description="Sampled uniformly between low and high.")
+    low: float = Field(description="Smallest value.")
+    high: float = Field(description="Largest value.")
 
     @model_validator(mode="after")
     def _order(self) -> Uniform:
@@ -181,11 +181,11 @@ class Uniform(_Strict):
 
 
 class IntRange(_Strict):
-    type: Literal["int"]
-    low: int
-    high: int
-    step: int = Field(1, ge=1)
-    log: bool = False
+    type: Literal["int"] = Field(description="An integer between low and high, both included.")
+    low: int = Field(description="Smallest value.")
+    high: int = Field(description="Largest value.")
+    step: int = Field(1, ge=1, description="Spacing of the values.")
+    log: bool = Field(False, description="Sample in log space (low >= 1, step 1).")
 
     @model_validator(mode="after")
     def _order(self) -> IntRange:
@@ -197,8 +197,8 @@ class IntRange(_Strict):
 
 
 class Choice(_Strict):
-    type: Literal["choice"]
-    values: list[Union[int, float, str, bool]] = Field(min_length=1)
+    type: Literal["choice"] = Field(description="One of the listed values.")
+    values: list[Union[int, float, str, bool]] = Field(min_length=1, description="The values to choose from.")
 
 
 Param = Annotated[Union[LogUniform, Uniform, IntRange, Choice], Field(discriminator="type")]
@@ -214,9 +214,9 @@ def param_values(param: Param) -> list[Any]:
 # ----------------------------------------------------------------------------- searcher & scheduler
 class SearcherSpec(_Strict):
     type: Literal["tpe", "random"] = Field("tpe", description="random: for baselines only.")
-    seed: int = 0
+    seed: int = Field(0, description="Seed of the sampler: the same spec proposes the same configurations.")
     n_startup_trials: int = Field(4, ge=1, description="Random trials before TPE models the space.")
-    multivariate: bool = True
+    multivariate: bool = Field(True, description="TPE models the parameters jointly (Optuna's multivariate TPE).")
 
 
 # stop_single_class: a trial predicting one class for at least this share of the validation set
@@ -234,7 +234,7 @@ class SchedulerSpec(_Strict):
     type: Literal["asha", "fifo"] = Field("asha", description="fifo: no early stopping (baselines).")
     max_rounds: int = Field(4, ge=1, description="Most evaluation rounds any trial gets.")
     grace_period: int = Field(1, ge=1, description="Rounds before ASHA may stop a trial.")
-    reduction_factor: float = Field(2.0, gt=1.0)
+    reduction_factor: float = Field(2.0, gt=1.0, description="ASHA keeps 1 in reduction_factor trials at each rung.")
     stop_single_class: bool = Field(
         False,
         description="asha: at each rung also stop a trial that predicts one class for at least 99% of the "
@@ -325,8 +325,8 @@ class ResourcesSpec(_Strict):
 
 
 class TrackingSpec(_Strict):
-    project: str = "hpo"
-    entity: str | None = None
+    project: str = Field("hpo", description="W&B project.")
+    entity: str | None = Field(None, description="W&B entity (team or user); default: the key's own.")
     group: str | None = Field(None, description="W&B group; defaults to the sweep name.")
     mode: Literal["auto", "online", "offline", "disabled"] = Field(
         "auto", description="auto: online when WANDB_API_KEY is set, offline otherwise."
@@ -349,15 +349,15 @@ class FailureSpec(_Strict):
 
 # --------------------------------------------------------------------------------------- promotion
 class SanityExample(_Strict):
-    text: str = Field(min_length=1)
-    label: str
+    text: str = Field(min_length=1, description="A text the promoted model must label right.")
+    label: str = Field(description="Its expected label (one of the label names).")
 
 
 class GateSpec(_Strict):
-    enabled: bool = True
-    min_test_accuracy: float = Field(0.8, ge=0, le=1)
+    enabled: bool = Field(True, description="false: publish without gates (not recommended).")
+    min_test_accuracy: float = Field(0.8, ge=0, le=1, description="Least test accuracy to publish.")
     min_class_recall: float = Field(0.5, ge=0, le=1, description="Every class must reach this recall.")
-    sanity_examples: list[SanityExample] = Field(default_factory=list)
+    sanity_examples: list[SanityExample] = Field(default_factory=list, description="Texts the model must label as given, run through a transformers pipeline.")
     min_lift_over_baseline: float = Field(
         0.0,
         ge=-100,
@@ -381,9 +381,11 @@ class FinalistsSpec(_Strict):
 
 
 class PromotionSpec(_Strict):
-    balance: Literal["downsample", "class_weight", "none"] = "downsample"
-    gate: GateSpec = GateSpec()
-    finalists: FinalistsSpec = FinalistsSpec()
+    balance: Literal["downsample", "class_weight", "none"] = Field(
+        "downsample", description="How the retrain balances classes: drop examples of larger classes, weight the loss, or not at all."
+    )
+    gate: GateSpec = Field(GateSpec(), description="What the retrained model must pass before it is published.")
+    finalists: FinalistsSpec = Field(FinalistsSpec(), description="The best configurations re-run with new seeds before the retrain.")
     require_improvement: Literal["none", "not_worse", "significant"] = Field(
         "not_worse",
         description="When the Hub repo already holds a model, both are scored on the test split, example by "
@@ -391,9 +393,9 @@ class PromotionSpec(_Strict):
         "publish only if the new model's test accuracy is at least the old one's; significant: only if it is "
         "higher and McNemar's exact test gives p < 0.05.",
     )
-    license: str = "apache-2.0"
-    tags: list[str] = Field(default_factory=lambda: ["text-classification", "distilbert", "hpo"])
-    private: bool = False
+    license: str = Field("apache-2.0", description="License in the model card's metadata.")
+    tags: list[str] = Field(default_factory=lambda: ["text-classification", "distilbert", "hpo"], description="Tags in the model card's metadata.")
+    private: bool = Field(False, description="Create the Hub repo as private (also: hpo promote --private).")
 
 
 # ------------------------------------------------------------------------------------------- sweep
@@ -404,21 +406,21 @@ class SweepSpec(_Strict):
     """One sweep: what to train, on what data, what to search, and how to run it."""
 
     name: str = Field(description="Experiment name: the folder under storage and the W&B group.")
-    model: ModelSpec
-    data: DataSpec
-    training: TrainingSpec = TrainingSpec()
-    search_space: dict[str, Param] = Field(min_length=1)
-    searcher: SearcherSpec = SearcherSpec()
-    scheduler: SchedulerSpec = SchedulerSpec()
-    budget: BudgetSpec = BudgetSpec()
-    resources: ResourcesSpec = ResourcesSpec()
-    metric: Literal["val_accuracy", "val_f1_macro", "val_loss"] = "val_accuracy"
-    mode: Literal["max", "min"] = "max"
-    tracking: TrackingSpec = TrackingSpec()
+    model: ModelSpec = Field(description="The base model to fine-tune.")
+    data: DataSpec = Field(description="The labelled texts and how they are split.")
+    training: TrainingSpec = Field(TrainingSpec(), description="Fixed training settings; search_space overrides the searchable ones.")
+    search_space: dict[str, Param] = Field(min_length=1, description="The parameters to search, by name, with their distributions.")
+    searcher: SearcherSpec = Field(SearcherSpec(), description="How configurations are chosen (Optuna TPE).")
+    scheduler: SchedulerSpec = Field(SchedulerSpec(), description="How weak trials are stopped early (ASHA, patience).")
+    budget: BudgetSpec = Field(BudgetSpec(), description="How many trials, how many at once, for how long.")
+    resources: ResourcesSpec = Field(ResourcesSpec(), description="CPUs, GPUs and workers per trial.")
+    metric: Literal["val_accuracy", "val_f1_macro", "val_loss"] = Field("val_accuracy", description="Validation metric the search optimizes and the winner is chosen by.")
+    mode: Literal["max", "min"] = Field("max", description="max or min of the metric (min only for val_loss).")
+    tracking: TrackingSpec = Field(TrackingSpec(), description="Weights & Biases logging.")
     storage: str = Field("runs", description="Local folder or a URI Ray accepts (s3://, gs://).")
-    checkpoints: CheckpointSpec = CheckpointSpec()
-    failures: FailureSpec = FailureSpec()
-    promotion: PromotionSpec = PromotionSpec()
+    checkpoints: CheckpointSpec = Field(CheckpointSpec(), description="Checkpoints kept and the sweep's disk budget.")
+    failures: FailureSpec = Field(FailureSpec(), description="Retries of trials that crash.")
+    promotion: PromotionSpec = Field(PromotionSpec(), description="How hpo promote retrains, gates and publishes the winner.")
 
     @field_validator("name")
     @classmethod
