@@ -136,7 +136,7 @@ def print_sweep_summary(path: str, wandb_mode: str, console: Console | None = No
         console.print(f"W&B ran offline: {len(runs)} runs under {where.child('*', 'wandb')}; upload them later with")
         if where.is_local:
             # the sweep run first: it is the one that logs the dataset artifact the trials use
-            console.print(f"  wandb sync {where.path}/{META_DIR}/wandb/offline-run-* && wandb sync {where.path}/*/wandb/offline-run-* {where.path}/{META_DIR}/baselines/wandb/offline-run-*")
+            console.print(f"  wandb sync {where.path}/{META_DIR}/wandb/offline-run-* && wandb sync {where.path}/*/wandb/offline-run-* {where.path}/{META_DIR}/baselines/wandb/offline-run-*", soft_wrap=True)  # one line to copy
         else:  # wandb sync reads local folders: copy the runs down first
             console.print(f"  copy {where.child('*', 'wandb', 'offline-run-*')} to a local folder (e.g. with your cloud's CLI), then wandb sync FOLDER/offline-run-*")
 
