@@ -198,6 +198,25 @@ def log_promotion(
 ) -> str | None:
     """One more run in the sweep's group, job type ``promotion``: it uses the dataset artifact and logs
     the model artifact (lineage: data -> trials, promotion -> model). Returns the run's local folder."""
+    return _group_run(tracking, sweep_name, mode, "promotion", name, config, summary, folder, wandb_module, dataset=dataset, model=model)
+
+
+def _group_run(
+    tracking: TrackingSpec,
+    sweep_name: str,
+    mode: str,
+    job_type: str,
+    name: str,
+    config: dict,
+    summary: dict,
+    folder: str,
+    wandb_module: Any = None,
+    dataset: DatasetRef | None = None,
+    model: ModelRef | None = None,
+    reinit: str = "finish_previous",
+) -> str | None:
+    """A run of ``job_type`` in the sweep's group with ``config`` and ``summary``, optionally using the
+    dataset artifact and logging a model artifact. Returns the run's local folder (None when disabled)."""
     if mode == "disabled":
         return None
     wandb = wandb_module
@@ -207,12 +226,12 @@ def log_promotion(
         project=tracking.project,
         entity=tracking.entity,
         group=group_of(tracking, sweep_name),
-        job_type="promotion",
+        job_type=job_type,
         name=name,
         config=config,
         mode=mode,
         dir=folder,
-        reinit="finish_previous",
+        reinit=reinit,
         settings=wandb.Settings(silent=True),
     )
     run.summary.update(summary)
@@ -317,25 +336,6 @@ def log_sweep_run(sweep: Sweep, mode: str, wandb_module: Any = None) -> str | No
 
 
 def log_baseline(tracking: TrackingSpec, sweep_name: str, mode: str, config: dict, summary: dict, folder: str, wandb_module: Any = None) -> str | None:
-    """The sweep's baselines as one more run of its group, job type ``baseline``. Returns the run's folder."""
-    if mode == "disabled":
-        return None
-    wandb = wandb_module
-    if wandb is None:
-        import wandb
-    run = wandb.init(
-        project=tracking.project,
-        entity=tracking.entity,
-        group=group_of(tracking, sweep_name),
-        job_type="baseline",
-        name=f"{sweep_name}-baseline",
-        config=config,
-        mode=mode,
-        dir=folder,
-        reinit="create_new",
-        settings=wandb.Settings(silent=True),
-    )
-    run.summary.update(summary)
-    run_dir = getattr(run, "dir", None)
-    run.finish()
-    return run_dir
+    """The sweep's baselines as one more run of its group, job type ``baseline``. Returns the run's folder.
+    It is written from a thread of the driver beside other runs: ``create_new`` leaves them open."""
+    return _group_run(tracking, sweep_name, mode, "baseline", f"{sweep_name}-baseline", config, summary, folder, wandb_module, reinit="create_new")
