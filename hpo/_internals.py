@@ -91,8 +91,28 @@ def parse_experiment_state(text: str) -> dict[str, dict[str, Any]]:
             "metric_analysis": run.get("metric_analysis") or {},
             "start_time": run.get("start_time"),
             "last_result_time": run.get("last_result_time"),
+            "checkpoint_manager": run.get("checkpoint_manager"),  # read by ``checkpoint_round`` when needed
         }
     return out
+
+
+def checkpoint_round(checkpoint_manager: Any) -> int | None:
+    """The ``training_iteration`` of the checkpoint Tune restores a trial from: the latest one its saved state
+    registered, which can be a round behind the state's ``last_result`` (Tune records a result before the
+    result's checkpoint). 0: no checkpoint; None: the state holds none this version of Ray can read.
+
+    Tune's state stores its checkpoint manager pickled; Tune itself unpickles the same bytes to restore."""
+    if not isinstance(checkpoint_manager, dict) or checkpoint_manager.get("_type") != "CLOUDPICKLE_FALLBACK":
+        return None
+    try:
+        from ray import cloudpickle
+
+        latest = cloudpickle.loads(bytes.fromhex(checkpoint_manager["value"])).latest_checkpoint_result
+    except Exception:  # a state from another Ray version: the caller falls back to last_result
+        return None
+    if latest is None or latest.checkpoint is None:
+        return 0
+    return int(latest.metrics.get("training_iteration", 0))
 
 
 # -------------------------------------------------------------------- Ray's W&B integration, W&B

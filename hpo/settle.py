@@ -8,9 +8,9 @@ killed between two saves leaves trial folders that are newer than the state Tune
   state: Tune will never continue it, and the searcher's stored state does not know it either (both are
   saved at the same moment), so it is moved to ``hpo/orphans/`` (its checkpoints, useless now, are
   deleted) instead of being counted as an extra trial;
-- an unfinished trial's ``result.json`` can hold rounds past the checkpoint the state names: Tune runs
-  those rounds again from that checkpoint, so the stored copies are cut back to it, and every round of a
-  trial is recorded once.
+- an unfinished trial's ``result.json`` can hold rounds past the checkpoint the state names (the state
+  itself can hold a result whose checkpoint it had not registered yet): Tune runs those rounds again from
+  that checkpoint, so the stored copies are cut back to it, and every round of a trial is recorded once.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 
+from hpo._internals import checkpoint_round
 from hpo.storage import META_DIR, Location
 
 log = logging.getLogger("hpo")
@@ -121,7 +122,11 @@ def settle(experiment: Location) -> Settled:
             continue
         if state["status"] in _ENDED or not text:
             continue
-        last_round = int(state["last_result"].get("training_iteration") or 0)
+        # The round of the checkpoint Tune resumes from (its state can hold a later result whose checkpoint
+        # it had not registered yet); Tune's last result when the checkpoint cannot be read.
+        last_round = checkpoint_round(state.get("checkpoint_manager"))
+        if last_round is None:
+            last_round = int(state["last_result"].get("training_iteration") or 0)
         kept, dropped = _keep_rows(text, last_round)
         if dropped:
             results.write_text(kept)

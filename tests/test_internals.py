@@ -84,8 +84,11 @@ def tune_experiment(tmp_path_factory):
     from ray import tune
 
     def trainable(config):
+        import tempfile
+
         for i in range(config["rounds"]):
-            tune.report({"score": config["rounds"] * 0.1 + i})
+            with tempfile.TemporaryDirectory() as folder:
+                tune.report({"score": config["rounds"] * 0.1 + i}, checkpoint=tune.Checkpoint.from_directory(folder))
 
     root = tmp_path_factory.mktemp("tune")
     ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False, configure_logging=False)
@@ -111,6 +114,10 @@ def test_tunes_experiment_state_file_reads_as_hpo_expects(tune_experiment):
     assert by_rounds[3]["metric_analysis"]["score"]["max"] == pytest.approx(2.3)
     assert isinstance(by_rounds[1]["start_time"], (int, float, str)) and by_rounds[1]["last_result_time"] is not None
     assert json.loads(json.dumps(states))  # plain data
+    # the checkpoint a restore would start from, read from Tune's pickled checkpoint manager
+    assert _internals.checkpoint_round(by_rounds[3]["checkpoint_manager"]) == 3
+    assert _internals.checkpoint_round(by_rounds[1]["checkpoint_manager"]) == 1
+    assert _internals.checkpoint_round(None) is None and _internals.checkpoint_round({"_type": "CLOUDPICKLE_FALLBACK", "value": "00"}) is None
 
 
 def test_unreadable_experiment_state_reads_as_nothing():
@@ -118,19 +125,29 @@ def test_unreadable_experiment_state_reads_as_nothing():
 
 
 def test_an_offline_wandb_run_records_an_artifact_it_uses(tmp_path):
-    import wandb
+    """In a process of its own: W&B keeps process-wide state (its service, the current run) that other
+    tests in this process touch."""
+    import subprocess
+    import sys
+    import textwrap
 
     data = tmp_path / "data" / "train.parquet"
     data.parent.mkdir()
     data.write_bytes(b"rows")
-    run = wandb.init(project="shape", mode="offline", dir=str(tmp_path), settings=wandb.Settings(silent=True))
-    try:
+    script = textwrap.dedent(
+        f"""
+        import wandb
+        from hpo import _internals
+        run = wandb.init(project="shape", mode="offline", dir={str(tmp_path)!r}, settings=wandb.Settings(silent=True))
         assert run.offline is True
         artifact = wandb.Artifact("data-shape", type="dataset")
-        artifact.add_reference(f"file://{data}", checksum=False)  # a file, not the folder W&B is writing into
+        artifact.add_reference("file://" + {str(data)!r}, checksum=False)
         _internals.record_artifact_use_offline(run, artifact)
-    finally:
         run.finish()
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
     from tests.wandb_records import read_run
 
     files = list(tmp_path.glob("wandb/offline-run-*/run-*.wandb"))
