@@ -6,6 +6,7 @@ Every ``HpoError`` becomes one readable message and its exit code; tracebacks on
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -193,6 +194,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from hpo.errors import HpoError
 
     run: Callable[[argparse.Namespace], int] = args.run
+    # W&B hands its background service to child processes through WANDB_SERVICE. A service inherited from
+    # the process that started hpo (a notebook, a test runner) would carry this sweep's runs and outlive a
+    # killed driver, still holding its runs open, so a resume could not reopen them: hpo starts its own.
+    os.environ.pop("WANDB_SERVICE", None)
     if not args.debug:
         _quiet_libraries()
     try:

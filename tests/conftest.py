@@ -80,6 +80,7 @@ def cli_env(tmp: Path) -> dict[str, str]:
     env = dict(os.environ)
     env.pop("WANDB_API_KEY", None)
     env.pop("HF_TOKEN", None)
+    env.pop("WANDB_SERVICE", None)  # set once a test used W&B in this process: each CLI run owns its own
     env.update(
         HPO_CACHE=str(tmp / "cache"),
         WANDB_SILENT="true",
