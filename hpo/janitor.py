@@ -72,6 +72,9 @@ class CheckpointJanitor(Callback):
             self.tidy(trials, trial)
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
+        # A trial Tune stopped may have run one round ahead of the result that stopped it, and stored that
+        # round's checkpoint after its folder was cleared: the last tidy lists every ended trial again.
+        self.__dict__["_cleared"] = set()
         self.tidy(trials)
 
     def _delete(self, trial: Any) -> None:

@@ -103,7 +103,7 @@ def test_promotion_is_logged_to_wandb_in_the_sweep_group(dry_run, tiny_sweep):
     runs = [read_run(f) for f in files]
     # the tiny sweep is shared by the session: other tests may have promoted it to a Hub too; this run is
     # the one whose model artifact refers to the dry run's files
-    here = dry_run["dir"].resolve().as_uri()
+    here = dry_run["dir"].resolve().as_uri() + "/"  # not the "promoted-*" folders of other tests
     (run,) = [r for r in runs if r.job_type == "promotion" and any(ref.startswith(here) for m in r.logged for ref in m["references"].values())]
     assert run.group == "tiny"
     assert "test_accuracy" in run.summary

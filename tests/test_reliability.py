@@ -121,6 +121,17 @@ def test_the_janitor_keeps_the_best_checkpoint_of_trials_it_saw_no_result_of(tmp
     CheckpointJanitor("val_accuracy", "max", budget_mb=100).on_experiment_end(trials)
     assert [t.trial_id for t in trials if (tmp_path / t.trial_id / "checkpoint_000001").exists()] == ["b"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "c"]  # only checkpoints go
+    # a stopped trial can store one more round's checkpoint after its end was tidied (it ran one round
+    # ahead of the result that stopped it): the sweep's end removes that one too
+    janitor = CheckpointJanitor("val_accuracy", "max", budget_mb=100)
+    janitor.on_trial_complete(0, trials, trials[0], result={"val_accuracy": 0.61})
+    late = tmp_path / "a" / "checkpoint_000002"
+    late.mkdir()
+    (late / "w.bin").write_bytes(b"x" * 1000)
+    janitor.on_trial_complete(0, trials, trials[2], result={"val_accuracy": 0.70})
+    assert late.exists()  # one listing per ended trial while the sweep runs
+    janitor.on_experiment_end(trials)
+    assert not late.exists() and (tmp_path / "b" / "checkpoint_000001").exists()
 
 
 def test_promoting_to_a_hub_that_cannot_be_reached_fails_before_retraining(tiny_sweep, tmp_path):
