@@ -37,7 +37,9 @@ from typing import Any
 import numpy as np
 
 from benchmarks._common import BenchError, command_line, fmt, machine_info, write_outputs
-from hpo.spec import SHARE_KEY, SINGLE_CLASS_SHARE, SchedulerSpec
+from hpo.spec import SchedulerSpec
+from trainables.report import SINGLE_CLASS_SHARE
+from trainables.report import TOP_CLASS_SHARE as SHARE_KEY
 
 # (grace_period, reduction_factor, stop_single_class, patience, defer); Ray's ASHA alone first, then our rules.
 SETTINGS = [

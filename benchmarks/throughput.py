@@ -68,8 +68,7 @@ def _sync(device: Any) -> None:
 def _prepared(storage: str) -> tuple[Any, Any, Any]:
     """The quickstart's data prepared by the product (tokenized once to 512), and the fixed settings."""
     from hpo.spec import load_spec
-    from trainables.prepare import prepare
-    from trainables.trial import hyperparams
+    from hpo.prepare import prepare
 
     spec = load_spec(QUICKSTART, {"name": "bench-throughput", "storage": storage})
     spec = with_overrides(
@@ -79,7 +78,7 @@ def _prepared(storage: str) -> tuple[Any, Any, Any]:
         {"training": {"max_length": MAX_LENGTH, "batch_size": BATCH, "precision": "fp32", "length_grouping": True, "rounds_per_epoch": 1}},
     )
     prepared = prepare(spec, echo=lambda msg: print(f"  {msg}", flush=True))
-    return spec, prepared, hyperparams(spec.training, {})
+    return spec, prepared, spec.training
 
 
 def _padding(data: Any, hp: Any) -> dict[str, int]:
@@ -240,7 +239,6 @@ def _measure(out: Path, quick: bool, reps: int, threads: int, peak_tflops: float
     from transformers.utils import logging as hf_logging
 
     from trainables.data import stratified_sample
-    from trainables.trial import hyperparams
     from trainables.training import pick_device
 
     hf_logging.disable_progress_bar()  # from_pretrained's "Loading weights" bar, once per run
@@ -263,7 +261,7 @@ def _measure(out: Path, quick: bool, reps: int, threads: int, peak_tflops: float
         }
         gpu_hp = gpu_source = None
         if device.type == "cuda":
-            gpu_hp, gpu_source = hyperparams(spec.training, {"precision": "bf16"}), _base_source()
+            gpu_hp, gpu_source = spec.training.updated({"precision": "bf16"}), _base_source()
             sides["base_bf16"] = (lambda d: _run_ours(gpu_source, pd.label_names, gpu_hp, d, pd.special, device, threads), warm_ours, ours_data)
         for name, (fn, warm, _) in sides.items():
             print(f"  warm-up {name}", flush=True)

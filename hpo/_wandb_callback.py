@@ -41,6 +41,7 @@ _clean_log, _force_on_current_node, _run_wandb_process_run_info_hook = _ray.clea
 
 log = logging.getLogger("hpo")
 
+WINNER_TAG = "winner"  # on the W&B run of the trial promotion picked
 LOGGED_MARKER = "wandb-logged.json"  # in a trial's folder once its W&B run is completely written
 # While a sweep is being stopped (Ctrl-C, SIGTERM) the end of the run waits this long, not minutes, for the
 # W&B loggers; runs not written out by then are replayed by the next resume.
@@ -71,10 +72,13 @@ def begin_trial_run(run: Any, wandb: Any, story: Any) -> None:
         use_artifact(run, story.dataset.artifact(wandb))
 
 
+def outcome_tag(outcome: str) -> str:
+    """The W&B tag of a trial's outcome as ``hpo status`` words it; a failure's reason goes to the notes."""
+    return outcome.split(":", 1)[0]
+
+
 def end_trial_run(run: Any, outcome: str, winner: bool = False) -> None:
     """The outcome (as ``hpo status`` words it) as a tag, ``winner`` once promotion picked the trial."""
-    from hpo.tracking import WINNER_TAG, outcome_tag
-
     run.tags = (outcome_tag(outcome), *([WINNER_TAG] if winner else []))
     if outcome_tag(outcome) != outcome:
         run.notes = outcome

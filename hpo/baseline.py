@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from hpo.spec import improves
+from trainables.report import improves
 from hpo.storage import META_DIR, Location
 
 BASELINES_FILE = "baselines.json"

@@ -16,9 +16,10 @@ from typing import Any
 from ray.tune import Callback
 
 from hpo.results import PENDING, RUNNING, TrialRecord
+from trainables.report import CONVERGED, FAILURE, ITERATION, ROUND, ROUNDS_PLANNED
 
 # Only what the outcome and best-value rules read from a round is kept per trial.
-_ROUND_KEYS = ("training_iteration", "failure", "rounds_planned", "converged")
+_ROUND_KEYS = (ITERATION, ROUND, FAILURE, ROUNDS_PLANNED, CONVERGED)
 _OPEN: weakref.WeakSet = weakref.WeakSet()
 
 

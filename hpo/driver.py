@@ -22,7 +22,7 @@ from hpo.preflight import check_hub, check_wandb
 from hpo.spec import SweepSpec, dump_spec
 from hpo.storage import DATA_FILE, META_DIR, SPEC_FILE, Location, is_remote
 from hpo.tracking import group_of, log_sweep_run, make_callback, resolve_mode, trial_story
-from trainables.prepare import Prepared, prepare
+from hpo.prepare import Prepared, prepare
 
 log = logging.getLogger("hpo")
 
@@ -55,6 +55,7 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> None:
 def _trainable(spec: SweepSpec, prepared: Prepared) -> Any:
     from ray import tune
 
+    from trainables.parallel import run_parallel_trial
     from trainables.trial import run_trial
 
     # A data-parallel trial (several workers) is a relay that holds no CPU or GPU: Ray Train reserves its
@@ -62,12 +63,12 @@ def _trainable(spec: SweepSpec, prepared: Prepared) -> Any:
     # refuses a request for nothing, hence one byte of memory.)
     parallel = spec.resources.world_size > 1
     resources = {"cpu": 0, "gpu": 0, "memory": 1} if parallel else {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
-    return tune.with_resources(
-        tune.with_parameters(
-            run_trial, spec=spec, data=prepared.data, source=prepared.source, train_storage=_ray_storage(Location.parse(spec.storage))
-        ),
-        resources,
-    )
+    shared = {"settings": spec.trial_settings(), "data": prepared.data, "source": prepared.source}
+    if parallel:
+        trainable = tune.with_parameters(run_parallel_trial, storage=_ray_storage(Location.parse(spec.storage)), **shared)
+    else:
+        trainable = tune.with_parameters(run_trial, **shared)
+    return tune.with_resources(trainable, resources)
 
 
 def _checkpoints_to_keep(spec: SweepSpec) -> int | None:

@@ -1,12 +1,14 @@
-"""The one exception root of the service, and the exit code each kind of error maps to."""
+"""The service's errors and the exit code each kind maps to. The root, ``HpoError``, and the errors of
+what runs inside a trial (``DataError``, ``ModelError``) live in ``trainables.errors``, the lower layer."""
 
 from __future__ import annotations
 
+from trainables.errors import DataError, HpoError, ModelError
 
-class HpoError(Exception):
-    """Root of every error the service raises on purpose. The CLI turns it into one message."""
-
-    exit_code = 1
+__all__ = [
+    "DataError", "ExperimentError", "GateError", "HpoError", "Interrupted", "ModelError", "PromotionError", "SpecError",
+    "StorageError", "UsageError",
+]
 
 
 class SpecError(HpoError):
@@ -24,12 +26,6 @@ class SpecError(HpoError):
 
 class UsageError(HpoError):
     """The command line is wrong: a missing or conflicting flag, a bad value. Nothing was started."""
-
-    exit_code = 2
-
-
-class DataError(HpoError):
-    """The data cannot be used: missing column, one class, empty texts, unreadable file, skew."""
 
     exit_code = 2
 

@@ -39,7 +39,7 @@ def collect(sweep: Any, splits: Any, metrics: dict[str, Any], model_dir: Path, m
 def baselines_on_test(sweep: Any, splits: Any, echo: Callable[[str], None]) -> dict[str, Any]:
     """The TF-IDF baseline (the C the sweep chose on validation) refitted on the training set the winner
     was retrained on (train + validation, balanced the same way), scored on the test split."""
-    from hpo.promote import balance
+    from trainables.data import balance
 
     spec = sweep.spec
     stored = baseline.read(sweep.path)

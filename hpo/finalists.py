@@ -24,6 +24,7 @@ from hpo.errors import Interrupted, PromotionError
 from hpo.results import RUNNING, PENDING, Sweep, TrialRecord, parse_results
 from hpo.stats import mean_std
 from hpo.storage import META_DIR, Location
+from trainables.report import RoundReport
 
 FOLDER = "finalists"
 PLAN = "plan.json"
@@ -161,7 +162,7 @@ def finished_curves(folder: Location, metric: str) -> Curves:
             curve = out.setdefault(json.dumps(json.loads(params.read_text()), sort_keys=True), {})
             for row in parse_results(results.read_text()):
                 rnd = int(row.get("training_iteration", 0))
-                curve[rnd] = None if row.get("failure") else row.get(metric)
+                curve[rnd] = RoundReport.from_result(row).value(metric)
     return out
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from ray.tune import Callback
 
 from hpo.stopping import STOPPING
+from trainables.report import BestSoFar
 
 log = logging.getLogger("hpo")
 
@@ -45,21 +46,17 @@ class CheckpointJanitor(Callback):
         # checkpoint. So deletions wait for the end (Tune stores its final state before calling it).
         self.at_end_only = at_end_only
         self.budget = None if budget_mb is None else int(budget_mb * 2**20)
-        self._best: dict[str, float] = {}
+        self._best = BestSoFar(metric, mode)
         self.deleted_bytes = 0
-
-    def _better(self, a: float, b: float) -> bool:
-        return a > b if self.mode == "max" else a < b
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         self._track(trial, result)
 
     def _track(self, trial: Any, result: dict) -> None:
-        value = result.get(self.metric)
-        if value is not None and "failure" not in result:
-            old = self._best.get(trial.trial_id)
-            if old is None or self._better(value, old):
-                self._best[trial.trial_id] = value
+        if not isinstance(self._best, BestSoFar):  # a plain dict in a janitor saved by an older hpo
+            old, self._best = self._best, BestSoFar(self.metric, self.mode)
+            self._best.values.update(old)
+        self._best.note(trial.trial_id, result)
 
     # Tune calls these before it marks the trial TERMINATED / ERROR, so the trial is passed on as done.
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -95,10 +92,10 @@ class CheckpointJanitor(Callback):
     def _known_best(self, trial: Any) -> None:
         """A trial this callback saw no result of (it ended before a resume restored the sweep): its best
         value from Tune's own record of its results, so the best trial is still the one kept."""
-        if trial.trial_id not in self._best:
+        if self._best.get(trial.trial_id) is None:
             best = (getattr(trial, "metric_analysis", None) or {}).get(self.metric, {}).get(self.mode)
             if best is not None:
-                self._best[trial.trial_id] = best
+                self._track(trial, {self.metric: best})
 
     def tidy(self, trials: list, ending: Any = None) -> None:
         if STOPPING.is_set():  # Tune stops the running trials as if they ended; the resume needs their checkpoints
@@ -106,8 +103,8 @@ class CheckpointJanitor(Callback):
         done = [t for t in trials if t.status in ("TERMINATED", "ERROR") or t is ending]
         for t in done:
             self._known_best(t)
-        ranked = sorted((t for t in done if t.trial_id in self._best), key=lambda t: self._best[t.trial_id], reverse=self.mode == "max")
-        keep = ranked[0] if ranked else None
+        ranked = self._best.ranked(t.trial_id for t in done)
+        keep = next((t for t in done if t.trial_id == ranked[0]), None) if ranked else None
         for t in done:
             if t is not keep:
                 self._delete(t)

@@ -18,15 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from hpo.errors import GateError, HpoError, PromotionError
-from hpo.results import Sweep, load_sweep
+from hpo.results import PROMOTED_MARKER, Sweep, load_sweep, stored_model
 from hpo.storage import META_DIR, Location
 
-MARKER = "promotion.json"
-CARD = "README.md"
-PROVENANCE = "provenance.json"
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
 
 
@@ -57,28 +53,6 @@ class PromotionResult:
     evidence: dict[str, Any] = field(default_factory=dict)  # hpo.evidence.collect: baselines, leakage, latency, cost
     finalists: Any = None  # hpo.finalists.Outcome, when finalists ran
     comparison: Any = None  # hpo.champion.Comparison, when the repo held a model
-
-
-# ----------------------------------------------------------------------------------- balancing
-def balance(labels: np.ndarray, names: list[str], strategy: str, seed: int) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
-    """Row ids to train on and optional class weights for the loss, plus a report of what changed."""
-    counts = np.bincount(labels, minlength=len(names))
-    report: dict[str, Any] = {"strategy": strategy, "before": dict(zip(names, counts.tolist()))}
-    weights = None
-    if strategy == "downsample":
-        rng = np.random.default_rng(seed)
-        keep = counts.min()
-        idx = np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:keep] for c in range(len(names))])
-        idx = rng.permutation(idx)
-    else:
-        idx = np.arange(len(labels))
-        if strategy == "class_weight":
-            w = len(labels) / (len(names) * counts)
-            weights = w.astype(np.float32)
-            report["class_weights"] = dict(zip(names, [round(float(x), 4) for x in w]))
-    report["after"] = dict(zip(names, np.bincount(labels[idx], minlength=len(names)).tolist()))
-    report["dropped"] = int(len(labels) - len(idx))
-    return idx, weights, report
 
 
 # ------------------------------------------------------------------------------------ the steps
@@ -162,19 +136,14 @@ def show_top(sweep: Sweep, echo: Callable[[str], None], n: int = 5) -> None:
     make_console().print(trials_table(sweep, limit=n))
 
 
-def stored_model(sweep_path: str | Path | Location) -> Location:
-    """Where the sweep keeps its retrained winner (and, once written, its card and provenance)."""
-    return Location.parse(sweep_path).child(META_DIR, "promotion", "model")
-
-
 def _work_dir(sweep: Sweep, opts: PromoteOptions) -> Path:
     return Path(opts.work_dir).resolve() if opts.work_dir else sweep.path.mirror(META_DIR, "promotion")
 
 
 def _trained_marker(work: Path, stored: Location) -> dict[str, Any] | None:
     """The kept model's marker; a model kept only in the sweep's storage is brought here first."""
-    marker = work / "model" / MARKER
-    if not marker.is_file() and stored.child(MARKER).is_file():
+    marker = work / "model" / PROMOTED_MARKER
+    if not marker.is_file() and stored.child(PROMOTED_MARKER).is_file():
         stored.download_dir(work / "model")
     if marker.is_file() and (work / "model" / "config.json").is_file():
         return json.loads(marker.read_text())
@@ -192,7 +161,7 @@ def _keep(model_dir: Path, stored: Location, names: list[str] | None = None) -> 
 
 def prepared_data(sweep: Sweep, echo: Callable[[str], None]) -> Any:
     """The sweep's data, loaded, checked against the sweep's fingerprint and tokenized (``Prepared``)."""
-    from trainables.prepare import prepare
+    from hpo.prepare import prepare
 
     prepared = prepare(sweep.spec, echo)
     stored = sweep.data.get("fingerprint")
@@ -211,8 +180,8 @@ def retrain(
     ``gpus`` GPUs (default: all of this machine's; 0: the CPU; above 1: data-parallel)."""
     import torch
 
-    from trainables.data import Tokenized
-    from trainables.trial import build_state, hyperparams
+    from trainables.data import Tokenized, balance
+    from trainables.trial import build_state
     from trainables.training import pick_device, train_rounds
 
     spec = sweep.spec
@@ -224,7 +193,7 @@ def retrain(
     if report["dropped"]:
         echo(f"warning: balance '{report['strategy']}' drops {report['dropped']} of {len(full)} training texts: {report['before']} -> {report['after']}")
     train = full.select(idx)
-    hp = hyperparams(spec.training, params)
+    hp = spec.training.updated(params)
     out = work / "model"
     if out.exists():
         shutil.rmtree(out)
@@ -259,7 +228,7 @@ def retrain(
         "balance": report,
         "retrain": {"seconds": round(retrain_seconds, 1), "device": device_type, "gpus": gpus},  # its share of the cost
     }
-    (out / MARKER).write_text(json.dumps(marker, indent=2, default=str))
+    (out / PROMOTED_MARKER).write_text(json.dumps(marker, indent=2, default=str))
     return marker
 
 
@@ -359,9 +328,10 @@ def promote(path: str, opts: PromoteOptions, echo: Callable[[str], None] = print
     work.mkdir(parents=True, exist_ok=True)
     # A sweep in object storage keeps its promoted model there too; a local one where WORK is.
     stored = stored_model(sweep.path) if not (opts.work_dir and sweep.path.is_local) else Location.parse(work / "model")
+    from hpo.storage import fetch
     from trainables.data import load_splits
 
-    splits = load_splits(sweep.spec.data)  # once: both the local and the published copy are scored on it
+    splits = load_splits(sweep.spec.data, fetch)  # once: both the local and the published copy are scored on it
     model_dir = work / "model"
     marker = _trained_marker(work, stored)
     metrics = None

@@ -12,7 +12,6 @@ from hpo.baseline import read as read_baselines
 from hpo.cost import describe as describe_cost
 from hpo.cost import sweep_cost, trial_cost
 from hpo.results import CONVERGED, ERRORED, FINISHED, STOPPED, Sweep, disk_usage, load_sweep
-from hpo.spec import SHARE_KEY, SINGLE_CLASS_SHARE
 from hpo.storage import META_DIR, Location
 
 _STYLE = {FINISHED: "green", CONVERGED: "green", STOPPED: "yellow", ERRORED: "red"}
@@ -90,10 +89,10 @@ def _against(baselines: dict | None, metric: str, value: float) -> str:
 
 def _retrain(sweep: Sweep) -> dict | None:
     """The promotion retrain's time, once `hpo promote` has retrained the winner."""
-    from hpo.promote import MARKER, stored_model
+    from hpo.results import PROMOTED_MARKER, stored_model
 
     try:
-        return stored_model(sweep.path).child(MARKER).read_json().get("retrain")
+        return stored_model(sweep.path).child(PROMOTED_MARKER).read_json().get("retrain")
     except (FileNotFoundError, ValueError):
         return None
 
@@ -111,7 +110,7 @@ def stopped_before_learning(sweep: Sweep) -> int | None:
     if not s.stop_single_class or first is None or not sweep.trials:
         return None
     for t in sweep.trials:
-        if t.outcome != STOPPED or t.rounds_done != first or t.rounds[-1].get(SHARE_KEY, 0.0) < SINGLE_CLASS_SHARE:
+        if t.outcome != STOPPED or t.rounds_done != first or not t.last.one_class:
             return None
     return first
 

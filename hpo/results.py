@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from hpo.errors import ExperimentError, SpecError
-from hpo.spec import SweepSpec, improves, parse_spec
+from hpo.spec import SweepSpec, parse_spec
 from hpo.storage import DATA_FILE, META_DIR, SPEC_FILE, Location
+from trainables.report import CONVERGED_EARLY as CONVERGED
+from trainables.report import ERRORED, FAILED, FINISHED, PENDING, RUNNING, STOPPED, RoundReport, best_of, outcome
 
-FINISHED, STOPPED, ERRORED, RUNNING, PENDING = "finished", "stopped (ASHA)", "errored", "running", "pending"
-CONVERGED = "converged (patience)"
+__all__ = ["CONVERGED", "ERRORED", "FINISHED", "PENDING", "RUNNING", "STOPPED", "Sweep", "TrialRecord", "best_of", "load_sweep"]
 
 
 @dataclass
@@ -35,42 +36,28 @@ class TrialRecord:
         return len(self.rounds)
 
     @property
+    def last(self) -> RoundReport | None:
+        """Its last round's report."""
+        return RoundReport.from_result(self.rounds[-1]) if self.rounds else None
+
+    @property
     def rounds_planned(self) -> int | None:
-        return self.rounds[-1].get("rounds_planned") if self.rounds else None
+        return self.last.rounds_planned if self.rounds else None
 
     @property
     def failure(self) -> str | None:
-        return self.rounds[-1].get("failure") if self.rounds else None
+        return self.last.failure if self.rounds else None
 
     @property
     def outcome(self) -> str:
-        if self.status == "ERROR":
-            return ERRORED
-        if self.failure:
-            return f"failed: {self.failure}"
-        if self.status == "TERMINATED":
-            planned = self.rounds_planned
-            if planned is None or self.rounds_done >= planned:
-                return FINISHED
-            return CONVERGED if self.rounds[-1].get("converged") else STOPPED
-        return RUNNING if self.status == "RUNNING" else PENDING
+        """How it ended or where it is (``trainables.report.outcome``); a failure with its reason."""
+        last = self.last
+        said = outcome(self.status, last)
+        return f"{FAILED}: {last.failure}" if said == FAILED else said
 
     def best(self, metric: str, mode: str) -> tuple[float, int] | None:
         """(best value, the round it was reached at); earlier rounds win ties."""
         return best_of(self.rounds, metric, mode)
-
-
-def best_of(rounds: list[dict[str, Any]], metric: str, mode: str) -> tuple[float, int] | None:
-    """The rule for a trial's best: (best value, the round it was reached at) over its reported rounds,
-    a failure's placeholder value never counting; earlier rounds win ties. None before a valued round."""
-    best = None
-    for r in rounds:
-        v = r.get(metric)
-        if v is None or "failure" in r:
-            continue
-        if improves(v, best[0] if best else None, mode):
-            best = (v, int(r["training_iteration"]))
-    return best
 
 
 @dataclass
@@ -179,6 +166,14 @@ def load_sweep(path: str | Path | Location) -> Sweep:
         if trial_id not in known:
             trials.append(TrialRecord(trial_id, f"{spec.name}_{trial_id}", folder.child(f"{spec.name}_{trial_id}"), st["config"], st["status"]))
     return Sweep(folder, spec, data, trials)
+
+
+PROMOTED_MARKER = "promotion.json"  # beside the promoted model: which trial and round it is, the retrain's cost
+
+
+def stored_model(sweep_path: str | Path | Location) -> Location:
+    """Where the sweep keeps its retrained winner (and, once written, its card and provenance)."""
+    return Location.parse(sweep_path).child(META_DIR, "promotion", "model")
 
 
 def disk_usage(path: str | Path | Location) -> int:

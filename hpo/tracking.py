@@ -32,7 +32,6 @@ def group_of(tracking: TrackingSpec, sweep_name: str) -> str:
 
 
 # ------------------------------------------------------------------------------ what W&B shows
-WINNER_TAG = "winner"
 SWEEP_RUN_FILE = "wandb-sweep-run.json"  # in the sweep's hpo/ folder: the sweep run's id, kept across resumes
 
 
@@ -96,11 +95,6 @@ def _reference_uri(path: str) -> str:
 
 def trial_story(spec: SweepSpec, data: dict[str, Any]) -> TrialStory:
     return TrialStory(spec.metric, spec.mode, spec.scheduler.rungs(), dataset_ref(spec, data))
-
-
-def outcome_tag(outcome: str) -> str:
-    """The W&B tag of a trial's outcome as ``hpo status`` words it; a failure's reason goes to the notes."""
-    return outcome.split(":", 1)[0]
 
 
 def make_callback(tracking: TrackingSpec, sweep_name: str, mode: str, story: TrialStory | None = None) -> Any | None:
@@ -318,6 +312,8 @@ def log_sweep_run(sweep: Sweep, mode: str, wandb_module: Any = None) -> str | No
         reinit="finish_previous",
         settings=wandb.Settings(silent=True),
     )
+    from hpo._wandb_callback import outcome_tag
+
     columns, rows = trials_table_rows(sweep)
     summary: dict[str, Any] = {"trials": wandb.Table(columns=columns, data=rows), "n_trials": len(sweep.trials)}
     summary.update({f"outcome/{outcome_tag(k)}": v for k, v in sweep.counts().items()})

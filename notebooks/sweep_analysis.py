@@ -51,7 +51,7 @@ from hpo.baseline import describe as describe_baselines
 from hpo.baseline import read as read_baselines
 from hpo.dashboard import open_storage
 from hpo.errors import HpoError
-from hpo.promote import stored_model
+from hpo.results import stored_model
 from hpo.results import CONVERGED, FINISHED, STOPPED, load_sweep
 
 sweep = load_sweep(EXPERIMENT)  # a local folder or s3:// / gs:// URI

@@ -168,7 +168,7 @@ def test_diverging_trial_reports_its_failure_once_and_ends_without_raising(monke
 
     import trainables.trial as trial
     from hpo.spec import parse_spec
-    from trainables.prepare import prepare
+    from hpo.prepare import prepare
 
     raw = tiny_spec(tmp_path / "runs")
     raw["data"].update(train_size=200, test_size=40)
@@ -185,7 +185,7 @@ def test_diverging_trial_reports_its_failure_once_and_ends_without_raising(monke
     monkeypatch.setattr(trial, "train_rounds", nan_in_round_2)
     monkeypatch.setattr(tune, "report", lambda metrics, checkpoint=None: reports.append(metrics))
     monkeypatch.setattr(tune, "get_checkpoint", lambda: None)
-    trial.run_trial({"learning_rate": 1e-3}, spec=spec, data=prepared.data, source=prepared.source)
+    trial.run_trial({"learning_rate": 1e-3}, settings=spec.trial_settings(), data=prepared.data, source=prepared.source)
     assert len(reports) == 2
     assert "failure" not in reports[0] and np.isfinite(reports[0]["val_accuracy"])
     assert reports[1]["failure"].startswith("diverged: training loss nan in round 2")

@@ -12,6 +12,7 @@ from tests.conftest import imdb_files, tiny_spec
 from trainables.data import (
     Labelled,
     Tokenized,
+    balance,
     label_names_of,
     load_splits,
     stratified_indices,
@@ -128,7 +129,7 @@ def test_ray_starts_while_the_texts_are_tokenized_and_only_after_the_data_checks
     """The driver starts Ray alongside tokenization; bad data is refused before it is called."""
     import threading
 
-    from trainables.prepare import prepare
+    from hpo.prepare import prepare
 
     spec = SweepSpec.model_validate(tiny_spec(tmp_path))
     (tmp_path / "junk.parquet").write_bytes(b"not parquet")
@@ -213,3 +214,13 @@ def test_a_sample_that_is_not_representative_is_refused(monkeypatch, tmp_path):
     monkeypatch.setattr(data, "stratified_sample", lambda labels, n, seed: np.arange(n))
     with pytest.raises(DataError, match=r"train split: class 'negative' is .* of its source file"):
         load_splits(DataSpec(files=imdb_files(), label_names=["negative", "positive"], train_size=2500))
+
+
+def test_balance_strategies():
+    labels = np.array([0] * 30 + [1] * 10)
+    idx, w, report = balance(labels, ["a", "b"], "downsample", seed=0)
+    assert np.bincount(labels[idx]).tolist() == [10, 10] and w is None and report["dropped"] == 20
+    idx, w, report = balance(labels, ["a", "b"], "class_weight", seed=0)
+    assert len(idx) == 40 and w.tolist() == pytest.approx([40 / 60, 40 / 20]) and report["dropped"] == 0
+    idx, w, _ = balance(labels, ["a", "b"], "none", seed=0)
+    assert len(idx) == 40 and w is None

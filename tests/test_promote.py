@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hpo.promote import balance
 from hpo.results import load_sweep
 from tests.conftest import imdb_files, run_cli
 from tests.hub_server import start_hub, stop_hub
@@ -42,16 +41,6 @@ def dry_run(tiny_sweep):
     result = run_cli(["promote", str(tiny_sweep["path"]), "--dry-run", str(out)], tiny_sweep["env"], tiny_sweep["tmp"])
     assert result.returncode == 0, result.stdout[-5000:]
     return {"dir": out, "stdout": result.stdout}
-
-
-def test_balance_strategies():
-    labels = np.array([0] * 30 + [1] * 10)
-    idx, w, report = balance(labels, ["a", "b"], "downsample", seed=0)
-    assert np.bincount(labels[idx]).tolist() == [10, 10] and w is None and report["dropped"] == 20
-    idx, w, report = balance(labels, ["a", "b"], "class_weight", seed=0)
-    assert len(idx) == 40 and w.tolist() == pytest.approx([40 / 60, 40 / 20]) and report["dropped"] == 0
-    idx, w, _ = balance(labels, ["a", "b"], "none", seed=0)
-    assert len(idx) == 40 and w is None
 
 
 def test_dry_run_writes_exactly_the_release_files(dry_run):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from hpo.spec import OfflinePreset, SchedulerSpec, TrainingSpec
+from hpo.spec import OfflinePreset, TrainingSpec
 from trainables.data import Labelled, SpecialIds, tokenize
 from trainables.model import load_tokenizer, preset_dir
 from trainables.trial import build_state, converged, planned_steps
@@ -126,14 +126,22 @@ def test_resume_from_a_checkpoint_matches_an_uninterrupted_run(tiny, tmp_path):
         torch.testing.assert_close(a, b)
 
 
-def test_patience_counts_rounds_without_improvement_from_the_last_rung():
-    asha = SchedulerSpec(max_rounds=12, grace_period=2, reduction_factor=2, patience=3)  # rungs 2, 4, 8
+def _trial_settings(tmp_path, **scheduler):
+    """What a trial of a sweep with this scheduler is told (the sweep spec's own translation)."""
+    from hpo.spec import parse_spec
+    from tests.conftest import tiny_spec
+
+    return parse_spec({**tiny_spec(tmp_path), "scheduler": scheduler}).trial_settings()
+
+
+def test_patience_counts_rounds_without_improvement_from_the_last_rung(tmp_path):
+    asha = _trial_settings(tmp_path, max_rounds=12, grace_period=2, reduction_factor=2, patience=3)  # rungs 2, 4, 8
     state = SimpleNamespace(rounds_done=0, best_round=0)
     for done, best, expected in [(7, 3, False), (8, 5, True), (8, 6, False), (11, 8, True), (12, 5, False)]:
         state.rounds_done, state.best_round = done, best
         assert converged(state, asha, 12) is expected, (done, best)
     state.rounds_done, state.best_round = 11, 1
     assert converged(state, asha.model_copy(update={"patience": None}), 12) is False
-    fifo = SchedulerSpec(type="fifo", max_rounds=6, grace_period=1, patience=1)
+    fifo = _trial_settings(tmp_path, type="fifo", max_rounds=6, grace_period=1, patience=1)
     state.rounds_done, state.best_round = 2, 1
     assert converged(state, fifo, 6) is True

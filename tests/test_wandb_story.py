@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from hpo.results import Sweep, load_sweep
-from hpo.tracking import outcome_tag
+from hpo._wandb_callback import outcome_tag
 from tests.wandb_records import OfflineRun, runs_as_synced
 
 

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from hpo.results import load_sweep
-from hpo.tracking import outcome_tag
+from hpo._wandb_callback import outcome_tag
 from tests.wandb_records import runs_as_synced
 
 

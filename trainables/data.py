@@ -11,6 +11,7 @@ import hashlib
 import html
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,8 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from hpo.errors import DataError
-from hpo.spec import DataSpec
+from trainables.errors import DataError
+from trainables.settings import DataSpec
 
 _BUILDERS = {".parquet": "parquet", ".csv": "csv", ".json": "json", ".jsonl": "json", ".tsv": "csv"}
 
@@ -57,7 +58,19 @@ class Splits:
 
 
 # ---------------------------------------------------------------------------------------- loading
-def _load_raw(spec: DataSpec) -> dict[str, Any]:
+# How a data file's path becomes a file on this machine. By default only local paths are read; the
+# service passes one that also fetches files from object storage (``hpo.storage.fetch``).
+Fetch = Callable[[str], str]
+
+
+def local_file(path: str) -> str:
+    """The default ``Fetch``: a path on this machine, as it is (FileNotFoundError when there is none)."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(path)
+    return path
+
+
+def _load_raw(spec: DataSpec, fetch: Fetch) -> dict[str, Any]:
     """Return {'train': Dataset, 'test': Dataset} through ``datasets.load_dataset`` either way."""
     import datasets
 
@@ -72,7 +85,7 @@ def _load_raw(spec: DataSpec) -> dict[str, Any]:
             builder = _BUILDERS[suffixes.pop()]
             kwargs = {"delimiter": "\t"} if builder == "csv" and spec.files["train"].endswith(".tsv") else {}
             # One load per file: the splits may differ in extra columns, and each error names its file.
-            return {split: _load_file(builder, split, path, kwargs) for split, path in spec.files.items()}
+            return {split: _load_file(builder, split, path, kwargs, fetch) for split, path in spec.files.items()}
         return {
             "train": datasets.load_dataset(spec.hub_id, split=spec.train_split),
             "test": datasets.load_dataset(spec.hub_id, split=spec.test_split),
@@ -83,10 +96,13 @@ def _load_raw(spec: DataSpec) -> dict[str, Any]:
         raise DataError(f"cannot read the data from {spec.hub_id}: {_root_cause(err)}") from err
 
 
-def _load_file(builder: str, split: str, path: str, kwargs: dict[str, Any]) -> Any:
+def _load_file(builder: str, split: str, path: str, kwargs: dict[str, Any], fetch: Fetch) -> Any:
     import datasets
 
-    local = _local(path)
+    try:
+        local = fetch(path)
+    except FileNotFoundError:
+        raise DataError(f"data.files: no such file {path}") from None
     empty = DataError(f"data.files.{split}: {path} has 0 rows")
     if Path(local).stat().st_size == 0:
         raise empty
@@ -134,16 +150,6 @@ def _root_cause(err: BaseException) -> str:
         return f"not {seen.encoding} text (UnicodeDecodeError {where}); save the file as UTF-8"
     text = " ".join(str(seen).split())
     return f"{type(seen).__name__}: {text[:300]}"
-
-
-def _local(path: str) -> str:
-    """A data file on this machine: a file in object storage is fetched once into hpo's cache."""
-    from hpo.storage import Location
-
-    try:
-        return str(Location.parse(path).fetched())
-    except FileNotFoundError:
-        raise DataError(f"data.files: no such file {path}") from None
 
 
 def label_names_of(feature: Any, values: list[Any], spec: DataSpec) -> tuple[list[str], dict[Any, int]]:
@@ -342,9 +348,10 @@ def fingerprint(*parts: Labelled) -> str:
     return h.hexdigest()
 
 
-def load_splits(spec: DataSpec) -> Splits:
-    """Load, name labels, sample, carve validation from train, check balance. Raises ``DataError``."""
-    raw = _load_raw(spec)
+def load_splits(spec: DataSpec, fetch: Fetch = local_file) -> Splits:
+    """Load, name labels, sample, carve validation from train, check balance. Raises ``DataError``.
+    ``fetch`` turns each data file's path into a file on this machine."""
+    raw = _load_raw(spec, fetch)
     train, names, mapping = _to_labelled(raw["train"], spec, "train")
     test, _, _ = _to_labelled(raw["test"], spec, "test", (names, mapping))
     if len(names) < 2:
@@ -379,6 +386,29 @@ def load_splits(spec: DataSpec) -> Splits:
         if min(sources[split].values()) > 0:
             check_shares(split, counts[split], sources[split])
     return Splits(train, validation, test, names, counts, fingerprint(train, validation, test), warnings, duplicates)
+
+
+# ------------------------------------------------------------------------------------- balancing
+def balance(labels: np.ndarray, names: list[str], strategy: str, seed: int) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
+    """Row ids to train on and optional class weights for the loss, plus a report of what changed: how
+    promotion balances the classes of the set it retrains on (``promotion.balance``)."""
+    counts = np.bincount(labels, minlength=len(names))
+    report: dict[str, Any] = {"strategy": strategy, "before": dict(zip(names, counts.tolist()))}
+    weights = None
+    if strategy == "downsample":
+        rng = np.random.default_rng(seed)
+        keep = counts.min()
+        idx = np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:keep] for c in range(len(names))])
+        idx = rng.permutation(idx)
+    else:
+        idx = np.arange(len(labels))
+        if strategy == "class_weight":
+            w = len(labels) / (len(names) * counts)
+            weights = w.astype(np.float32)
+            report["class_weights"] = dict(zip(names, [round(float(x), 4) for x in w]))
+    report["after"] = dict(zip(names, np.bincount(labels[idx], minlength=len(names)).tolist()))
+    report["dropped"] = int(len(labels) - len(idx))
+    return idx, weights, report
 
 
 # ----------------------------------------------------------------------------------- tokenized form

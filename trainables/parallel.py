@@ -25,8 +25,9 @@ from typing import Any
 
 from ray.train import UserCallback
 
-from hpo.spec import ResourcesSpec, SweepSpec
 from trainables.data import SweepData, Tokenized
+from trainables.report import RoundReport
+from trainables.settings import ResourcesSpec, TrialSettings
 
 RUN_FOLDER = "data-parallel"  # Ray Train's own run folder, inside the trial's folder, removed when it ends
 
@@ -67,20 +68,20 @@ def _trial_worker(cfg: dict[str, Any]) -> None:
 
     from trainables.trial import train_trial
 
-    spec: SweepSpec = cfg["spec"]
+    settings: TrialSettings = cfg["settings"]
     rank = ray.train.get_context().get_world_rank()
-    device = _worker_device(spec.resources.gpu > 0, spec.resources.cpu)
+    device = _worker_device(settings.resources.gpu > 0, settings.resources.cpu)
 
-    def report(metrics: dict[str, Any], folder: Path | None) -> None:
+    def report(round_report: RoundReport, folder: Path | None) -> None:
         checkpoint = ray.train.Checkpoint.from_directory(str(folder)) if folder is not None and rank == 0 else None
-        ray.train.report({**metrics, "worker_pid": os.getpid()}, checkpoint=checkpoint)
+        ray.train.report({**round_report.to_result(), "worker_pid": os.getpid()}, checkpoint=checkpoint)
 
     restore = cfg["restore"]
     if restore is None:
-        train_trial(cfg["config"], spec, cfg["data"], cfg["source"], device, None, report, cfg["entered"])
+        train_trial(cfg["config"], settings, cfg["data"], cfg["source"], device, None, report, cfg["entered"])
         return
     with restore.as_directory() as folder:
-        train_trial(cfg["config"], spec, cfg["data"], cfg["source"], device, folder, report, cfg["entered"])
+        train_trial(cfg["config"], settings, cfg["data"], cfg["source"], device, folder, report, cfg["entered"])
 
 
 class _Relay(UserCallback):
@@ -101,8 +102,8 @@ class _Relay(UserCallback):
         pass
 
 
-def run_parallel_trial(config: dict[str, Any], *, spec: SweepSpec, data: SweepData, source: str, storage: dict[str, Any]) -> None:
-    """The Tune trial of a data-parallel trial: start a ``TorchTrainer`` over ``spec.resources`` and pass
+def run_parallel_trial(config: dict[str, Any], *, settings: TrialSettings, data: SweepData, source: str, storage: dict[str, Any]) -> None:
+    """The Tune trial of a data-parallel trial: start a ``TorchTrainer`` over ``settings.resources`` and pass
     each round it reports on to Tune, checkpoint included. ``storage``: where the sweep lives
     (``storage_path`` and, for object storage, ``storage_filesystem``); Train's run goes in the trial's folder."""
     import pyarrow.fs
@@ -114,14 +115,14 @@ def run_parallel_trial(config: dict[str, Any], *, spec: SweepSpec, data: SweepDa
     entered = time.time()
     trial = tune.get_context()
     fs = storage.get("storage_filesystem") or pyarrow.fs.LocalFileSystem()
-    root = posixpath.join(storage["storage_path"], spec.name, trial.get_trial_name())  # the trial's folder
+    root = posixpath.join(storage["storage_path"], settings.name, trial.get_trial_name())  # the trial's folder
     _remove(fs, posixpath.join(root, RUN_FOLDER))  # a run left by a killed driver: this trial starts from Tune's checkpoint
     relay = Queue(maxsize=1, actor_options={"num_cpus": 0})
-    use_gpu = spec.resources.gpu > 0
+    use_gpu = settings.resources.gpu > 0
     trainer = TorchTrainer(
         _trial_worker,
-        train_loop_config={"config": config, "spec": spec, "data": data, "source": source, "restore": tune.get_checkpoint(), "entered": entered},
-        scaling_config=scaling(spec.resources),
+        train_loop_config={"config": config, "settings": settings, "data": data, "source": source, "restore": tune.get_checkpoint(), "entered": entered},
+        scaling_config=scaling(settings.resources),
         torch_config=_backend(use_gpu),
         run_config=RunConfig(
             name=RUN_FOLDER,

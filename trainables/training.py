@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from hpo.spec import TrainingSpec, improves
+from trainables.report import improves
+from trainables.settings import TrainingSpec
 from trainables.data import SpecialIds, Tokenized
 
 STATE_FILE = "train_state.pt"

