@@ -36,10 +36,10 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks._common import BenchError, command_line, fmt, machine_info, write_outputs
+from benchmarks._common import GOAL_BUSY, GOAL_COMPUTE, GOAL_POINTS, BenchError, command_line, fmt, machine_info, write_outputs
 from hpo.spec import SchedulerSpec
-from trainables.report import SINGLE_CLASS_SHARE
 from trainables.report import TOP_CLASS_SHARE as SHARE_KEY
+from trainables.report import RoundReport, ends_on_patience
 
 # (grace_period, reduction_factor, stop_single_class, patience, defer); Ray's ASHA alone first, then our rules.
 SETTINGS = [
@@ -132,13 +132,13 @@ def simulate(
         if rnd in recorded:
             seen = recorded[rnd]
             shares = curves[trial].shares
-            one_class = single_class and shares is not None and shares[rnd - 1] >= SINGLE_CLASS_SHARE
+            one_class = single_class and shares is not None and RoundReport(rnd, max_rounds, {SHARE_KEY: shares[rnd - 1]}).one_class
             if rnd != first_rung or not one_class:  # deferred: judged at the next rung instead
                 if seen and value < np.nanpercentile(seen, 100 * (1 - 1 / rf)):
                     stop = True
                 stop = stop or one_class
             seen.append(value)
-        if patience is not None and spec.patience_from() <= rnd and rnd - own_best[trial][1] >= patience:
+        if ends_on_patience(rnd, own_best[trial][1], max_rounds, patience, spec.patience_from()):
             stop = True
         if not stop:
             heapq.heappush(running, (now + 1.0, trial, rnd + 1))
@@ -163,7 +163,7 @@ def replay(curves: list[Curve], trials: int, slots: int, sign: float, draws: int
             compute.append(rounds / (trials * max_rounds))
             diff.append(100 * sign * (best - full_best))  # points; negative = worse than training all
             use.append(rounds / (slots * span))
-        search_ok = [(d >= -0.5) and (c <= 0.40) for d, c in zip(diff, compute)]
+        search_ok = [(d >= -GOAL_POINTS) and (c <= GOAL_COMPUTE) for d, c in zip(diff, compute)]
         out.append(
             {
                 "grace_period": grace,
@@ -180,8 +180,8 @@ def replay(curves: list[Curve], trials: int, slots: int, sign: float, draws: int
                 "share_within_0_5_points_and_40pct": float(np.mean(search_ok)),
                 "slot_use_median": float(np.median(use)),
                 "slot_use_q1_q3": [float(np.percentile(use, 25)), float(np.percentile(use, 75))],
-                "share_slot_use_0_90": float(np.mean([u >= 0.90 for u in use])),
-                "share_all_three": float(np.mean([ok and u >= 0.90 for ok, u in zip(search_ok, use)])),
+                "share_slot_use_0_90": float(np.mean([u >= GOAL_BUSY for u in use])),
+                "share_all_three": float(np.mean([ok and u >= GOAL_BUSY for ok, u in zip(search_ok, use)])),
             }
         )
     return out
@@ -226,7 +226,7 @@ def markdown(p: dict[str, Any]) -> str:
         f"Slot use: rounds run / ({p['slots']} slots × the schedule's length in rounds), the busy fraction the schedule allows before any start-up or logging cost "
         "(training every trial to the end gives 1.00).",
         "",
-        "| grace, reduction factor (rungs) | one-class stop | patience | compute, median (q1–q3) | Δ points, median / mean / 10th pct | draws meeting ≤ 40 % and ≥ −0.5 | slot use, median (q1–q3) | draws with slot use ≥ 0.90 | draws meeting all three |",
+        f"| grace, reduction factor (rungs) | one-class stop | patience | compute, median (q1–q3) | Δ points, median / mean / 10th pct | draws meeting ≤ {GOAL_COMPUTE:.0%} and ≥ −{GOAL_POINTS} | slot use, median (q1–q3) | draws with slot use ≥ {GOAL_BUSY:.2f} | draws meeting all three |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for s in p["settings"]:

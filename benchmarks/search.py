@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from benchmarks._common import command_line, fmt, fmt_stat, machine_info, merged, ratio, summarize, write_outputs
+from benchmarks._common import GOAL_COMPUTE, GOAL_POINTS, command_line, fmt, fmt_stat, machine_info, merged, ratio, summarize, write_outputs
 from benchmarks._sweeps import SweepRunner
 
 ARMS = {
@@ -19,7 +19,6 @@ ARMS = {
     "random_fifo": {"searcher": {"type": "random"}, "scheduler": {"type": "fifo", "patience": None}},
 }
 LABELS = {"asha_tpe": "ASHA + TPE", "random_fifo": "random, no early stopping"}
-GOAL_POINTS, GOAL_COMPUTE = 0.5, 0.40
 TOLERANCE = 1e-9  # a difference of exactly 0.5 points (4 of 800 examples) is within the goal, not lost to float error
 # --quick: two trials per arm on a few hundred short texts.
 QUICK = {"data": {"train_size": 400, "test_size": 100}, "training": {"max_length": 64}, "budget": {"num_trials": 2}}

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import platform
-import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +14,7 @@ from hpo.evidence import card_sections, wandb_summary
 from hpo.results import CONVERGED, STOPPED, ERRORED, Sweep, TrialRecord
 from hpo.space import describe
 from hpo.spec import dump_spec
+from hpo.versions import git_state, package_versions
 
 PACKAGES = ("hpo-distilbert", "torch", "transformers", "ray", "optuna", "datasets", "wandb", "huggingface_hub", "tokenizers", "pydantic")
 MODEL_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
@@ -30,25 +28,6 @@ class CardExtra:
     key: str
     markdown: str
     record: dict[str, Any] = field(default_factory=dict)
-
-
-def _versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
-
-
-def _git_commit() -> str | None:
-    try:
-        root = Path(__file__).resolve().parents[1]
-        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
-        return out.stdout.strip() or None if out.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
 def scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:
@@ -75,13 +54,30 @@ def provenance(sweep: Sweep, trial: TrialRecord, value: float, rnd: int, marker:
             "promotion_balance": marker["balance"],
         },
         "test_metrics": metrics,
-        "git_commit": _git_commit(),
-        "versions": _versions(),
+        "git_commit": git_state()["commit"],
+        "versions": package_versions(PACKAGES),
     }
 
 
+def example_text(spec: Any, texts: Sequence[str], limit: int = 160) -> str:
+    """A text to show the model on its card: the first sanity example of the gate, else the shortest test
+    text (cut at a word near ``limit`` characters): the card speaks of the data it was trained on."""
+    if spec.promotion.gate.sanity_examples:
+        return spec.promotion.gate.sanity_examples[0].text
+    text = " ".join(min(texts, key=len).split()) if texts else "a text to classify"
+    return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + " ..."
+
+
+def _family_of(model_dir: Path) -> Any:
+    from trainables.families import family
+
+    config = json.loads((model_dir / "config.json").read_text())
+    return family(config.get("model_type"), str(model_dir))
+
+
 def model_card(
-    sweep: Sweep, trial: TrialRecord, value: float, rnd: int, marker: dict, metrics: dict, repo_name: str, evidence: dict | None = None, extras: Sequence[CardExtra] = ()
+    sweep: Sweep, trial: TrialRecord, value: float, rnd: int, marker: dict, metrics: dict, repo_name: str, evidence: dict | None = None,
+    extras: Sequence[CardExtra] = (), example: str = "a text to classify", family_title: str | None = None,
 ) -> str:
     spec = sweep.spec
     counts = sweep.counts()
@@ -121,7 +117,7 @@ def model_card(
     conf = metrics["test_confusion"]
     conf_rows = "\n".join(f"| **{names[i]}** | " + " | ".join(str(x) for x in row) + " |" for i, row in enumerate(conf))
     per_class = "\n".join(f"| {n} | {metrics[f'test_precision_{n}']:.4f} | {metrics[f'test_recall_{n}']:.4f} |" for n in names)
-    base = spec.model.describe()
+    base = spec.model.describe() + (f" (a {family_title} model)" if family_title and family_title not in spec.model.describe() else "")
     body = f"""
 # {repo_name}
 
@@ -134,7 +130,7 @@ training set.
 ```python
 from transformers import pipeline
 clf = pipeline("text-classification", model="{repo_name}")
-clf("Amazing movie, loved it!", truncation=True)
+clf({example!r}, truncation=True)
 ```
 
 ## Test metrics ({spec.data.test_split} split, {sum(sum(r) for r in conf)} texts)
@@ -196,14 +192,15 @@ counts, the git commit and the package versions.
 
 def write_release_files(
     model_dir: Path, sweep: Sweep, trial: TrialRecord, value: float, rnd: int, marker: dict, metrics: dict, repo_name: str,
-    evidence: dict | None = None, extras: Sequence[CardExtra] = (),
+    evidence: dict | None = None, extras: Sequence[CardExtra] = (), example: str = "a text to classify",
 ) -> list[str]:
-    (model_dir / "README.md").write_text(model_card(sweep, trial, value, rnd, marker, metrics, repo_name, evidence, extras))
+    adapter = _family_of(model_dir)
+    (model_dir / "README.md").write_text(model_card(sweep, trial, value, rnd, marker, metrics, repo_name, evidence, extras, example, adapter.title))
     record = provenance(sweep, trial, value, rnd, marker, metrics, extras)
     if evidence:
         record["evidence"] = evidence
     (model_dir / "provenance.json").write_text(json.dumps(record, indent=2, default=str))
-    extra = [p.name for p in model_dir.iterdir() if p.is_file() and p.name in ("special_tokens_map.json", "vocab.txt")]
+    extra = [p.name for p in model_dir.iterdir() if p.is_file() and p.name in ("special_tokens_map.json", *adapter.vocab_files)]
     files = [*MODEL_FILES, *extra, "README.md", "provenance.json"]
     missing = [f for f in files if not (model_dir / f).is_file()]
     if missing:

@@ -239,6 +239,27 @@ def _stop_on_signals(echo: Callable[[str], None]) -> Iterator[list[str]]:
 
 
 @contextmanager
+def sweep_environment(wandb_mode: str) -> Iterator[None]:
+    """The environment variables Tune and Ray's W&B callback read while a run of Tune goes on, set for
+    that run only and restored after (the process, a notebook's say, keeps its own): the W&B mode (Ray's
+    callback asks for a key unless it says offline) and Tune's frequent-snapshot warning off (a value the
+    user set is kept)."""
+    wanted = {_QUIET_SNAPSHOTS[0]: os.environ.get(_QUIET_SNAPSHOTS[0], _QUIET_SNAPSHOTS[1])}
+    if wandb_mode != "disabled":
+        wanted.update(WANDB_MODE=wandb_mode, WANDB_SILENT=os.environ.get("WANDB_SILENT", "true"))
+    saved = {key: os.environ.get(key) for key in wanted}
+    os.environ.update(wanted)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@contextmanager
 def _quiet_tune(verbose: bool) -> Iterator[None]:
     """hpo's console view replaces Tune's output: Tune's newer output engine prints its experiment box
     and paths whatever the verbosity, the older one prints nothing at verbosity 0. Optuna's INFO lines go too."""
@@ -258,11 +279,10 @@ def _quiet_tune(verbose: bool) -> Iterator[None]:
 
 
 def _fit(tuner: Any, path: str, mode: str, echo: Callable[[str], None], verbose: bool = False) -> SweepOutcome:
-    os.environ.setdefault(*_QUIET_SNAPSHOTS)  # a value the user set is kept
     start = time.perf_counter()
     from hpo.console import close_all
 
-    with _stop_on_signals(echo) as received, _quiet_tune(verbose):
+    with sweep_environment(mode), _stop_on_signals(echo) as received, _quiet_tune(verbose):
         try:
             results = tuner.fit()
         finally:
@@ -351,8 +371,6 @@ def resume_sweep(path: str, address: str | None = None, echo: Callable[[str], No
     prepared = prepare(spec, echo)
     if sweep.data.get("fingerprint") not in (None, prepared.splits.fingerprint):
         raise ExperimentError(f"the data changed since {path} started (fingerprint differs); cannot resume on other data")
-    if mode != "disabled":
-        os.environ["WANDB_MODE"] = mode  # read by the restored W&B callback
     init_ray(address, num_cpus)
     check_storage(spec)
     settled = settle(loc)  # the trial folders Tune saved after its last state, brought in line with it

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -207,7 +206,6 @@ def _tune_run(sweep: Sweep, prepared: Any, finalists: list[Finalist], folder: Lo
     # The sweep's trainable and LR schedule, without early stopping: each run ends at its round.
     fixed = spec.model_copy(update={"scheduler": spec.scheduler.model_copy(update={"type": "fifo", "patience": None})})
     trainable = _trainable(fixed, prepared)
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     for run in folder.list_dirs():
         states = tune_states(run)
         if run.child("tuner.pkl").exists() and any(st["status"] != "TERMINATED" for st in states.values()):
@@ -254,9 +252,9 @@ def _tune_run(sweep: Sweep, prepared: Any, finalists: list[Finalist], folder: Lo
 def _fit(tuner: Any, run: Location, echo: Callable[[str], None]) -> None:
     """Tune's run, stopped by Ctrl-C or SIGTERM the way a sweep is (its state saved, the running trials'
     checkpoints kept), which ends the promotion there; a finished run loses its checkpoints."""
-    from hpo.driver import _quiet_tune, _stop_on_signals
+    from hpo.driver import _quiet_tune, _stop_on_signals, sweep_environment
 
-    with _stop_on_signals(echo) as received, _quiet_tune(False):
+    with sweep_environment("disabled"), _stop_on_signals(echo) as received, _quiet_tune(False):
         tuner.fit()
     if received:
         raise Interrupted(f"the finalists' run was interrupted ({received[0]}); its state is saved in {run}: rerun the same `hpo promote` command to continue it")

@@ -11,7 +11,7 @@ from typing import Any
 from hpo.spec import SweepSpec
 from hpo.storage import fetch
 from trainables.data import Splits, SweepData, describe_duplicates, load_splits, special_ids, tokenize
-from trainables.model import base_source, load_tokenizer
+from trainables.model import base_source, load_tokenizer, model_family
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,7 @@ def prepare(spec: SweepSpec, echo: Callable[[str], None] = print, alongside: Cal
 
 def _tokenized(spec: SweepSpec, splits: Splits, echo: Callable[[str], None]) -> Prepared:
     source = base_source(spec.model)
+    model_family(source)  # a family without an adapter is refused here, before any trial starts
     tokenizer = load_tokenizer(source)
     max_length = spec.max_length_bound()
     start = time.perf_counter()

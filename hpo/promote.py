@@ -296,7 +296,8 @@ def pipeline_labels(folder: Path, texts: list[str]) -> list[str]:
     return [r["label"] for r in clf(texts, truncation=True, batch_size=32)]
 
 
-def same_metrics(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+def differing_metrics(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """The metrics whose values differ between ``a`` and ``b`` (one missing counts as differing)."""
     return [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
 
 
@@ -359,7 +360,10 @@ def promote(path: str, opts: PromoteOptions, echo: Callable[[str], None] = print
 
         comparison = compare_with_hub(_hub(opts), opts.repo_id, model_dir, splits, sweep.spec.promotion.require_improvement, work, echo)
     extras = _card_extras(finalists, comparison)
-    files = card.write_release_files(model_dir, sweep, trial, value, rnd, marker, metrics, opts.repo_id or Path(opts.dry_run_dir).name, measured, extras)
+    example = card.example_text(sweep.spec, splits.test.texts)
+    files = card.write_release_files(
+        model_dir, sweep, trial, value, rnd, marker, metrics, opts.repo_id or Path(opts.dry_run_dir).name, measured, extras, example
+    )
     _keep(model_dir, stored, ["README.md", "provenance.json"])
     if opts.dry_run_dir:
         target = hub.copy_release(model_dir, Path(opts.dry_run_dir), files)
@@ -369,7 +373,7 @@ def promote(path: str, opts: PromoteOptions, echo: Callable[[str], None] = print
         url, commit, target = hub.publish(_hub(opts), opts.repo_id, model_dir, files, opts.private or sweep.spec.promotion.private, work, echo)
     published = evaluate_folder(target, splits, marker["training"])
     card.print_side_by_side(metrics, published, echo)
-    differ = same_metrics(metrics, published)
+    differ = differing_metrics(metrics, published)
     if differ:
         raise PromotionError(f"the published copy scores differently from the local model on {differ}: see the table above")
     labels = pipeline_labels(target, [sweep.spec.promotion.gate.sanity_examples[0].text] if sweep.spec.promotion.gate.sanity_examples else ["a test"])

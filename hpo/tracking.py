@@ -100,16 +100,13 @@ def trial_story(spec: SweepSpec, data: dict[str, Any]) -> TrialStory:
 def make_callback(tracking: TrackingSpec, sweep_name: str, mode: str, story: TrialStory | None = None) -> Any | None:
     """The Tune callback, or None when tracking is disabled.
 
-    Ray's callback reads ``WANDB_MODE`` from the environment to decide whether it needs a key, so the
-    mode is set there for this process (and the logging actors it starts) as well as passed to
-    ``wandb.init``.
+    Ray's callback also reads ``WANDB_MODE`` from the environment to decide whether it needs a key: the
+    driver sets it for the run of Tune (``hpo.driver.sweep_environment``); here the mode goes to ``wandb.init``.
     """
     if mode == "disabled":
         return None
     from hpo._wandb_callback import SweepWandbCallback
 
-    os.environ["WANDB_MODE"] = mode
-    os.environ.setdefault("WANDB_SILENT", "true")
     # resume="allow": a trial restored after a driver crash continues its own run (id = trial id).
     kwargs: dict[str, Any] = {"mode": mode, "job_type": "trial", "resume": "allow"}
     if tracking.entity:

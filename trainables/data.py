@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from trainables.errors import DataError
+from trainables.errors import DataError, ModelError
 from trainables.settings import DataSpec
 
 _BUILDERS = {".parquet": "parquet", ".csv": "csv", ".json": "json", ".jsonl": "json", ".tsv": "csv"}
@@ -450,6 +450,8 @@ class Tokenized:
 
 @dataclass(frozen=True)
 class SpecialIds:
+    """The family's framing of a text, from its tokenizer: ``cls`` before, ``sep`` after, ``pad`` to fill."""
+
     cls: int
     sep: int
     pad: int
@@ -475,7 +477,16 @@ def tokenize(tokenizer: Any, part: Labelled, max_length: int, batch: int = 1000)
 
 
 def special_ids(tokenizer: Any) -> SpecialIds:
-    return SpecialIds(cls=tokenizer.cls_token_id, sep=tokenizer.sep_token_id, pad=tokenizer.pad_token_id)
+    """The tokens the tokenizer frames one text with, read from its own template ([CLS] ... [SEP] for
+    BERT, <s> ... </s> for RoBERTa), and its padding token."""
+    plain = list(tokenizer("hello world", add_special_tokens=False)["input_ids"])
+    framed = list(tokenizer("hello world")["input_ids"])
+    if len(framed) != len(plain) + 2 or framed[1:-1] != plain or tokenizer.pad_token_id is None:
+        raise ModelError(
+            f"the tokenizer ({type(tokenizer).__name__}) frames a text as {framed} around {plain} (padding token "
+            f"{tokenizer.pad_token_id}): only one special token before and one after a text, and a padding token, are supported"
+        )
+    return SpecialIds(cls=framed[0], sep=framed[-1], pad=tokenizer.pad_token_id)
 
 
 @dataclass(frozen=True)

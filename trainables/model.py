@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from trainables.errors import ModelError
+from trainables.families import Family, family
 from trainables.settings import ModelSpec, OfflinePreset, TrainingSpec
 
 # sha256 of the distilbert-base-uncased / bert-base-uncased WordPiece vocabulary (30,522 entries).
@@ -195,27 +196,29 @@ def load_tokenizer(source: str) -> Any:
         raise ModelError(f"cannot load the tokenizer of {source!r}: {err}") from err
 
 
-# Dropout knobs of the spec, in each architecture's own config names.
-_DROPOUT_KEYS = {
-    "distilbert": ("dropout", "attention_dropout", "seq_classif_dropout"),
-    "bert": ("hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout"),
-    "roberta": ("hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout"),
-}
+def model_family(source: str) -> Family:
+    """The family adapter of the model at ``source`` (from its config); ``ModelError`` for one without."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(source)
+    except Exception as err:
+        raise ModelError(f"cannot read the config of {source!r}: {err}") from err
+    return family(config.model_type, source)
 
 
 def load_classifier(source: str, label_names: list[str], hp: TrainingSpec | None = None) -> Any:
-    """``AutoModelForSequenceClassification`` with the label names always in its config."""
-    from transformers import AutoConfig, AutoModelForSequenceClassification
+    """``AutoModelForSequenceClassification`` with the label names always in its config and, with ``hp``,
+    the spec's dropout values under the family's own config names."""
+    from transformers import AutoModelForSequenceClassification
     from transformers.utils import logging as hf_logging
 
+    adapter = model_family(source)
+    overrides = adapter.dropout(hp.dropout, hp.attention_dropout, hp.classifier_dropout) if hp is not None else {}
     # The load report lists the new classification head as "missing": expected, and noise in a sweep log.
+    level = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
-        config = AutoConfig.from_pretrained(source)
-        keys = _DROPOUT_KEYS.get(config.model_type)
-        overrides: dict[str, Any] = {}
-        if hp is not None and keys is not None:
-            overrides = dict(zip(keys, (hp.dropout, hp.attention_dropout, hp.classifier_dropout)))
         return AutoModelForSequenceClassification.from_pretrained(
             source,
             num_labels=len(label_names),
@@ -226,3 +229,5 @@ def load_classifier(source: str, label_names: list[str], hp: TrainingSpec | None
         )
     except Exception as err:
         raise ModelError(f"cannot load {source!r} as a sequence classifier: {err}") from err
+    finally:
+        hf_logging.set_verbosity(level)

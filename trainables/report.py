@@ -119,6 +119,12 @@ class BestSoFar:
         return sorted(known, key=self.values.__getitem__, reverse=self.mode == "max")
 
 
+def ends_on_patience(rounds_done: int, best_round: int, rounds_planned: int, patience: int | None, patience_from: int) -> bool:
+    """The patience rule: no improvement for ``patience`` rounds (since ``best_round``), counted from round
+    ``patience_from`` on (ASHA's last rung), with rounds still to go."""
+    return patience is not None and patience_from <= rounds_done < rounds_planned and rounds_done - best_round >= patience
+
+
 def outcome(status: str, last: RoundReport | None) -> str:
     """How a trial ended, or where it is, from Tune's status (TERMINATED, ERROR, RUNNING, PENDING, PAUSED)
     and its last report: failed (its report says why), finished (all planned rounds), converged

@@ -17,7 +17,7 @@ import torch
 
 from trainables.data import SweepData
 from trainables.model import load_classifier
-from trainables.report import RoundReport
+from trainables.report import RoundReport, ends_on_patience
 from trainables.settings import TrainingSpec, TrialSettings
 from trainables.training import (
     TrainState,
@@ -101,9 +101,7 @@ def train_trial(config: dict[str, Any], settings: TrialSettings, data: SweepData
 
 def converged(state: TrainState, settings: TrialSettings, rounds: int) -> bool:
     """No improvement for ``patience`` rounds, past ASHA's last rung, with rounds still to go."""
-    p = settings.patience
-    done = state.rounds_done
-    return p is not None and settings.patience_from <= done < rounds and done - state.best_round >= p
+    return ends_on_patience(state.rounds_done, state.best_round, rounds, settings.patience, settings.patience_from)
 
 
 def _report_round(state: TrainState, settings: TrialSettings, hp: TrainingSpec, data: SweepData, device: torch.device, figures: dict, rounds: int, entered: float, report: Report) -> bool:
