@@ -32,7 +32,6 @@ SINGLE_CLASS_SHARE = 0.99
 # How a trial ended, or where it is (the words ``hpo status`` and the card show).
 FINISHED, STOPPED, CONVERGED_EARLY = "finished", "stopped (ASHA)", "converged (patience)"
 FAILED, ERRORED, RUNNING, PENDING = "failed", "errored", "running", "pending"
-ENDED = (FINISHED, STOPPED, CONVERGED_EARLY, FAILED, ERRORED)
 
 _CONTRACT = (ROUND, ROUNDS_PLANNED, CONVERGED, FAILURE)
 
