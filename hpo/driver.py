@@ -46,10 +46,19 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> None:
     if ray.is_initialized():
         return
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
-    if address is None:
-        ray.init(address="local", num_cpus=num_cpus, **kwargs)
-    else:
+    if address is not None:
         ray.init(address=address, **kwargs)
+        return
+    try:
+        ray.init(address="local", num_cpus=num_cpus, **kwargs)
+    except Exception as err:
+        # Ray gives a new local node 30 s to register, a limit a machine busy with other work can pass:
+        # that failure (and only that one) gets a second start.
+        if "timed out during startup" not in str(err):
+            raise
+        log.warning("Ray's local node did not start within Ray's 30 s (a busy machine?); starting it once more")
+        ray.shutdown()
+        ray.init(address="local", num_cpus=num_cpus, **kwargs)
 
 
 def _trainable(spec: SweepSpec, prepared: Prepared) -> Any:
