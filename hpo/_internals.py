@@ -4,7 +4,7 @@ hpo extends Ray Tune's ``OptunaSearch``, ``SearchGenerator``, ASHA scheduler and
 public API stops short (a resumed searcher that agrees with Tune's trials, ASHA's one-class rule, W&B runs
 that survive a driver crash), and reads Tune's experiment state file. Those extensions touch attributes
 and file formats that Ray and Optuna may change in any release. They are reached only through this
-module, and ``tests/test_internals.py`` checks each one against the installed versions: an upgrade that
+module (and the two modules that subclass Tune's callbacks: ``hpo._wandb_callback``, ``hpo._result_loggers``), and ``tests/test_internals.py`` checks each one against the installed versions: an upgrade that
 changes one fails there, with the name, instead of inside a sweep. ``pyproject.toml`` bounds Ray and
 Optuna to the versions this was checked with (README, *Upgrading Ray or Optuna*).
 """

@@ -95,6 +95,7 @@ def build_tuner(spec: SweepSpec, prepared: Prepared, wandb_mode: str, verbose: b
     """``verbose``: Ray Tune's own progress tables as well as hpo's compact view."""
     from ray import tune
 
+    from hpo._result_loggers import result_loggers
     from hpo.console import SweepConsole
     from hpo.janitor import CheckpointJanitor
     from hpo.scheduler import make_scheduler
@@ -103,6 +104,7 @@ def build_tuner(spec: SweepSpec, prepared: Prepared, wandb_mode: str, verbose: b
     callbacks = [cb for cb in [make_callback(spec.tracking, spec.name, wandb_mode, trial_story(spec, prepared.summary))] if cb is not None]
     callbacks.append(CheckpointJanitor(spec.metric, spec.mode, spec.checkpoints.disk_budget_mb, at_end_only=is_remote(spec.storage)))
     callbacks.append(SweepConsole(spec.name, spec.metric, spec.mode, spec.budget.num_trials, wandb_mode, list(spec.search_space)))
+    callbacks += result_loggers()
     name = spec.name
     return tune.Tuner(
         _trainable(spec, prepared),

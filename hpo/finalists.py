@@ -198,6 +198,7 @@ def _tune_run(sweep: Sweep, prepared: Any, finalists: list[Finalist], folder: Lo
     from ray import tune
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
+    from hpo._result_loggers import result_loggers
     from hpo._round_stopper import RoundStopper
     from hpo.driver import _ray_storage, _trainable
     from hpo.results import tune_states
@@ -240,7 +241,7 @@ def _tune_run(sweep: Sweep, prepared: Any, finalists: list[Finalist], folder: Lo
             name=name,
             **_ray_storage(folder),
             stop=RoundStopper({json.dumps(r.config, sort_keys=True): r.rounds for r in todo}),
-            callbacks=[_janitor(spec)],
+            callbacks=[_janitor(spec), *result_loggers()],
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=spec.metric, checkpoint_score_order=spec.mode),
             failure_config=tune.FailureConfig(max_failures=spec.failures.max_retries),
             verbose=0,

@@ -154,3 +154,39 @@ def test_an_offline_wandb_run_records_an_artifact_it_uses(tmp_path):
     assert len(files) == 1
     record = read_run(files[0])
     assert [a["name"] for a in record.used] == ["data-shape"], record.used
+
+
+def test_tunes_loggers_restore_a_restarted_trials_file_through_the_method_hpo_overrides(tmp_path):
+    """Tune's JSON logger downloads the stored ``result.json`` over the driver's when a trial starts again;
+    hpo's keeps the driver's (never older), and downloads only when the driver has none."""
+    import pyarrow.fs
+    from ray.tune.logger import JsonLoggerCallback
+
+    from hpo._result_loggers import JsonResults
+
+    class Trial:  # the parts of Tune's Trial its loggers use
+        def __init__(self, name):
+            self.config, self.checkpoint, self.local_path = {"lr": 0.1}, object(), str(tmp_path / "driver" / name)
+            self.storage = type("S", (), {"trial_fs_path": str(tmp_path / "bucket"), "storage_filesystem": pyarrow.fs.LocalFileSystem()})()
+
+        def init_local_path(self):
+            import os
+
+            os.makedirs(self.local_path, exist_ok=True)
+
+    (tmp_path / "bucket").mkdir()
+    (tmp_path / "bucket" / "result.json").write_text('{"training_iteration": 1}\n')  # uploaded a round ago
+    rounds = '{"training_iteration": 1}\n{"training_iteration": 2}\n'
+    for cls, name, kept in ((JsonLoggerCallback, "tune", False), (JsonResults, "hpo", True)):
+        trial = Trial(name)
+        trial.init_local_path()
+        local = tmp_path / "driver" / name / "result.json"
+        local.write_text(rounds)
+        logger = cls()
+        logger.log_trial_start(trial)
+        logger.log_trial_end(trial)
+        assert (local.read_text() == rounds) is kept, (name, local.read_text())
+    fresh = Trial("resumed")  # a resumed driver: nothing staged yet, the stored copy is all there is
+    fresh.init_local_path()
+    JsonResults().log_trial_start(fresh)
+    assert (tmp_path / "driver" / "resumed" / "result.json").read_text() == '{"training_iteration": 1}\n'
