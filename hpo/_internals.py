@@ -120,9 +120,10 @@ def checkpoint_round(checkpoint_manager: Any) -> int | None:
 
 def ray_wandb() -> Any:
     """The pieces of Ray's W&B callback that hpo's callback reuses (``hpo/_wandb_callback.py`` subclasses
-    ``WandbLoggerCallback`` and its logging actor and overrides its private ``_start_logging_actor``,
-    ``_signal_logging_actor_stop``, ``_cleanup_logging_actor(s)``; it reads ``_trial_queues``,
-    ``_trial_logging_actors``, ``_trial_logging_futures``, ``_remote_logger_class``)."""
+    ``WandbLoggerCallback`` and its logging actor, whose ``_handle_result`` and ``_handle_checkpoint`` it
+    calls; it overrides the callback's private ``_start_logging_actor``, ``_signal_logging_actor_stop``,
+    ``_cleanup_logging_actor(s)`` and uses its ``_trial_logging_actors``, ``_trial_logging_futures``,
+    ``_logging_future_to_trial``, ``_remote_logger_class``)."""
     from types import SimpleNamespace
 
     from ray.air.integrations import wandb as ray_wandb_module

@@ -69,12 +69,13 @@ def test_wandb_callback_internals_the_sweep_callback_extends():
         assert hasattr(ray_wandb, name), f"ray.air.integrations.wandb.{name} is gone"
     assert _internals.ray_wandb().LoggingActor is ray_wandb._WandbLoggingActor
     cb = ray_wandb.WandbLoggerCallback(project="p", mode="offline")
-    for attr in ("_trial_queues", "_trial_logging_actors", "_trial_logging_futures", "_remote_logger_class"):
+    for attr in ("_trial_logging_actors", "_trial_logging_futures", "_logging_future_to_trial", "_remote_logger_class"):
         assert hasattr(cb, attr), f"WandbLoggerCallback.{attr} is gone"
     for method in ("_start_logging_actor", "_signal_logging_actor_stop", "_cleanup_logging_actor", "_cleanup_logging_actors"):
         assert callable(getattr(cb, method, None)), f"WandbLoggerCallback.{method} is gone"
     assert {"RESULT", "CHECKPOINT", "END"} <= {i.name for i in ray_wandb._QueueItem}
-    assert callable(getattr(ray_wandb._WandbLoggingActor, "run", None))
+    for method in ("_handle_result", "_handle_checkpoint"):
+        assert callable(getattr(ray_wandb._WandbLoggingActor, method, None)), f"_WandbLoggingActor.{method} is gone"
 
 
 @pytest.fixture(scope="module")
