@@ -12,9 +12,9 @@ import Ray and W&B, about 4 CPU-seconds a trial on a 2-core machine (measured), 
 trials, more than a small trial costs itself; and it puts every result into the queue with a blocking
 call, which held Tune's whole loop until that trial's queue was up (0.7-3 s per trial). Here the loggers
 are kept and reused: a logger writes one trial's run at a time and then takes the next trial's, so a
-sweep starts about as many loggers as runs are written at once (the concurrent trials and one or two
-finishing), whatever its number of trials. Results are handed to the logger with calls that are only
-submitted, never waited on; Ray runs one caller's calls to an actor in order.
+sweep starts about one logger per concurrent trial, whatever its number of trials. Results are handed to
+the logger with calls that are only submitted, never waited on; Ray runs one caller's calls to an actor
+in order.
 
 Each trial's run also tells its story (``hpo.tracking.TrialStory``): rounds as the x-axis, the best value
 and its round in the summary, the outcome as a tag when the trial ends, the dataset artifact as input.
@@ -35,7 +35,7 @@ import pyarrow
 import pyarrow.fs
 from ray.air.constants import EXPR_RESULT_FILE, TRAINING_ITERATION
 
-from hpo._internals import ray_wandb, record_artifact_use_offline
+from hpo._internals import list_packages_once, ray_wandb, record_artifact_use_offline
 from hpo.stopping import STOPPING
 
 _ray = ray_wandb()
@@ -124,6 +124,7 @@ class _FlushingLoggingActor(_WandbLoggingActor):
     def __init__(self):  # a logger for any trial (Ray's takes one trial's settings here)
         import wandb
 
+        list_packages_once()  # each run's requirements.txt, listed once per logger, not once per run
         self._wandb = wandb
         self._run: Any = None
         self._error: Exception | None = None
@@ -313,10 +314,29 @@ class SweepWandbCallback(WandbLoggerCallback):
             import ray
 
             self._remote_logger_class = ray.remote(num_cpus=0, **_force_on_current_node(), max_restarts=0)(self._logger_actor_cls)
-        actor = self._idle.pop() if self._idle else self._remote_logger_class.remote()
+        actor = self._idle.pop() if self._idle else self._finishing_logger()
+        if actor is None:
+            actor = self._remote_logger_class.remote()
         self._trial_logging_actors[trial] = actor
         # (a callback restored from an experiment started by an older version has no story)
         actor.start.remote(trial.local_path, exclude_results, self.AUTO_CONFIG_KEYS, self.__dict__.get("_story"), **wandb_init_kwargs)
+
+    def _finishing_logger(self) -> Any:
+        """For a new trial's run when no logger is idle: a logger finishing a run that ended, which takes the
+        new run once that one is written, when there is already a logger for every open run, the new one
+        included (None: start another). Starting a logger costs a process and seconds of CPU, and on a busy
+        machine, where runs are written slowly, starting one for every trial that found none idle only made
+        the machine busier. Offline, a run is written in a fraction of a second."""
+        busy = list(dict.fromkeys(self._trial_logging_actors.values()))
+        open_runs = sum(1 for t in self._trial_logging_actors if t not in self._stopping)
+        if len(busy) < open_runs + 1:
+            return None
+        serving_open = [a for t, a in self._trial_logging_actors.items() if t not in self._stopping]
+        for trial in self._trial_logging_futures:  # in the order the runs ended: the first is likely written first
+            actor = self._trial_logging_actors.get(trial)
+            if actor is not None and actor not in serving_open:
+                return actor
+        return None
 
     def on_step_end(self, iteration, trials, **info):
         if self._trial_logging_futures:
@@ -370,8 +390,8 @@ class SweepWandbCallback(WandbLoggerCallback):
 
         actor = self._trial_logging_actors.pop(trial, None)
         self._logging_future_to_trial.pop(self._trial_logging_futures.pop(trial, None), None)
-        if actor is None:
-            return
+        if actor is None or any(a == actor for a in self._trial_logging_actors.values()):
+            return  # it already took another trial's run
         if reuse:
             self._idle.append(actor)
         else:

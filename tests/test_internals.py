@@ -155,3 +155,25 @@ def test_an_offline_wandb_run_records_an_artifact_it_uses(tmp_path):
     assert len(files) == 1
     record = read_run(files[0])
     assert [a["name"] for a in record.used] == ["data-shape"], record.used
+
+
+def test_wandb_lists_the_installed_packages_where_hpo_lists_them_once(monkeypatch):
+    """Each W&B run looks ``wandb.util.working_set`` up when it starts (``Run._on_start``); hpo's loggers
+    replace it with a kept list. Both halves are checked: the lookup, and the same packages either way."""
+    import importlib.metadata
+
+    import wandb.util
+    from wandb.sdk.wandb_run import Run
+
+    source = inspect.getsource(Run._on_start)
+    assert "from wandb.util import working_set" in source and "publish_python_packages(working_set())" in source, "W&B no longer looks working_set up per run"
+    monkeypatch.setattr(wandb.util, "working_set", wandb.util.working_set)  # put back after the test
+    listed = sorted((p.key, p.version) for p in wandb.util.working_set())
+    calls = []
+    real = importlib.metadata.distributions
+    monkeypatch.setattr(importlib.metadata, "distributions", lambda *a, **k: calls.append(1) or real(*a, **k))
+    _internals.list_packages_once()
+    _internals.list_packages_once()
+    for _ in range(3):
+        assert sorted((p.key, p.version) for p in wandb.util.working_set()) == listed
+    assert len(calls) == 1

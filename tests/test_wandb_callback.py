@@ -97,3 +97,30 @@ def test_a_logger_whose_run_is_written_takes_the_next_trial(local_ray, tmp_path)
     cb._start_logging_actor(third, [], id="third")
     assert cb._trial_logging_actors[third] == logger
     assert ray.get(logger.seen.remote()) == [("start", "first"), (_QueueItem.RESULT, {"round": 1}), (_QueueItem.END, None), ("start", "third")]
+
+
+def test_a_logger_per_open_run_and_a_finishing_one_takes_the_next_run(local_ray, tmp_path):
+    """A logger for each open run; a trial that finds none idle takes one whose run ended, to start once that
+    run is written, instead of starting another process (each costs seconds of CPU, taken from the trials)."""
+    from ray.air.integrations.wandb import _QueueItem
+
+    from hpo._wandb_callback import SweepWandbCallback
+
+    cb = SweepWandbCallback(project="hpo-tests", upload_timeout=30)
+    cb._remote_logger_class = ray.remote(num_cpus=0)(Recorder)
+    a, b, c, d = (Trial(name, tmp_path / name) for name in "abcd")
+    cb._start_logging_actor(a, [], id="a")
+    cb._start_logging_actor(b, [], id="b")
+    assert cb._trial_logging_actors[a] != cb._trial_logging_actors[b]
+    cb._signal_logging_actor_stop(a)
+    cb._start_logging_actor(c, [], id="c")  # a's run may still be being written: c's goes after it
+    shared, b_logger = cb._trial_logging_actors[a], cb._trial_logging_actors[b]
+    assert cb._trial_logging_actors[c] == shared
+    cb._cleanup_logging_actors(timeout=30)
+    assert cb._idle == [] and set(cb._trial_logging_actors) == {b, c}  # a's logger is c's now
+    cb._signal_logging_actor_stop(b)
+    cb._cleanup_logging_actors(timeout=30)
+    assert cb._idle == [b_logger]
+    cb._start_logging_actor(d, [], id="d")
+    assert cb._trial_logging_actors[d] == b_logger and cb._idle == []
+    assert ray.get(shared.seen.remote()) == [("start", "a"), (_QueueItem.END, None), ("start", "c")]
