@@ -5,12 +5,17 @@ as the driver passes it to Tune) on the same data, 2 trials at a time on reused 
 round of a 1-layer, 16-wide offline preset on 160 reviews, with a checkpoint per round:
 
 * hpo: ``run_sweep`` on the quickstart spec shrunk so (TPE, ASHA, W&B offline, the janitor, the console);
-* bare: ``tune.Tuner`` with Tune's defaults and no callbacks, the spec's space sampled at random.
+* bare: ``tune.Tuner`` with Tune's defaults and no callbacks, the spec's space sampled at random;
+* bare, keep 1: the same with the sweep's ``CheckpointConfig`` (``checkpoints.num_to_keep: 1``), under
+  which Tune saves its whole experiment state after each trial checkpoint, as it does in the sweep.
 
 in-trial seconds = Σ over a trial's rounds of (train_seconds + val_seconds), as the trial reports them.
 wall = Tune's run: from building the ``Tuner`` to ``Tuner.fit`` returning (data preparation and the
 start of Ray left out; the first workers' cold start is in it, on both sides).
-overhead per trial = (wall × slots − Σ in-trial seconds) / trials.
+overhead per trial = (wall × slots − Σ in-trial seconds) / trials. It holds the fixed costs too (the first
+workers' start, the end of the run), spread over the trials, so it falls as sweeps grow even when each trial
+costs more; what each added trial costs is the marginal overhead between two sizes: the difference of
+(wall × slots − Σ in-trial seconds) over the difference of trials.
 start interval = seconds between consecutive trials entering the trial function, median over the first
 and over the last quarter of the trials.
 """
@@ -33,6 +38,8 @@ SIZES = (16, 64, 256)
 QUICK_SIZES = (4, 8)
 BARE_WORKER = "_bare-worker"  # the hidden command of run.py that runs one bare Tune run
 SLOTS = 2
+RUNS = ("hpo", "bare", "bare_keep")
+LABELS = {"hpo": "hpo", "bare": "bare", "bare_keep": "bare, keep 1"}
 # The quickstart, shrunk until the driver's work per trial is not lost in the trial's own.
 TINY = {
     "model": {"offline_preset": {"layers": 1, "dim": 16, "heads": 2, "hidden_dim": 32, "seed": 0}},
@@ -70,7 +77,8 @@ def _tune_space(space: dict[str, Any]) -> dict[str, Any]:
 
 
 def bare_worker(job_file: str) -> int:
-    """Child side: the spec's trainable and data under a plain ``tune.Tuner``, no callbacks, timed."""
+    """Child side: the spec's trainable and data under a plain ``tune.Tuner``, no callbacks, timed (with the
+    sweep's checkpoint settings when the job says ``keep``)."""
     import ray
     from ray import tune
 
@@ -99,7 +107,16 @@ def bare_worker(job_file: str) -> int:
             max_concurrent_trials=spec.budget.max_concurrent,
             reuse_actors=True,
         ),
-        run_config=tune.RunConfig(name=spec.name, storage_path=spec.storage, verbose=0),
+        run_config=tune.RunConfig(
+            name=spec.name,
+            storage_path=spec.storage,
+            verbose=0,
+            checkpoint_config=tune.CheckpointConfig(
+                num_to_keep=spec.checkpoints.num_to_keep, checkpoint_score_attribute=spec.metric, checkpoint_score_order=spec.mode
+            )
+            if job["keep"]
+            else None,
+        ),
     )
     results = tuner.fit()
     wall = time.perf_counter() - t0
@@ -109,8 +126,8 @@ def bare_worker(job_file: str) -> int:
     return 0
 
 
-def _run_bare(storage: Path, name: str, overrides: dict[str, Any]) -> dict[str, Any]:
-    job = {"spec": QUICKSTART, "name": name, "storage": str(storage), "overrides": overrides, "result": str(storage / f"{name}.result.json")}
+def _run_bare(storage: Path, name: str, overrides: dict[str, Any], keep: bool) -> dict[str, Any]:
+    job = {"spec": QUICKSTART, "name": name, "storage": str(storage), "overrides": overrides, "keep": keep, "result": str(storage / f"{name}.result.json")}
     job_file = storage / f"{name}.job.json"
     job_file.write_text(json.dumps(job))
     log = storage / f"{name}.log"
@@ -196,13 +213,17 @@ def run(out: Path, quick: bool, runner: SweepRunner, sizes: list[int] | None = N
     print(f"scale: {', '.join(map(str, sizes))} trials, {SLOTS} at a time, hpo and bare Ray Tune, each in a fresh process", flush=True)
     rows = []
     for n in sizes:
-        bare = _run_bare(runner.storage, f"scale-bare-{n}", _overrides(n))
-        b = analyze(bare["path"], bare["tune_s"], SLOTS)
-        print(f"  bare {n}: {b['wall_s']:.0f}s, overhead {b['overhead_per_trial_s']:.2f} s/trial", flush=True)
+        row: dict[str, Any] = {"trials": n}
+        for keep in (False, True):
+            bare = _run_bare(runner.storage, f"scale-bare{'-keep' if keep else ''}-{n}", _overrides(n), keep)
+            b = analyze(bare["path"], bare["tune_s"], SLOTS)
+            row["bare_keep" if keep else "bare"] = {**b, "path": bare["path"], "errored": bare["n_errored"]}
+            print(f"  {LABELS['bare_keep' if keep else 'bare']} {n}: {b['wall_s']:.0f}s, overhead {b['overhead_per_trial_s']:.2f} s/trial", flush=True)
         hpo = runner.run(f"scale-hpo-{n}", _overrides(n))
         h = analyze(hpo["path"], hpo["phases"]["tune_s"], SLOTS)
+        row["hpo"] = {**h, "run_sweep_wall_s": hpo["wall_s"], "path": hpo["path"], "errored": hpo["n_errored"]}
         print(f"  hpo {n}: {h['wall_s']:.0f}s, overhead {h['overhead_per_trial_s']:.2f} s/trial", flush=True)
-        rows.append({"trials": n, "hpo": {**h, "run_sweep_wall_s": hpo["wall_s"], "path": hpo["path"], "errored": hpo["n_errored"]}, "bare": {**b, "path": bare["path"], "errored": bare["n_errored"]}})
+        rows.append(row)
     status = time_status(rows[-1]["hpo"]["path"])
     print(f"  hpo status on {sizes[-1]} trials: {status['median_s']:.2f}s (median of {STATUS_REPS})", flush=True)
     payload = {
@@ -221,11 +242,23 @@ def run(out: Path, quick: bool, runner: SweepRunner, sizes: list[int] | None = N
     return payload
 
 
+def _marginals(rows: list[dict[str, Any]]) -> None:
+    """Each run's marginal overhead per added trial against the size before (None for the first)."""
+    for run in RUNS:
+        previous = None
+        for r in rows:
+            d = r[run]
+            d["overhead_s"] = d["wall_s"] * SLOTS - d["in_trial_s"]
+            d["marginal_overhead_per_trial_s"] = None if previous is None else (d["overhead_s"] - previous["overhead_s"]) / (d["trials"] - previous["trials"])
+            previous = d
+
+
 def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    _marginals(rows)
     first, last = rows[0], rows[-1]
     return {
-        "overhead_ratio_largest_vs_smallest": ratio(last["hpo"]["overhead_per_trial_s"], first["hpo"]["overhead_per_trial_s"]),
-        "bare_overhead_ratio_largest_vs_smallest": ratio(last["bare"]["overhead_per_trial_s"], first["bare"]["overhead_per_trial_s"]),
+        **{f"{run}_overhead_ratio_largest_vs_smallest": ratio(last[run]["overhead_per_trial_s"], first[run]["overhead_per_trial_s"]) for run in RUNS},
+        **{f"{run}_marginal_ratio_last_vs_first": ratio(last[run]["marginal_overhead_per_trial_s"], rows[1][run]["marginal_overhead_per_trial_s"]) if len(rows) > 2 else None for run in RUNS},
         "hpo_minus_bare_s": {r["trials"]: r["hpo"]["overhead_per_trial_s"] - r["bare"]["overhead_per_trial_s"] for r in rows},
     }
 
@@ -233,32 +266,42 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def markdown(p: dict[str, Any]) -> str:
     m, rows, s = p["machine"], p["rows"], p["summary"]
     where = m["gpu"] or f"{m['cpus_usable']} CPU cores"
-    smallest = rows[0]["hpo"]["overhead_per_trial_s"]
 
     def arrow(d: dict[str, Any], key: str, digits: int = 2) -> str:
         return f"{fmt(d[f'{key}_early_s'], digits)} → {fmt(d[f'{key}_late_s'], digits)}"
 
     lines = [
         f"**Scale**: one-round trials of a 1-layer, 16-wide preset on 160 reviews, {p['slots']} at a time, {where}; "
-        "hpo = `run_sweep` (TPE, ASHA, W&B offline), bare = `tune.Tuner` with the same trainable and data, no callbacks. "
-        "Overhead per trial = (wall × slots − Σ in-trial s) / trials; early → late: first and last quarter of the trials.",
+        "hpo = `run_sweep` (TPE, ASHA, W&B offline), bare = `tune.Tuner` with the same trainable and data and no callbacks "
+        "(Tune's default checkpoint settings, or the sweep's `num_to_keep: 1`). Overhead per trial = (wall × slots − Σ in-trial s) / trials; "
+        "marginal = the same over the trials added since the size above; early → late: first and last quarter of the trials.",
         "",
-        "| trials | side | wall (s) | overhead per trial (s) | vs the smallest sweep | hpo − bare (s/trial) | start interval, early → late (s) | in-trial s per trial, early → late |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|",
+        "| trials | run | wall (s) | overhead per trial (s) | vs the smallest sweep | hpo − this run (s/trial) | marginal overhead per added trial (s) | start interval, early → late (s) | in-trial s per trial, early → late |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        h, b = r["hpo"], r["bare"]
-        lines.append(
-            f"| {r['trials']} | hpo | {fmt(h['wall_s'], 0)} | **{fmt(h['overhead_per_trial_s'], 2)}** | {fmt(ratio(h['overhead_per_trial_s'], smallest), 2)}x | "
-            f"**{fmt(h['overhead_per_trial_s'] - b['overhead_per_trial_s'], 2)}** | {arrow(h, 'start_interval')} | {arrow(h, 'in_trial')} |"
-        )
-        lines.append(f"| {r['trials']} | bare | {fmt(b['wall_s'], 0)} | {fmt(b['overhead_per_trial_s'], 2)} | | | {arrow(b, 'start_interval')} | {arrow(b, 'in_trial')} |")
+        for run in RUNS:
+            d = r[run]
+            strong = "**" if run == "hpo" else ""
+            gap = "" if run == "hpo" else f"{'**' if run == 'bare' else ''}{fmt(r['hpo']['overhead_per_trial_s'] - d['overhead_per_trial_s'], 2)}{'**' if run == 'bare' else ''}"
+            lines.append(
+                f"| {r['trials']} | {LABELS[run]} | {fmt(d['wall_s'], 0)} | {strong}{fmt(d['overhead_per_trial_s'], 2)}{strong} | "
+                f"{fmt(ratio(d['overhead_per_trial_s'], rows[0][run]['overhead_per_trial_s']), 2)}x | {gap} | {fmt(d['marginal_overhead_per_trial_s'], 2)} | "
+                f"{arrow(d, 'start_interval')} | {arrow(d, 'in_trial')} |"
+            )
     st = p["status"]
     lines += [
         "",
         f"`hpo status` on the {st['trials']}-trial sweep: **{fmt(st['median_s'], 2)} s** (median of {len(st['values_s'])}, a fresh process each). "
-        f"Overhead per trial at {rows[-1]['trials']} trials is {fmt(s['overhead_ratio_largest_vs_smallest'], 2)}x that at {rows[0]['trials']} "
-        f"(bare Tune: {fmt(s['bare_overhead_ratio_largest_vs_smallest'], 2)}x).",
+        f"Overhead per trial at {rows[-1]['trials']} trials is {fmt(s['hpo_overhead_ratio_largest_vs_smallest'], 2)}x that at {rows[0]['trials']} "
+        f"(bare: {fmt(s['bare_overhead_ratio_largest_vs_smallest'], 2)}x)"
+        + (
+            f"; an added trial costs {fmt(s['hpo_marginal_ratio_last_vs_first'], 2)}x as much from {rows[-2]['trials']} to {rows[-1]['trials']} trials "
+            f"as from {rows[0]['trials']} to {rows[1]['trials']} (bare: {fmt(s['bare_marginal_ratio_last_vs_first'], 2)}x, "
+            f"bare with keep 1: {fmt(s['bare_keep_marginal_ratio_last_vs_first'], 2)}x)."
+            if s["hpo_marginal_ratio_last_vs_first"] is not None
+            else "."
+        ),
         "",
         f"Measured {m['date_utc']} (load average {fmt(m['load_avg_1m_at_start'], 1)} at the start) with ray {m['versions']['ray']}, optuna {m['versions']['optuna']}, wandb {m['versions']['wandb']}:",
         "",
