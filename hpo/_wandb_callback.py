@@ -129,10 +129,13 @@ class _FlushingLoggingActor(_WandbLoggingActor):
         self._run: Any = None
         self._error: Exception | None = None
 
-    def start(self, logdir: str, exclude: list, to_config: list, story: Any, *args: Any, **kwargs: Any) -> None:
+    def start(self, logdir: str, exclude: list, to_config: list, story: Any, stored_at: tuple | None, *args: Any, **kwargs: Any) -> None:
+        """Open a trial's run in ``logdir`` (the driver's staging copy of the trial); ``stored_at`` is where
+        Tune stores the trial, (filesystem, folder), where the written run is copied and marked."""
         os.environ["WANDB_START_METHOD"] = "thread"
         os.chdir(logdir)  # W&B writes the run under ./wandb: the trial's folder
         self._logdir, self._exclude, self._to_config, self._story = logdir, set(exclude), set(to_config), story
+        self._stored_at = stored_at
         self.args, self.kwargs, self._trial_name = args, kwargs, kwargs.get("name", "unknown")
         self._rows, self._error = [], None
         try:
@@ -146,9 +149,11 @@ class _FlushingLoggingActor(_WandbLoggingActor):
             self._error = e
             self._wandb.teardown()
 
-    def put(self, items: list[tuple]) -> None:
-        """Log ``items`` in order; after the trial's end, finish the run. Raises, at the end only, what kept
-        the run from being completely written (so that it is not marked, and a resume replays it)."""
+    def put(self, items: list[tuple]) -> str | None:
+        """Log ``items`` in order; after the trial's end, finish the run, copy it beside the trial in storage
+        and mark it there (see ``store_run``: its warning, if any, is returned for the driver to show).
+        Raises, at the end only, what kept the run from being completely written (so that it is not
+        marked, and a resume replays it)."""
         ended = any(kind == _QueueItem.END for kind, _ in items)
         if self._run is not None:
             try:
@@ -164,6 +169,10 @@ class _FlushingLoggingActor(_WandbLoggingActor):
         if ended and self._error is not None:
             error, self._error = self._error, None
             raise RuntimeError(f"the W&B run of {self._trial_name} was not completely written: {type(error).__name__}: {error}")
+        if ended and self.__dict__.get("_stored_at") is not None:
+            fs, folder = self._stored_at
+            return store_run(fs, folder, self._logdir, self.kwargs.get("id", self._trial_name))
+        return None
 
 
 def replay_trial_run(wandb: Any, story: Any, init_kwargs: dict[str, Any], rows: list[dict], outcome: str, winner: bool) -> str | None:
@@ -230,41 +239,39 @@ def _marker_exists(trial) -> bool:
         return False
 
 
-def _set_marker(trial, present: bool) -> None:
-    """Write (or remove) the marker where Tune stores the trial, beside the W&B files it vouches for."""
+def _remove_marker(trial) -> None:
+    """Remove the marker of a trial whose run is written again (a restarted trial, a replay)."""
     try:
-        fs, path = _in_storage(trial, LOGGED_MARKER)
-        if present:
-            with fs.open_output_stream(path) as f:
-                f.write((json.dumps({"run_id": trial.trial_id}) + "\n").encode())
-        elif _marker_exists(trial):
+        if _marker_exists(trial):
+            fs, path = _in_storage(trial, LOGGED_MARKER)
             fs.delete_file(path)
     except _FS_ERRORS as e:
         log.warning("could not update %s for trial %s: %s", LOGGED_MARKER, trial.trial_id, e)
 
 
-def _upload_wandb_folder(trial) -> bool:
-    """Copy the trial's W&B folder from the driver's staging copy to where Tune stores the trial.
-
-    Tune's own last upload happens before the loggers of the last trials have finished writing, which
-    left their W&B files empty in the sweep folder. Returns whether the folder is in storage."""
-
-    src = Path(trial.local_path or "", "wandb")
-    if not src.is_dir():
-        return True
+def store_run(fs: Any, folder: str, local: str, run_id: str) -> str | None:
+    """After a trial's run is completely written (in the logger, off Tune's loop): copy its W&B folder from
+    the driver's staging copy of the trial, ``local``, to where Tune stores the trial, ``folder`` on ``fs``,
+    then write the marker beside it. Tune's own last upload happens before the loggers of the last trials
+    have finished writing, which left their W&B files empty in the sweep folder.
+    Returns what went wrong (the run is then not marked, and a resume writes it again), or None."""
+    src = Path(local or "", "wandb")
     try:
-        fs, dest = _in_storage(trial, "wandb")
-        if isinstance(fs, pyarrow.fs.LocalFileSystem) and Path(dest).resolve() == src.resolve():
-            return True
-        pyarrow.fs.copy_files(str(src.resolve()), dest, source_filesystem=pyarrow.fs.LocalFileSystem(), destination_filesystem=fs)
-        return True
+        same = isinstance(fs, pyarrow.fs.LocalFileSystem) and Path(folder, "wandb").resolve() == src.resolve()
+        if src.is_dir() and not same:
+            pyarrow.fs.copy_files(str(src.resolve()), f"{folder}/wandb", source_filesystem=pyarrow.fs.LocalFileSystem(), destination_filesystem=fs)
     except _FS_ERRORS as e:
-        log.warning("could not copy the W&B files of trial %s to %s: %s", trial.trial_id, getattr(trial, "path", "?"), e)
-        return False
+        return f"could not copy the W&B files of trial {run_id} to {folder}: {e}"
+    try:
+        with fs.open_output_stream(f"{folder}/{LOGGED_MARKER}") as f:
+            f.write((json.dumps({"run_id": run_id}) + "\n").encode())
+    except _FS_ERRORS as e:
+        return f"could not update {LOGGED_MARKER} for trial {run_id}: {e}"
+    return None
 
 
 class SweepWandbCallback(WandbLoggerCallback):
-    """Flushes every run before its logger is stopped, marks completely written runs, replays the rounds a
+    """Reuses its loggers from trial to trial, has each completely written run marked, replays the rounds a
     crash kept out of W&B, and has a finalizer that tolerates interpreter shutdown."""
 
     _logger_actor_cls = _FlushingLoggingActor
@@ -319,7 +326,8 @@ class SweepWandbCallback(WandbLoggerCallback):
             actor = self._remote_logger_class.remote()
         self._trial_logging_actors[trial] = actor
         # (a callback restored from an experiment started by an older version has no story)
-        actor.start.remote(trial.local_path, exclude_results, self.AUTO_CONFIG_KEYS, self.__dict__.get("_story"), **wandb_init_kwargs)
+        stored_at = (trial.storage.storage_filesystem, trial.path.rstrip("/"))
+        actor.start.remote(trial.local_path, exclude_results, self.AUTO_CONFIG_KEYS, self.__dict__.get("_story"), stored_at, **wandb_init_kwargs)
 
     def _finishing_logger(self) -> Any:
         """For a new trial's run when no logger is idle: a logger finishing a run that ended, which takes the
@@ -351,7 +359,7 @@ class SweepWandbCallback(WandbLoggerCallback):
         fresh = trial not in self._trial_logging_actors
         super().log_trial_start(trial)
         if fresh:
-            _set_marker(trial, False)
+            _remove_marker(trial)
             self._replay(trial)
 
     def log_trial_result(self, iteration, trial, result):
@@ -398,7 +406,8 @@ class SweepWandbCallback(WandbLoggerCallback):
             ray.kill(actor)
 
     def _finish(self, future, timeout: float) -> bool:
-        """Wait up to ``timeout`` s for one run's end; when it is written, mark it and reuse its logger."""
+        """Wait up to ``timeout`` s for one run's end; once it is written (and marked by its logger), the
+        logger takes another trial's run."""
         import ray
 
         done, _ = ray.wait([future], timeout=timeout)
@@ -406,12 +415,14 @@ class SweepWandbCallback(WandbLoggerCallback):
             return False
         trial = self._logging_future_to_trial[future]
         try:
-            ray.get(future)
+            problem = ray.get(future)  # the logger has copied the run beside the trial and marked it
         except Exception as e:  # the run was not written out: the next resume replays it
             log.warning("W&B logging for trial %s failed: %s", trial.trial_id, e)
             written = False
         else:
-            self._mark_logged(trial)
+            if problem:
+                log.warning(problem)
+            self._replayed_upto.pop(trial, None)
             written = True
         self._stopping.discard(trial)
         self._cleanup_logging_actor(trial, reuse=written)
@@ -440,11 +451,6 @@ class SweepWandbCallback(WandbLoggerCallback):
             self._cleanup_logging_actor(trial)
         while self._idle:
             ray.kill(self._idle.pop())
-
-    def _mark_logged(self, trial) -> None:
-        self._replayed_upto.pop(trial, None)
-        if _upload_wandb_folder(trial):
-            _set_marker(trial, True)
 
     def on_experiment_end(self, trials, **info):
         for trial in trials:  # ended before a crash, its run never written out: write it now

@@ -27,7 +27,7 @@ class Recorder:
         self.told: list = []
 
     def start(self, logdir, exclude, to_config, story, *args, **kwargs):
-        self.told.append(("start", kwargs["id"]))
+        self.told.append(("start", kwargs["id"]))  # (args: where the trial is stored)
 
     def put(self, items):
         self.told.extend(items)
@@ -75,8 +75,7 @@ def test_a_result_is_never_waited_on_and_results_reach_the_logger_in_order(local
     assert ray.get(logger.seen.remote()) == [("start", "live"), *items, (_QueueItem.END, None)]
     cb._cleanup_logging_actors(timeout=30)  # what Tune's loop does at every step
     assert cb._trial_logging_futures.keys() == {stuck}, "the stuck run was taken for written"
-    assert json.loads((tmp_path / "live" / "wandb-logged.json").read_text()) == {"run_id": "live"}
-    assert not (tmp_path / "stuck" / "wandb-logged.json").exists()
+    assert cb._idle == [logger]
 
 
 def test_a_logger_whose_run_is_written_takes_the_next_trial(local_ray, tmp_path):
@@ -124,3 +123,24 @@ def test_a_logger_per_open_run_and_a_finishing_one_takes_the_next_run(local_ray,
     cb._start_logging_actor(d, [], id="d")
     assert cb._trial_logging_actors[d] == b_logger and cb._idle == []
     assert ray.get(shared.seen.remote()) == [("start", "a"), (_QueueItem.END, None), ("start", "c")]
+
+
+def test_the_logger_writes_a_run_beside_the_trial_where_tune_stores_it_and_marks_it(local_ray, tmp_path):
+    """In its own process (a Ray actor), as in a sweep: W&B keeps process-wide state."""
+    import pyarrow.fs
+    from ray.air.integrations.wandb import _QueueItem
+
+    from hpo._wandb_callback import LOGGED_MARKER, _FlushingLoggingActor
+    from tests.wandb_records import read_run
+
+    staging, stored = tmp_path / "staging", tmp_path / "stored"
+    staging.mkdir()
+    stored.mkdir()
+    logger = ray.remote(num_cpus=0)(_FlushingLoggingActor).remote()
+    for trial_id, staged in (("t1", staging), ("t2", stored)):  # a second run in the same logger, staged in storage
+        logger.start.remote(str(staged), [], [], None, (pyarrow.fs.LocalFileSystem(), str(stored)), id=trial_id, project="p", mode="offline")
+        logger.put.remote([(_QueueItem.RESULT, {"training_iteration": r, "val_accuracy": 0.5 + r / 10}) for r in (1, 2)])
+        assert ray.get(logger.put.remote([(_QueueItem.END, None)])) is None
+        assert json.loads((stored / LOGGED_MARKER).read_text()) == {"run_id": trial_id}
+        (run_file,) = stored.glob(f"wandb/offline-run-*/run-{trial_id}.wandb")
+        assert [row["val_accuracy"] for row in read_run(run_file).history] == [0.6, 0.7]
