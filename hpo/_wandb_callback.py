@@ -7,11 +7,14 @@ a resumed sweep replays, from the trial's ``result.json``, every round of a tria
 W&B runs are keyed by trial id with ``resume="allow"``, so a replay continues the trial's own run
 (steps W&B already holds are ignored by it) instead of adding a second one.
 
-Each trial's logger reads from a queue actor that Ray starts with the trial. The stock callback puts
-every result with a blocking call, so the first result of each trial held Tune's whole loop (and every
-trial waiting on it to take its result) until that actor's process was up: 0.7-3 s per trial on a
-2-core machine, and any later put could hold it while the machine was busy. Here a put is only
-submitted, never waited on; the next one goes once it is done, so the items keep their order.
+Ray's callback starts two actors for each trial, a queue and a logger: two new Python processes that
+import Ray and W&B, about 4 CPU-seconds a trial on a 2-core machine (measured), taken from the running
+trials, more than a small trial costs itself; and it puts every result into the queue with a blocking
+call, which held Tune's whole loop until that trial's queue was up (0.7-3 s per trial). Here the loggers
+are kept and reused: a logger writes one trial's run at a time and then takes the next trial's, so a
+sweep starts about one logger per concurrent trial, whatever its number of trials. Results are handed to
+the logger with calls that are only submitted, never waited on; Ray runs one caller's calls to an actor
+in order.
 
 Each trial's run also tells its story (``hpo.tracking.TrialStory``): rounds as the x-axis, the best value
 and its round in the summary, the outcome as a tag when the trial ends, the dataset artifact as input.
@@ -32,7 +35,7 @@ import pyarrow
 import pyarrow.fs
 from ray.air.constants import EXPR_RESULT_FILE, TRAINING_ITERATION
 
-from hpo._internals import ray_wandb, record_artifact_use_offline
+from hpo._internals import list_packages_once, ray_wandb, record_artifact_use_offline
 from hpo.stopping import STOPPING
 
 _ray = ray_wandb()
@@ -84,17 +87,17 @@ def end_trial_run(run: Any, outcome: str, winner: bool = False) -> None:
         run.notes = outcome
 
 
-def _log_items(actor: Any, run: Any, items: Iterable[tuple]) -> None:
+def _log_items(actor: Any, run: Any, items: Iterable[tuple]) -> bool:
     """Ray's logging loop (results, checkpoints, the end), plus the trial's story: the round of the best
-    value after each result (the rule ``hpo status`` uses), the outcome tags at the end."""
+    value after each result (the rule ``hpo status`` uses), the outcome tags at the end. True at the end."""
     from hpo.results import best_of
 
-    story, rows = actor._story, []
+    story, rows = actor._story, actor.__dict__.setdefault("_rows", [])
     for kind, content in items:
         if kind == _QueueItem.END:
             if story is not None and content:
                 end_trial_run(run, **content)
-            return
+            return True
         if kind == _QueueItem.CHECKPOINT:
             actor._handle_checkpoint(content)
             continue
@@ -109,28 +112,71 @@ def _log_items(actor: Any, run: Any, items: Iterable[tuple]) -> None:
             best = best_of(rows, story.metric, story.mode)
             if best is not None:
                 run.summary["best_round"] = best[1]
+    return False
 
 
 class _FlushingLoggingActor(_WandbLoggingActor):
-    """Ray's logging actor with the trial's story (see ``_log_items``). The stock actor returns right
-    after ``wandb.finish()``, and Tune then kills it; W&B's writer process dies with it, which cut the
-    last records of the runs that ended last (seen offline: a run file left with its header only).
-    ``wandb.teardown()`` waits for the writer to finish."""
+    """Ray's logging actor, writing one trial's run at a time and then the next trial's (see the module
+    docstring): ``start`` opens a trial's run, ``put`` logs its results and, with the trial's end, finishes it.
+    The trial's story is told as it goes (see ``_log_items``).
 
-    def __init__(self, logdir, queue, exclude, to_config, *args, story=None, **kwargs):
-        super().__init__(logdir, queue, exclude, to_config, *args, **kwargs)
-        self._story = story
+    The stock actor returns right after ``wandb.finish()``, and Tune then kills it; W&B's writer process
+    dies with it, which cut the last records of the runs that ended last (seen offline: a run file left
+    with its header only; ``finish()`` returns before the writer has flushed). ``wandb.teardown()`` waits
+    for the writer, so a run is completely written once ``put`` returns from its end."""
 
-    def run(self):
+    def __init__(self):  # a logger for any trial (Ray's takes one trial's settings here)
+        import wandb
+
+        list_packages_once()  # each run's requirements.txt, listed once per logger, not once per run
+        self._wandb = wandb
+        self._run: Any = None
+        self._error: Exception | None = None
+
+    def start(self, logdir: str, exclude: list, to_config: list, story: Any, stored_at: tuple | None, *args: Any, **kwargs: Any) -> None:
+        """Open a trial's run in ``logdir`` (the driver's staging copy of the trial); ``stored_at`` is where
+        Tune stores the trial, (filesystem, folder), where the written run is copied and marked."""
         os.environ["WANDB_START_METHOD"] = "thread"
-        run = self._wandb.init(*self.args, **self.kwargs)
-        run.config.trial_log_path = self._logdir
-        _run_wandb_process_run_info_hook(run)
-        if self._story is not None:
-            begin_trial_run(run, self._wandb, self._story)
-        _log_items(self, run, iter(self.queue.get, None))
-        self._wandb.finish()
-        self._wandb.teardown()
+        os.chdir(logdir)  # W&B writes the run under ./wandb: the trial's folder
+        self._logdir, self._exclude, self._to_config, self._story = logdir, set(exclude), set(to_config), story
+        self._stored_at = stored_at
+        self.args, self.kwargs, self._trial_name = args, kwargs, kwargs.get("name", "unknown")
+        self._rows, self._error = [], None
+        try:
+            run = self._wandb.init(*args, **kwargs)
+            run.config.trial_log_path = logdir
+            _run_wandb_process_run_info_hook(run)
+            if story is not None:
+                begin_trial_run(run, self._wandb, story)
+            self._run = run
+        except Exception as e:  # told with the trial's end: the callback warns, a resume writes the run again
+            self._error = e
+            self._wandb.teardown()
+
+    def put(self, items: list[tuple]) -> str | None:
+        """Log ``items`` in order; after the trial's end, finish the run, copy it beside the trial in storage
+        and mark it there (see ``store_run``: its warning, if any, is returned for the driver to show).
+        Raises, at the end only, what kept the run from being completely written (so that it is not
+        marked, and a resume replays it)."""
+        ended = any(kind == _QueueItem.END for kind, _ in items)
+        if self._run is not None:
+            try:
+                ended = _log_items(self, self._run, items)
+                if ended:
+                    self._run.finish()
+            except Exception as e:
+                self._error = self._error or e
+                ended = ended or any(kind == _QueueItem.END for kind, _ in items)
+            if ended:
+                self._run = None
+                self._wandb.teardown()
+        if ended and self._error is not None:
+            error, self._error = self._error, None
+            raise RuntimeError(f"the W&B run of {self._trial_name} was not completely written: {type(error).__name__}: {error}")
+        if ended and self.__dict__.get("_stored_at") is not None:
+            fs, folder = self._stored_at
+            return store_run(fs, folder, self._logdir, self.kwargs.get("id", self._trial_name))
+        return None
 
 
 def replay_trial_run(wandb: Any, story: Any, init_kwargs: dict[str, Any], rows: list[dict], outcome: str, winner: bool) -> str | None:
@@ -197,41 +243,39 @@ def _marker_exists(trial) -> bool:
         return False
 
 
-def _set_marker(trial, present: bool) -> None:
-    """Write (or remove) the marker where Tune stores the trial, beside the W&B files it vouches for."""
+def _remove_marker(trial) -> None:
+    """Remove the marker of a trial whose run is written again (a restarted trial, a replay)."""
     try:
-        fs, path = _in_storage(trial, LOGGED_MARKER)
-        if present:
-            with fs.open_output_stream(path) as f:
-                f.write((json.dumps({"run_id": trial.trial_id}) + "\n").encode())
-        elif _marker_exists(trial):
+        if _marker_exists(trial):
+            fs, path = _in_storage(trial, LOGGED_MARKER)
             fs.delete_file(path)
     except _FS_ERRORS as e:
         log.warning("could not update %s for trial %s: %s", LOGGED_MARKER, trial.trial_id, e)
 
 
-def _upload_wandb_folder(trial) -> bool:
-    """Copy the trial's W&B folder from the driver's staging copy to where Tune stores the trial.
-
-    Tune's own last upload happens before the loggers of the last trials have finished writing, which
-    left their W&B files empty in the sweep folder. Returns whether the folder is in storage."""
-
-    src = Path(trial.local_path or "", "wandb")
-    if not src.is_dir():
-        return True
+def store_run(fs: Any, folder: str, local: str, run_id: str) -> str | None:
+    """After a trial's run is completely written (in the logger, off Tune's loop): copy its W&B folder from
+    the driver's staging copy of the trial, ``local``, to where Tune stores the trial, ``folder`` on ``fs``,
+    then write the marker beside it. Tune's own last upload happens before the loggers of the last trials
+    have finished writing, which left their W&B files empty in the sweep folder.
+    Returns what went wrong (the run is then not marked, and a resume writes it again), or None."""
+    src = Path(local or "", "wandb")
     try:
-        fs, dest = _in_storage(trial, "wandb")
-        if isinstance(fs, pyarrow.fs.LocalFileSystem) and Path(dest).resolve() == src.resolve():
-            return True
-        pyarrow.fs.copy_files(str(src.resolve()), dest, source_filesystem=pyarrow.fs.LocalFileSystem(), destination_filesystem=fs)
-        return True
+        same = isinstance(fs, pyarrow.fs.LocalFileSystem) and Path(folder, "wandb").resolve() == src.resolve()
+        if src.is_dir() and not same:
+            pyarrow.fs.copy_files(str(src.resolve()), f"{folder}/wandb", source_filesystem=pyarrow.fs.LocalFileSystem(), destination_filesystem=fs)
     except _FS_ERRORS as e:
-        log.warning("could not copy the W&B files of trial %s to %s: %s", trial.trial_id, getattr(trial, "path", "?"), e)
-        return False
+        return f"could not copy the W&B files of trial {run_id} to {folder}: {e}"
+    try:
+        with fs.open_output_stream(f"{folder}/{LOGGED_MARKER}") as f:
+            f.write((json.dumps({"run_id": run_id}) + "\n").encode())
+    except _FS_ERRORS as e:
+        return f"could not update {LOGGED_MARKER} for trial {run_id}: {e}"
+    return None
 
 
 class SweepWandbCallback(WandbLoggerCallback):
-    """Flushes every run before its logger is stopped, marks completely written runs, replays the rounds a
+    """Reuses its loggers from trial to trial, has each completely written run marked, replays the rounds a
     crash kept out of W&B, and has a finalizer that tolerates interpreter shutdown."""
 
     _logger_actor_cls = _FlushingLoggingActor
@@ -257,43 +301,20 @@ class SweepWandbCallback(WandbLoggerCallback):
         return self.__dict__.setdefault("_stopping_trials", set())
 
     @property
-    def _unsent(self) -> dict:
-        """Per trial, the items not yet handed to its queue actor, in order."""
-        return self.__dict__.setdefault("_unsent_items", {})
+    def _idle(self) -> list:
+        """Loggers whose last run is completely written, waiting for the next trial's."""
+        return self.__dict__.setdefault("_idle_loggers", [])
 
-    @property
-    def _in_flight(self) -> dict:
-        """Per trial, the put its queue actor has not finished yet (at most one, which keeps the order)."""
-        return self.__dict__.setdefault("_puts_in_flight", {})
-
-    def _send(self, trial, item) -> None:
-        self._unsent.setdefault(trial, []).append(item)
-        self._flush(trial)
-
-    def _flush(self, trial, wait: float = 0.0) -> None:
-        """Hand the trial's waiting items to its queue actor in one call, once its previous call is done
-        (waiting up to ``wait`` seconds for that). Never waits on the call it makes."""
-        import ray
-
-        items, queue = self._unsent.get(trial), self._trial_queues.get(trial)
-        if not items or queue is None:
-            return
-        previous = self._in_flight.get(trial)
-        if previous is not None:
-            if not ray.wait([previous], timeout=wait)[0]:
-                return
-            try:
-                ray.get(previous)
-            except Exception as e:  # the run misses these rounds; the next resume replays it
-                log.warning("W&B logging for trial %s lost results: %s", getattr(trial, "trial_id", trial), e)
-        self._in_flight[trial] = queue.actor.put_nowait_batch.remote(items)
-        self._unsent[trial] = []
-
-    def _flush_all(self, wait: float = 0.0) -> None:
-        for trial in list(self._unsent):
-            self._flush(trial, wait)
+    def _send(self, trial, *items) -> None:
+        """Hand items to the trial's logger without waiting; the run's end gives the future its completion."""
+        future = self._trial_logging_actors[trial].put.remote(list(items))
+        if any(kind == _QueueItem.END for kind, _ in items):
+            self._trial_logging_futures[trial] = future
+            self._logging_future_to_trial[future] = trial
 
     def _start_logging_actor(self, trial, exclude_results, **wandb_init_kwargs):
+        if trial in self._trial_logging_actors:
+            return
         if not self._remote_logger_class:
             # Ray's callback hands WANDB_API_KEY to its logging actors in their runtime_env, which Ray writes
             # in plain text to its logs. The actors run on this node, whose Ray workers inherit the
@@ -304,24 +325,45 @@ class SweepWandbCallback(WandbLoggerCallback):
             import ray
 
             self._remote_logger_class = ray.remote(num_cpus=0, **_force_on_current_node(), max_restarts=0)(self._logger_actor_cls)
+        actor = self._idle.pop() if self._idle else self._finishing_logger()
+        if actor is None:
+            actor = self._remote_logger_class.remote()
+        self._trial_logging_actors[trial] = actor
         # (a callback restored from an experiment started by an older version has no story)
-        super()._start_logging_actor(trial, exclude_results, story=self.__dict__.get("_story"), **wandb_init_kwargs)
+        stored_at = (trial.storage.storage_filesystem, trial.path.rstrip("/"))
+        actor.start.remote(trial.local_path, exclude_results, self.AUTO_CONFIG_KEYS, self.__dict__.get("_story"), stored_at, **wandb_init_kwargs)
+
+    def _finishing_logger(self) -> Any:
+        """For a new trial's run when no logger is idle: a logger finishing a run that ended, which takes the
+        new run once that one is written, when there is already a logger for every open run, the new one
+        included (None: start another). Starting a logger costs a process and seconds of CPU, and on a busy
+        machine, where runs are written slowly, starting one for every trial that found none idle only made
+        the machine busier. Offline, a run is written in a fraction of a second."""
+        busy = list(dict.fromkeys(self._trial_logging_actors.values()))
+        open_runs = sum(1 for t in self._trial_logging_actors if t not in self._stopping)
+        if len(busy) < open_runs + 1:
+            return None
+        serving_open = [a for t, a in self._trial_logging_actors.items() if t not in self._stopping]
+        for trial in self._trial_logging_futures:  # in the order the runs ended: the first is likely written first
+            actor = self._trial_logging_actors.get(trial)
+            if actor is not None and actor not in serving_open:
+                return actor
+        return None
 
     def on_step_end(self, iteration, trials, **info):
-        self._flush_all()  # loggers whose queue actor came up since the last step
-        super().on_step_end(iteration, trials, **info)
+        if self._trial_logging_futures:
+            self._cleanup_logging_actors()  # runs written since the last step: marked, their loggers reused
 
     def log_trial_start(self, trial):
         if trial in self._stopping and trial in self._trial_logging_futures:
             # A trial restarted (after a lost node, a retry) while its previous logger is still writing:
             # the stock callback would keep sending to that finishing logger and lose the rest of the run.
             # Let it finish, then continue the same W&B run in a new one.
-            self._flush(trial, wait=self._upload_timeout)  # its end marker may still be waiting for the queue actor
             self._finish(self._trial_logging_futures[trial], timeout=self._upload_timeout)
-        fresh = trial not in self._trial_logging_futures
+        fresh = trial not in self._trial_logging_actors
         super().log_trial_start(trial)
         if fresh:
-            _set_marker(trial, False)
+            _remove_marker(trial)
             self._replay(trial)
 
     def log_trial_result(self, iteration, trial, result):
@@ -329,17 +371,20 @@ class SweepWandbCallback(WandbLoggerCallback):
             self.log_trial_start(trial)
         if result.get(TRAINING_ITERATION, iteration) <= self._replayed_upto.get(trial, 0):
             return  # already sent by the replay
-        self._send_result(trial, result)
+        self._send(trial, self._result_item(result))
 
-    def _send_result(self, trial, result: dict) -> None:
-        self._send(trial, (_QueueItem.RESULT, _clean_log(result, video_kwargs=self.video_kwargs, image_kwargs=self.image_kwargs)))
+    def _result_item(self, result: dict) -> tuple:
+        return (_QueueItem.RESULT, _clean_log(result, video_kwargs=self.video_kwargs, image_kwargs=self.image_kwargs))
+
+    def log_trial_save(self, trial):
+        if self.upload_checkpoints and trial.checkpoint and isinstance(trial.checkpoint.filesystem, pyarrow.fs.LocalFileSystem):
+            self._send(trial, (_QueueItem.CHECKPOINT, trial.checkpoint.path))
 
     def _replay(self, trial) -> None:
         """Send the rounds the trial reported before this logger started (none for a new trial)."""
         rows = _reported_rounds(trial)
-        for row in rows:
-            self._send_result(trial, row)
         if rows:
+            self._send(trial, *(self._result_item(row) for row in rows))
             self._replayed_upto[trial] = rows[-1][TRAINING_ITERATION]
 
     def log_trial_end(self, trial, failed: bool = False):
@@ -347,68 +392,91 @@ class SweepWandbCallback(WandbLoggerCallback):
         super().log_trial_end(trial, failed)
 
     def _signal_logging_actor_stop(self, trial):
-        self._send(trial, (_QueueItem.END, self._ends.pop(trial, None)))  # after the trial's waiting results
-        self._stopping.add(trial)
+        if trial in self._trial_logging_actors:
+            self._send(trial, (_QueueItem.END, self._ends.pop(trial, None)))  # after the trial's results
+            self._stopping.add(trial)
 
-    def _cleanup_logging_actor(self, trial):
-        self._unsent.pop(trial, None)
-        self._in_flight.pop(trial, None)
-        super()._cleanup_logging_actor(trial)
+    def _cleanup_logging_actor(self, trial, reuse: bool = False):
+        """Forget the trial's logger: back to the idle ones when its run ended cleanly, else ended."""
+        import ray
+
+        actor = self._trial_logging_actors.pop(trial, None)
+        self._logging_future_to_trial.pop(self._trial_logging_futures.pop(trial, None), None)
+        if actor is None or any(a == actor for a in self._trial_logging_actors.values()):
+            return  # it already took another trial's run
+        if reuse:
+            self._idle.append(actor)
+        else:
+            ray.kill(actor)
 
     def _finish(self, future, timeout: float) -> bool:
-        """Wait up to ``timeout`` s for one logger; when it is done, mark its run and release it."""
+        """Wait up to ``timeout`` s for one run's end; once it is written (and marked by its logger), the
+        logger takes another trial's run."""
         import ray
 
         done, _ = ray.wait([future], timeout=timeout)
         if not done:
             return False
-        trial = self._logging_future_to_trial.pop(future)
+        trial = self._logging_future_to_trial[future]
         try:
-            ray.get(future)
+            problem = ray.get(future)  # the logger has copied the run beside the trial and marked it
         except Exception as e:  # the run was not written out: the next resume replays it
             log.warning("W&B logging for trial %s failed: %s", trial.trial_id, e)
+            written = False
         else:
-            self._mark_logged(trial)
+            if problem:
+                log.warning(problem)
+            self._replayed_upto.pop(trial, None)
+            written = True
         self._stopping.discard(trial)
-        self._cleanup_logging_actor(trial)
+        self._cleanup_logging_actor(trial, reuse=written)
         return True
 
     def _cleanup_logging_actors(self, timeout: int = 0, kill_on_timeout: bool = False):
         import ray
 
         futures = list(self._trial_logging_futures.values())
+        if not futures:
+            return
         done, remaining = ray.wait(futures, num_returns=len(futures), timeout=timeout)
         for future in done:
             self._finish(future, timeout=0)
         if kill_on_timeout:
             for future in remaining:
-                trial = self._logging_future_to_trial.pop(future)
+                trial = self._logging_future_to_trial[future]
                 self._stopping.discard(trial)
                 self._cleanup_logging_actor(trial)
 
-    def _mark_logged(self, trial) -> None:
-        self._replayed_upto.pop(trial, None)
-        if _upload_wandb_folder(trial):
-            _set_marker(trial, True)
+    def _end_loggers(self) -> None:
+        """Every logger ends: idle ones, and those of runs that were never told an end (the sweep was stopped)."""
+        import ray
+
+        for trial in list(self._trial_logging_actors):
+            self._cleanup_logging_actor(trial)
+        while self._idle:
+            ray.kill(self._idle.pop())
 
     def on_experiment_end(self, trials, **info):
         for trial in trials:  # ended before a crash, its run never written out: write it now
             ended = trial.status in (trial.TERMINATED, trial.ERROR)
-            if ended and trial not in self._trial_logging_futures and not _marker_exists(trial):
+            if ended and trial not in self._trial_logging_actors and not _marker_exists(trial):
                 if _reported_rounds(trial):
                     self.log_trial_start(trial)
                     self.log_trial_end(trial, failed=trial.status == trial.ERROR)
         if STOPPING.is_set():
             self._upload_timeout = min(self._upload_timeout, STOPPING_WAIT_S)
-        self._flush_all(wait=self._upload_timeout)
-        super().on_experiment_end(trials, **info)
+        # Wait for the loggers to finish their runs (uploading them, online).
+        self._cleanup_logging_actors(timeout=self._upload_timeout, kill_on_timeout=True)
+        self._end_loggers()
 
     def __del__(self):
         try:
             import ray
 
             if ray.is_initialized():
-                self._flush_all(wait=2)
-            super().__del__()
+                for trial in list(self._trial_logging_actors):
+                    self._signal_logging_actor_stop(trial)
+                self._cleanup_logging_actors(timeout=2, kill_on_timeout=True)
+                self._end_loggers()
         except Exception:  # interpreter shutdown: nothing left to clean up
             pass

@@ -15,8 +15,8 @@ from typing import Any
 
 from ray.tune import Callback
 
-from hpo.results import PENDING, RUNNING, TrialRecord
-from trainables.report import CONVERGED, FAILURE, ITERATION, ROUND, ROUNDS_PLANNED
+from hpo.results import PENDING, RUNNING, TrialRecord, best_of
+from trainables.report import CONVERGED, FAILURE, ITERATION, ROUND, ROUNDS_PLANNED, improves
 
 # Only what the outcome and best-value rules read from a round is kept per trial.
 _ROUND_KEYS = (ITERATION, ROUND, FAILURE, ROUNDS_PLANNED, CONVERGED)
@@ -51,6 +51,10 @@ class SweepConsole(Callback):
         self._live: Any = None
         self._console: Any = None
         self._trials: list[Any] = []
+        # The best (value, round, trial) so far, kept up to date result by result: finding it again over
+        # every trial at each result and each trial end made the view's cost grow with the sweep.
+        self._top: tuple[float, int, Any] | None = None
+        self._counted: set[str] = set()  # trials whose rounds (or restored record) the best has seen
 
     def __getstate__(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k in ("name", "metric", "mode", "num_trials", "wandb_mode", "params")}
@@ -75,7 +79,12 @@ class SweepConsole(Callback):
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         self._trials = trials
-        self._rounds.setdefault(trial.trial_id, []).append({k: result[k] for k in (*_ROUND_KEYS, self.metric) if k in result})
+        row = {k: result[k] for k in (*_ROUND_KEYS, self.metric) if k in result}
+        self._rounds.setdefault(trial.trial_id, []).append(row)
+        self._counted.add(trial.trial_id)
+        found = best_of([row], self.metric, self.mode)
+        if found is not None:
+            self._offer(*found, trial)
         self._refresh()
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -100,17 +109,26 @@ class SweepConsole(Callback):
         rounds = self._rounds.get(trial.trial_id) or ([trial.last_result] if trial.last_result else [])
         return TrialRecord(trial.trial_id, str(trial), None, dict(trial.config), status or trial.status, rounds)  # type: ignore[arg-type]
 
+    def _offer(self, value: float, rnd: int, trial: Any) -> None:
+        """A trial's value at a round (its rounds come in order): the new best if strictly better, or
+        equal and from a trial `hpo status` ranks first (its folder comes first); earlier rounds win ties."""
+        top = self._top
+        if top is None or improves(value, top[0], self.mode) or (value == top[0] and trial.trial_id < top[2].trial_id):
+            self._top = (value, rnd, trial)
+
     def _best(self) -> tuple[float, int, Any] | None:
-        best = None
-        # In trial-folder order, strictly better only: ties go to the trial `hpo status` ranks first.
-        for trial in sorted(self._trials, key=lambda t: t.trial_id):
+        for trial in self._trials:
+            if trial.trial_id in self._counted:
+                continue
+            # a trial this view saw no result of (restored from a crashed driver): its record, else Tune's
+            self._counted.add(trial.trial_id)
             found = self._record(trial).best(self.metric, self.mode)
-            if found is None:  # a trial restored from a crashed driver: Tune's record of its best value
+            if found is None:
                 value = (getattr(trial, "metric_analysis", None) or {}).get(self.metric, {}).get(self.mode)
                 found = None if value is None else (value, int(trial.last_result.get("training_iteration", 0)))
-            if found and (best is None or (found[0] > best[0] if self.mode == "max" else found[0] < best[0])):
-                best = (*found, trial)
-        return best
+            if found is not None:
+                self._offer(*found, trial)
+        return self._top
 
     def _end(self, trial: Any, status: str) -> None:
         record = self._record(trial, status)

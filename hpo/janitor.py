@@ -8,6 +8,7 @@ for users who want to load it, as long as the spec's disk budget allows.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from ray.tune import Callback
@@ -16,6 +17,9 @@ from hpo.stopping import STOPPING
 from trainables.report import BestSoFar
 
 log = logging.getLogger("hpo")
+
+# The sweep folder's size is measured again once this many times the last measurement's duration has passed.
+_MEASURE_EVERY = 50
 
 
 def _checkpoint_dirs(fs: Any, folder: str) -> list[str]:
@@ -89,6 +93,21 @@ class CheckpointJanitor(Callback):
                 log.debug("could not delete %s: %s", path, err)
                 cleared.discard(trial.trial_id)
 
+    def _used(self, storage: Any, at_end: bool) -> int | None:
+        """The sweep folder's size, or None when it was measured too recently to measure again.
+
+        Measuring lists every file of the sweep (the trials' W&B runs too), so doing it at every trial end
+        cost more the more trials had run: 0.02-0.04 s per trial end at 256 trials on 2 cores, in the
+        driver's loop. It is measured again once 50 times as long as the last measurement took has passed
+        (at most 2 % of the driver's time: in a small sweep still at every trial end, at 256 trials every
+        second or two); always at the sweep's end."""
+        now = time.monotonic()
+        if not at_end and now < self.__dict__.get("_next_measure", 0.0):
+            return None
+        used = folder_bytes(storage.storage_filesystem, storage.experiment_fs_path)
+        self.__dict__["_next_measure"] = now + _MEASURE_EVERY * (time.monotonic() - now)
+        return used
+
     def _known_best(self, trial: Any) -> None:
         """A trial this callback saw no result of (it ended before a resume restored the sweep): its best
         value from Tune's own record of its results, so the best trial is still the one kept."""
@@ -111,7 +130,9 @@ class CheckpointJanitor(Callback):
         if self.budget is None or not trials:
             return
         storage = trials[0].storage
-        used = folder_bytes(storage.storage_filesystem, storage.experiment_fs_path)
+        used = self._used(storage, at_end=ending is None)
+        if used is None:
+            return
         if used > self.budget and keep is not None:
             self._delete(keep)
             used = folder_bytes(storage.storage_filesystem, storage.experiment_fs_path)

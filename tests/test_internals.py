@@ -69,12 +69,13 @@ def test_wandb_callback_internals_the_sweep_callback_extends():
         assert hasattr(ray_wandb, name), f"ray.air.integrations.wandb.{name} is gone"
     assert _internals.ray_wandb().LoggingActor is ray_wandb._WandbLoggingActor
     cb = ray_wandb.WandbLoggerCallback(project="p", mode="offline")
-    for attr in ("_trial_queues", "_trial_logging_actors", "_trial_logging_futures", "_remote_logger_class"):
+    for attr in ("_trial_logging_actors", "_trial_logging_futures", "_logging_future_to_trial", "_remote_logger_class"):
         assert hasattr(cb, attr), f"WandbLoggerCallback.{attr} is gone"
     for method in ("_start_logging_actor", "_signal_logging_actor_stop", "_cleanup_logging_actor", "_cleanup_logging_actors"):
         assert callable(getattr(cb, method, None)), f"WandbLoggerCallback.{method} is gone"
     assert {"RESULT", "CHECKPOINT", "END"} <= {i.name for i in ray_wandb._QueueItem}
-    assert callable(getattr(ray_wandb._WandbLoggingActor, "run", None))
+    for method in ("_handle_result", "_handle_checkpoint"):
+        assert callable(getattr(ray_wandb._WandbLoggingActor, method, None)), f"_WandbLoggingActor.{method} is gone"
 
 
 @pytest.fixture(scope="module")
@@ -190,3 +191,25 @@ def test_tunes_loggers_restore_a_restarted_trials_file_through_the_method_hpo_ov
     fresh.init_local_path()
     JsonResults().log_trial_start(fresh)
     assert (tmp_path / "driver" / "resumed" / "result.json").read_text() == '{"training_iteration": 1}\n'
+
+
+def test_wandb_lists_the_installed_packages_where_hpo_lists_them_once(monkeypatch):
+    """Each W&B run looks ``wandb.util.working_set`` up when it starts (``Run._on_start``); hpo's loggers
+    replace it with a kept list. Both halves are checked: the lookup, and the same packages either way."""
+    import importlib.metadata
+
+    import wandb.util
+    from wandb.sdk.wandb_run import Run
+
+    source = inspect.getsource(Run._on_start)
+    assert "from wandb.util import working_set" in source and "publish_python_packages(working_set())" in source, "W&B no longer looks working_set up per run"
+    monkeypatch.setattr(wandb.util, "working_set", wandb.util.working_set)  # put back after the test
+    listed = sorted((p.key, p.version) for p in wandb.util.working_set())
+    calls = []
+    real = importlib.metadata.distributions
+    monkeypatch.setattr(importlib.metadata, "distributions", lambda *a, **k: calls.append(1) or real(*a, **k))
+    _internals.list_packages_once()
+    _internals.list_packages_once()
+    for _ in range(3):
+        assert sorted((p.key, p.version) for p in wandb.util.working_set()) == listed
+    assert len(calls) == 1

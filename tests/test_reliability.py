@@ -134,6 +134,44 @@ def test_the_janitor_keeps_the_best_checkpoint_of_trials_it_saw_no_result_of(tmp
     assert not late.exists() and (tmp_path / "b" / "checkpoint_000001").exists()
 
 
+def test_the_janitor_measures_the_sweep_folder_again_only_once_the_last_measurement_is_paid_back(tmp_path, monkeypatch):
+    """Measuring the folder lists every file of the sweep: at each trial end its cost grew with the trials.
+    It is measured again once 50 times the last measurement's duration has passed, and always at the end."""
+    import time
+
+    import pyarrow.fs
+
+    import hpo.janitor
+    from hpo.janitor import CheckpointJanitor
+
+    class Storage:
+        storage_filesystem = pyarrow.fs.LocalFileSystem()
+        experiment_fs_path = str(tmp_path)
+
+    class Trial:
+        def __init__(self, trial_id: str):
+            self.trial_id, self.status, self.storage = trial_id, "TERMINATED", Storage()
+            self.storage.trial_fs_path = str(tmp_path / trial_id)
+
+    measured = []
+    real = hpo.janitor.folder_bytes
+
+    def slow_folder_bytes(fs, folder):
+        if folder == str(tmp_path):
+            measured.append(folder)
+            time.sleep(0.05)  # a sweep of many trials: 50 x 0.05 s = 2.5 s before the next measurement
+        return real(fs, folder)
+
+    monkeypatch.setattr(hpo.janitor, "folder_bytes", slow_folder_bytes)
+    trials = [Trial(name) for name in "abc"]
+    janitor = CheckpointJanitor("val_accuracy", "max", budget_mb=100)
+    janitor.on_trial_complete(0, trials, trials[0], result={"val_accuracy": 0.61})
+    janitor.on_trial_complete(0, trials, trials[1], result={"val_accuracy": 0.62})
+    assert len(measured) == 1
+    janitor.on_experiment_end(trials)
+    assert len(measured) == 2
+
+
 def test_promoting_to_a_hub_that_cannot_be_reached_fails_before_retraining(tiny_sweep, tmp_path):
     env = {**tiny_sweep["env"], "HF_TOKEN": "hf_" + uuid.uuid4().hex, "HF_HUB_OFFLINE": "0", "HF_ENDPOINT": f"http://127.0.0.1:{free_port()}"}
     result = run_cli(["promote", str(tiny_sweep["path"]), "--repo-id", "acme/unreachable"], env, tmp_path, timeout=180)
