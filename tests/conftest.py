@@ -16,7 +16,7 @@ import yaml
 from hpo.results import disk_usage
 
 REPO = Path(__file__).resolve().parents[1]
-IMDB = (REPO / ".." / "shared" / "data" / "imdb-sample").resolve()
+IMDB = REPO / "data" / "imdb-sample"
 
 
 TINY_BUDGET_MB = 150  # the tiny model's checkpoint (weights + AdamW state) is about 25 MB
@@ -24,7 +24,7 @@ TINY_BUDGET_MB = 150  # the tiny model's checkpoint (weights + AdamW state) is a
 
 def imdb_files() -> dict[str, str]:
     if not (IMDB / "train.parquet").is_file():
-        pytest.fail(f"the offline IMDB sample is missing at {IMDB} (expected beside the repo in ../shared/)")
+        pytest.fail(f"the offline IMDB sample is missing at {IMDB} (it ships with the repository: data/imdb-sample/)")
     return {"train": str(IMDB / "train.parquet"), "test": str(IMDB / "test.parquet")}
 
 

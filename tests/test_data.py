@@ -60,6 +60,24 @@ def test_imdb_sample_splits(tmp_path):
     assert load_splits(spec.model_copy(update={"seed": 6})).fingerprint != splits.fingerprint
 
 
+def test_the_shipped_sample_is_the_documented_one():
+    """data/imdb-sample/README.md states the digests, the rows, the class counts and the label order."""
+    import hashlib
+    import re
+    from pathlib import Path
+
+    folder = Path(imdb_files()["train"]).parent
+    readme = (folder / "README.md").read_text()
+    for name, rows, neg, pos in (("train", 4000, 1980, 2020), ("test", 1000, 503, 497)):
+        path = folder / f"{name}.parquet"
+        digest = re.search(rf"sha256\s+([0-9a-f]{{64}})\s+{name}\.parquet", readme).group(1)
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == digest, name
+        labels = pd.read_parquet(path)["label"].tolist()
+        assert (len(labels), labels.count(0), labels.count(1)) == (rows, neg, pos)
+        assert labels == sorted(labels), f"{name}: the sample is meant to be sorted by label"
+        assert f"{rows:,}" in readme and f"{neg:,}" in readme and f"{pos:,}" in readme
+
+
 def test_int_labels_need_names():
     spec = DataSpec(files={"train": "a.parquet", "test": "b.parquet"})
     with pytest.raises(DataError, match="label_names"):

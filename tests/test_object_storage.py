@@ -312,7 +312,7 @@ def test_submit_runs_the_sweep_as_a_job_that_the_client_follows_and_promotes(s3,
 
 def test_submit_refuses_what_the_cluster_cannot_read(s3, tmp_path):
     env = s3_env(tmp_path, s3)
-    outside = tiny_spec(tmp_path / "runs", name="outside")  # data in ../shared: outside the working directory
+    outside = tiny_spec(tmp_path / "runs", name="outside")  # data in the repo's data/: outside the working directory
     outside["storage"] = "s3://sweeps/refused"
     spec_file = write_spec(tmp_path / "outside.yaml", outside)
     closed = f"http://127.0.0.1:{free_port()}"  # nothing listens: the refusals come before any connection

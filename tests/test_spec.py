@@ -21,7 +21,7 @@ def test_there_are_shipped_specs():
 
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.name for p in SHIPPED])
 def test_every_shipped_spec_loads(path, monkeypatch):
-    monkeypatch.chdir(REPO)  # shipped specs refer to ../shared relative to the repo root
+    monkeypatch.chdir(REPO)  # shipped specs refer to data/imdb-sample/ relative to the repo root
     spec = load_spec(path)
     assert spec.name and spec.search_space
     assert spec.scheduler.grace_period <= spec.scheduler.max_rounds
