@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from hpo.versions import git_state, package_versions
+from hpo.core.versions import git_state, package_versions
 
 REPO = Path(__file__).resolve().parent.parent
 QUICKSTART = "search_spaces/quickstart.yaml"  # relative to REPO: its data paths are resolved from there
@@ -115,7 +115,7 @@ def with_overrides(spec: Any, overrides: dict[str, Any]) -> Any:
     The models are frozen; a dump, merge and re-parse (instead of ``model_copy(update=...)``) also
     runs the spec's validators, so a misspelt override fails here instead of being ignored.
     """
-    from hpo.spec import parse_spec
+    from hpo.core.spec import parse_spec
 
     return parse_spec(merged(spec.model_dump(mode="json"), overrides), "benchmark overrides")
 

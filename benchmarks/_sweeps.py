@@ -1,7 +1,7 @@
 """Running a whole sweep in a fresh process, and reading what it cost from its experiment folder.
 
 Each ``run_sweep`` gets its own Python process (Ray is started once per process), a child of the
-benchmark's process. The analysis reads only files (``hpo.results.load_sweep`` plus Tune's experiment
+benchmark's process. The analysis reads only files (``hpo.core.results.load_sweep`` plus Tune's experiment
 state) and never starts Ray.
 """
 
@@ -24,8 +24,8 @@ WORKER = "_sweep-worker"  # the hidden command of run.py that runs one sweep
 # ------------------------------------------------------------------------------------- the child
 def worker(job_file: str) -> int:
     """Child side: load the spec, apply overrides, time ``run_sweep``, shut Ray down, write the result."""
-    from hpo.driver import run_sweep, shutdown_ray
-    from hpo.spec import load_spec
+    from hpo.sweep.driver import run_sweep, shutdown_ray
+    from hpo.core.spec import load_spec
 
     from benchmarks._common import with_overrides
 
@@ -165,8 +165,8 @@ def _handoff_gaps(rows: list[dict[str, Any]], slots: int) -> list[float]:
 
 def analyze(path: str, wall_s: float) -> dict[str, Any]:
     """Compute, utilisation and start-up of one finished sweep, from its folder alone."""
-    from hpo.results import CONVERGED, STOPPED, load_sweep, tune_states
-    from hpo.storage import Location
+    from hpo.core.results import CONVERGED, STOPPED, load_sweep, tune_states
+    from hpo.core.storage import Location
 
     sweep = load_sweep(path)
     meta = tune_states(Location.parse(path))

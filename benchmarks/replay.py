@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks._common import GOAL_BUSY, GOAL_COMPUTE, GOAL_POINTS, BenchError, command_line, fmt, machine_info, write_outputs
-from hpo.spec import SchedulerSpec
+from hpo.core.spec import SchedulerSpec
 from trainables.report import TOP_CLASS_SHARE as SHARE_KEY
 from trainables.report import RoundReport, ends_on_patience
 
@@ -58,7 +58,7 @@ class Curve:
 
 def load_curves(sources: list[Path]) -> tuple[list[Curve], dict[str, Any]]:
     """Full-length learning curves from sweep folders, or from a ``search.json`` (its random-search runs)."""
-    from hpo.results import load_sweep
+    from hpo.core.results import load_sweep
 
     curves: list[Curve] = []
     info: dict[str, Any] = {}

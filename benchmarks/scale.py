@@ -60,7 +60,7 @@ def _tune_space(space: dict[str, Any]) -> dict[str, Any]:
     """The spec's search space as Tune's own random distributions."""
     from ray import tune
 
-    from hpo.spec import Choice, IntRange, LogUniform, Uniform
+    from hpo.core.spec import Choice, IntRange, LogUniform, Uniform
 
     out: dict[str, Any] = {}
     for name, p in space.items():
@@ -83,7 +83,7 @@ def bare_worker(job_file: str) -> int:
     from ray import tune
 
     from benchmarks._common import with_overrides
-    from hpo.spec import load_spec
+    from hpo.core.spec import load_spec
     from trainables.prepare import prepare
     from trainables.trial import run_trial
 
@@ -145,7 +145,7 @@ def _run_bare(storage: Path, name: str, overrides: dict[str, Any], keep: bool) -
 # ------------------------------------------------------------------------------------- analysis
 def _trials(experiment: str) -> list[dict[str, Any]]:
     """Per trial folder of a Tune experiment (hpo's or bare), what the trial reported about itself."""
-    from hpo.results import parse_results
+    from hpo.core.results import parse_results
 
     rows = []
     for sub in sorted(Path(experiment).iterdir()):

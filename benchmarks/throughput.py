@@ -67,8 +67,8 @@ def _sync(device: Any) -> None:
 
 def _prepared(storage: str) -> tuple[Any, Any, Any]:
     """The quickstart's data prepared by the product (tokenized once to 512), and the fixed settings."""
-    from hpo.spec import load_spec
-    from hpo.prepare import prepare
+    from hpo.core.spec import load_spec
+    from hpo.sweep.prepare import prepare
 
     spec = load_spec(QUICKSTART, {"name": "bench-throughput", "storage": storage})
     spec = with_overrides(
@@ -201,7 +201,7 @@ def _flops(model: Any, data: Any, hp: Any) -> dict[str, float]:
 
 def _base_source() -> str:
     """The folder of the distilbert-base-shaped model, built (once, cached) by the product's preset code."""
-    from hpo.spec import ModelSpec, OfflinePreset
+    from hpo.core.spec import ModelSpec, OfflinePreset
     from trainables.model import base_source
 
     return base_source(ModelSpec(offline_preset=OfflinePreset(**DISTILBERT_BASE)))

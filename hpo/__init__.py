@@ -18,19 +18,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from hpo.errors import HpoError, SpecError
-from hpo.spec import SweepSpec, load_spec
+from hpo.core.errors import HpoError, SpecError
+from hpo.core.spec import SweepSpec, load_spec
 
 # name -> module it lives in, imported on first use
 _LAZY = {
-    "run_sweep": "hpo.driver",
-    "resume_sweep": "hpo.driver",
-    "SweepOutcome": "hpo.driver",
-    "load_sweep": "hpo.results",
-    "Sweep": "hpo.results",
-    "promote": "hpo.promote",
-    "PromoteOptions": "hpo.promote",
-    "PromotionResult": "hpo.promote",
+    "run_sweep": "hpo.sweep.driver",
+    "resume_sweep": "hpo.sweep.driver",
+    "SweepOutcome": "hpo.sweep.driver",
+    "load_sweep": "hpo.core.results",
+    "Sweep": "hpo.core.results",
+    "promote": "hpo.promotion.promote",
+    "PromoteOptions": "hpo.promotion.promote",
+    "PromotionResult": "hpo.promotion.promote",
 }
 
 __all__ = ["HpoError", "SpecError", "SweepSpec", "load_spec", *_LAZY]

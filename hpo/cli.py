@@ -20,8 +20,8 @@ def _sweep(args: argparse.Namespace) -> int:
     if args.spec is None:
         raise _usage("give a spec file, or --resume PATH")
     spec = _load(args.spec, {"name": args.name, "storage": args.storage})
-    from hpo.driver import run_sweep, shutdown_ray
-    from hpo.report import print_sweep_summary
+    from hpo.sweep.driver import run_sweep, shutdown_ray
+    from hpo.analysis.report import print_sweep_summary
 
     try:
         outcome = run_sweep(spec, address=args.address, wandb_mode=args.wandb_mode, num_cpus=args.num_cpus, verbose=args.verbose)
@@ -33,8 +33,8 @@ def _sweep(args: argparse.Namespace) -> int:
 
 def _load(spec_path: str, overrides: dict) -> object:
     """The spec from a file, or from object storage (the spec ``hpo submit`` stored beside the sweep)."""
-    from hpo.spec import load_spec
-    from hpo.storage import Location, is_remote
+    from hpo.core.spec import load_spec
+    from hpo.core.storage import Location, is_remote
 
     if is_remote(spec_path):
         try:
@@ -46,7 +46,7 @@ def _load(spec_path: str, overrides: dict) -> object:
 
 
 def _submit(args: argparse.Namespace) -> int:
-    from hpo.submit import submit
+    from hpo.sweep.submit import submit
 
     spec = _load(args.spec, {"name": args.name, "storage": args.storage})
     outcome = submit(spec, args.address, args.working_dir, args.spec, wandb_mode=args.wandb_mode, follow=args.follow)
@@ -54,8 +54,8 @@ def _submit(args: argparse.Namespace) -> int:
 
 
 def _resume(args: argparse.Namespace) -> int:
-    from hpo.driver import resume_sweep, shutdown_ray
-    from hpo.report import print_sweep_summary
+    from hpo.sweep.driver import resume_sweep, shutdown_ray
+    from hpo.analysis.report import print_sweep_summary
 
     try:
         outcome = resume_sweep(args.path, address=args.address, num_cpus=args.num_cpus)
@@ -66,14 +66,14 @@ def _resume(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from hpo.report import print_status
+    from hpo.analysis.report import print_status
 
     print_status(args.path)
     return 0
 
 
 def _promote(args: argparse.Namespace) -> int:
-    from hpo.promote import PromoteOptions, promote
+    from hpo.promotion.promote import PromoteOptions, promote
 
     if (args.repo_id is None) == (args.dry_run is None):
         raise _usage("give exactly one of --repo-id OWNER/NAME or --dry-run DIR")
@@ -93,7 +93,7 @@ def _promote(args: argparse.Namespace) -> int:
 
 
 def _dashboard(args: argparse.Namespace) -> int:
-    from hpo.dashboard import serve
+    from hpo.analysis.dashboard import serve
 
     serve(args.path, host=args.host, port=args.port)
     return 0
@@ -120,7 +120,7 @@ def _count(text: str) -> int:
 
 
 def _usage(message: str) -> Exception:
-    from hpo.errors import UsageError
+    from hpo.core.errors import UsageError
 
     return UsageError(message)
 
@@ -191,7 +191,7 @@ def _quiet_libraries() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    from hpo.errors import HpoError
+    from hpo.core.errors import HpoError
 
     run: Callable[[argparse.Namespace], int] = args.run
     # W&B hands its background service to child processes through WANDB_SERVICE. A service inherited from

@@ -47,12 +47,12 @@ warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm, import
 import optuna
 from optuna.trial import TrialState
 
-from hpo.baseline import describe as describe_baselines
-from hpo.baseline import read as read_baselines
-from hpo.dashboard import open_storage
-from hpo.errors import HpoError
-from hpo.results import stored_model
-from hpo.results import CONVERGED, FINISHED, STOPPED, load_sweep
+from hpo.sweep.baseline import describe as describe_baselines
+from hpo.sweep.baseline import read as read_baselines
+from hpo.analysis.dashboard import open_storage
+from hpo.core.errors import HpoError
+from hpo.core.results import stored_model
+from hpo.core.results import CONVERGED, FINISHED, STOPPED, load_sweep
 
 sweep = load_sweep(EXPERIMENT)  # a local folder or s3:// / gs:// URI
 spec = sweep.spec

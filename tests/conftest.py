@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hpo.results import disk_usage
+from hpo.core.results import disk_usage
 
 REPO = Path(__file__).resolve().parents[1]
 IMDB = REPO / "data" / "imdb-sample"

@@ -151,7 +151,7 @@ def test_a_hub_that_cannot_be_reached_is_a_network_error_before_anything_starts(
 
 
 def test_wandb_that_cannot_be_reached_stops_an_online_sweep_and_auto_falls_back(tmp_path):
-    from hpo.preflight import Unreachable, check_wandb
+    from hpo.sweep.preflight import Unreachable, check_wandb
 
     env = {**cli_env(tmp_path), "WANDB_API_KEY": "not-a-real-key-" + "0" * 24, "WANDB_BASE_URL": _closed_url()}
     spec = tmp_path / "w.yaml"

@@ -122,8 +122,8 @@ def test_a_champion_with_other_labels_is_refused(published, weak_sweep, hub, tmp
     import torch
     from safetensors.torch import load_file, save_file
 
-    from hpo.champion import LabelMismatch, outcomes_on_test
-    from hpo.results import load_sweep
+    from hpo.promotion.champion import LabelMismatch, outcomes_on_test
+    from hpo.core.results import load_sweep
     from trainables.data import load_splits
 
     own = hub.files(REPO, hub.repos()[REPO].head)

@@ -14,7 +14,7 @@ import pytest
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
-from hpo.results import FINISHED, STOPPED, load_sweep
+from hpo.core.results import FINISHED, STOPPED, load_sweep
 from tests.conftest import _descendants, cli_env, finish_cli, kill_pids, run_cli, start_cli, tiny_spec, write_spec
 from tests.test_wandb_story import assert_sweep_run_tells_the_sweep, assert_trial_runs_tell_the_sweep
 from tests.wandb_records import read_run
@@ -167,8 +167,8 @@ def test_diverging_trial_reports_its_failure_once_and_ends_without_raising(monke
     from ray import tune
 
     import trainables.trial as trial
-    from hpo.spec import parse_spec
-    from hpo.prepare import prepare
+    from hpo.core.spec import parse_spec
+    from hpo.sweep.prepare import prepare
 
     raw = tiny_spec(tmp_path / "runs")
     raw["data"].update(train_size=200, test_size=40)
@@ -193,12 +193,12 @@ def test_diverging_trial_reports_its_failure_once_and_ends_without_raising(monke
 
 
 def test_searcher_records_a_failed_trial_as_fail_and_status_shows_the_reason(tmp_path):
-    from hpo.results import TrialRecord
-    from hpo.searcher import make_searcher
-    from hpo.spec import parse_spec
+    from hpo.core.results import TrialRecord
+    from hpo.tune.searcher import make_searcher
+    from hpo.core.spec import parse_spec
 
     spec = parse_spec(tiny_spec(tmp_path / "runs", name="fails"))
-    from hpo.storage import Location
+    from hpo.core.storage import Location
 
     journal = tmp_path / "hpo" / "optuna.journal"
     searcher = make_searcher(spec, Location.parse(tmp_path)).searcher.searcher  # generator -> limiter -> TPE
@@ -219,9 +219,9 @@ def test_searcher_records_a_failed_trial_as_fail_and_status_shows_the_reason(tmp
 def test_node_local_storage_is_refused_on_a_multi_host_cluster(monkeypatch, tmp_path):
     import ray
 
-    from hpo.driver import check_storage, filesystem_type
-    from hpo.errors import ExperimentError
-    from hpo.spec import parse_spec
+    from hpo.sweep.driver import check_storage, filesystem_type
+    from hpo.core.errors import ExperimentError
+    from hpo.core.spec import parse_spec
 
     spec = parse_spec(tiny_spec(tmp_path / "runs"))
     nodes = [{"Alive": True, "NodeManagerAddress": "10.0.0.1"}, {"Alive": True, "NodeManagerAddress": "10.0.0.2"}]
@@ -281,9 +281,9 @@ def test_a_searcher_state_older_or_newer_than_tunes_trials_is_reconciled_on_resu
     configuration again, and fails a trial Tune never recorded."""
     from optuna.trial import TrialState
 
-    from hpo.searcher import make_searcher
-    from hpo.spec import parse_spec
-    from hpo.storage import Location
+    from hpo.tune.searcher import make_searcher
+    from hpo.core.spec import parse_spec
+    from hpo.core.storage import Location
 
     spec = parse_spec(tiny_spec(tmp_path / "runs", name="rec"))
     first = make_searcher(spec, Location.parse(tmp_path)).searcher.searcher

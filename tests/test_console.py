@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import random
 
-from hpo.console import SweepConsole
-from hpo.results import TrialRecord
+from hpo.tune.console import SweepConsole
+from hpo.core.results import TrialRecord
 
 
 class Trial:

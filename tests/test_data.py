@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hpo.errors import DataError
-from hpo.spec import DataSpec, SweepSpec
+from hpo.core.errors import DataError
+from hpo.core.spec import DataSpec, SweepSpec
 from tests.conftest import imdb_files, tiny_spec
 from trainables.data import (
     Labelled,
@@ -147,7 +147,7 @@ def test_ray_starts_while_the_texts_are_tokenized_and_only_after_the_data_checks
     """The driver starts Ray alongside tokenization; bad data is refused before it is called."""
     import threading
 
-    from hpo.prepare import prepare
+    from hpo.sweep.prepare import prepare
 
     spec = SweepSpec.model_validate(tiny_spec(tmp_path))
     (tmp_path / "junk.parquet").write_bytes(b"not parquet")

@@ -11,9 +11,9 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
-from hpo.results import CONVERGED, STOPPED, load_sweep
-from hpo.scheduler import SweepASHA, make_scheduler
-from hpo.spec import SchedulerSpec, parse_spec
+from hpo.core.results import CONVERGED, STOPPED, load_sweep
+from hpo.tune.scheduler import SweepASHA, make_scheduler
+from hpo.core.spec import SchedulerSpec, parse_spec
 from tests.conftest import cli_env, run_cli, tiny_spec, write_spec
 
 

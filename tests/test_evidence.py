@@ -10,13 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hpo.baseline import choose_c, lift_gate, majority, sweep_baselines
-from hpo.calibration import brier_score, calibration_metrics, expected_calibration_error, reliability
-from hpo.cost import retrain_share, summary, sweep_cost, trial_cost
-from hpo.errors import DataError
-from hpo.results import Sweep, TrialRecord
-from hpo.spec import DataSpec, SweepSpec
-from hpo.storage import Location
+from hpo.sweep.baseline import choose_c, lift_gate, majority, sweep_baselines
+from hpo.core.calibration import brier_score, calibration_metrics, expected_calibration_error, reliability
+from hpo.analysis.cost import retrain_share, summary, sweep_cost, trial_cost
+from hpo.core.errors import DataError
+from hpo.core.results import Sweep, TrialRecord
+from hpo.core.spec import DataSpec, SweepSpec
+from hpo.core.storage import Location
 from tests.conftest import tiny_spec
 from trainables.data import Labelled, describe_duplicates, find_duplicates, load_splits, normalise
 

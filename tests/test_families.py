@@ -63,7 +63,7 @@ def test_roberta_frames_texts_with_its_own_tokens_and_gets_the_spec_dropout(robe
 
 
 def test_distilbert_presets_get_the_spec_dropout_under_their_own_names():
-    from hpo.spec import ModelSpec
+    from hpo.core.spec import ModelSpec
     from trainables.model import base_source
 
     source = base_source(ModelSpec(offline_preset={"layers": 1, "dim": 32, "heads": 2, "hidden_dim": 64}))

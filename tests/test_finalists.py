@@ -10,9 +10,9 @@ import shutil
 
 import pytest
 
-from hpo.finalists import Finalist, choose, collect, value_at
-from hpo.results import TrialRecord
-from hpo.storage import Location
+from hpo.analysis.finalists import Finalist, choose, collect, value_at
+from hpo.core.results import TrialRecord
+from hpo.core.storage import Location
 from tests.conftest import run_cli
 
 

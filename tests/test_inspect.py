@@ -24,7 +24,7 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
-from hpo.results import CONVERGED, FINISHED, STOPPED, load_sweep
+from hpo.core.results import CONVERGED, FINISHED, STOPPED, load_sweep
 from tests.conftest import REPO, run_cli
 
 NOTEBOOK = REPO / "notebooks" / "sweep_analysis.ipynb"
@@ -290,8 +290,8 @@ def test_dashboard_on_a_port_in_use_is_a_clear_error(tiny_sweep):
 
 
 def test_dashboard_without_optuna_dashboard_installed_names_the_extra(tiny_sweep, monkeypatch):
-    from hpo.dashboard import serve
-    from hpo.errors import HpoError
+    from hpo.analysis.dashboard import serve
+    from hpo.core.errors import HpoError
 
     monkeypatch.setitem(sys.modules, "optuna_dashboard", None)  # import fails as if not installed
     with pytest.raises(HpoError, match=r"optuna-dashboard is not installed.*\[analysis\]"):

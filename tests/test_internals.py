@@ -1,4 +1,4 @@
-"""The private Ray Tune and Optuna names hpo relies on (``hpo/_internals.py`` and the W&B callback), checked
+"""The private Ray Tune and Optuna names hpo relies on (``hpo/tune/_internals.py`` and the W&B callback), checked
 against the installed versions: a Ray or Optuna upgrade that changes one fails here, naming it."""
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from ray.tune.schedulers import AsyncHyperBandScheduler
 from ray.tune.search import ConcurrencyLimiter, SearchGenerator
 from ray.tune.search.optuna import OptunaSearch
 
-from hpo import _internals
+from hpo.core import results
+from hpo.tune import _internals
 
 
 def _search() -> OptunaSearch:
@@ -105,9 +106,9 @@ def tune_experiment(tmp_path_factory):
 
 
 def test_tunes_experiment_state_file_reads_as_hpo_expects(tune_experiment):
-    files = sorted(tune_experiment.glob(f"{_internals.EXPERIMENT_STATE_PREFIX}*.json"))
-    assert files, f"no {_internals.EXPERIMENT_STATE_PREFIX}*.json in {sorted(p.name for p in tune_experiment.iterdir())}"
-    states = _internals.parse_experiment_state(files[-1].read_text())
+    files = sorted(tune_experiment.glob(f"{results.EXPERIMENT_STATE_PREFIX}*.json"))
+    assert files, f"no {results.EXPERIMENT_STATE_PREFIX}*.json in {sorted(p.name for p in tune_experiment.iterdir())}"
+    states = results.parse_experiment_state(files[-1].read_text())
     assert len(states) == 2
     by_rounds = {s["config"]["rounds"]: s for s in states.values()}
     assert {s["status"] for s in states.values()} == {"TERMINATED"}
@@ -122,7 +123,7 @@ def test_tunes_experiment_state_file_reads_as_hpo_expects(tune_experiment):
 
 
 def test_unreadable_experiment_state_reads_as_nothing():
-    assert _internals.parse_experiment_state("{torn") == {} and _internals.parse_experiment_state("") == {}
+    assert results.parse_experiment_state("{torn") == {} and results.parse_experiment_state("") == {}
 
 
 def test_an_offline_wandb_run_records_an_artifact_it_uses(tmp_path):
@@ -138,7 +139,7 @@ def test_an_offline_wandb_run_records_an_artifact_it_uses(tmp_path):
     script = textwrap.dedent(
         f"""
         import wandb
-        from hpo import _internals
+        from hpo.tune import _internals
         run = wandb.init(project="shape", mode="offline", dir={str(tmp_path)!r}, settings=wandb.Settings(silent=True))
         assert run.offline is True
         artifact = wandb.Artifact("data-shape", type="dataset")
@@ -163,7 +164,7 @@ def test_tunes_loggers_restore_a_restarted_trials_file_through_the_method_hpo_ov
     import pyarrow.fs
     from ray.tune.logger import JsonLoggerCallback
 
-    from hpo._result_loggers import JsonResults
+    from hpo.tune.result_loggers import JsonResults
 
     class Trial:  # the parts of Tune's Trial its loggers use
         def __init__(self, name):

@@ -18,8 +18,9 @@ PACKAGES = ("hpo", "trainables")
 def _modules() -> dict[str, Path]:
     out = {}
     for pkg in PACKAGES:
-        for f in sorted((REPO / pkg).glob("*.py")):
-            out[pkg if f.stem == "__init__" else f"{pkg}.{f.stem}"] = f
+        for f in sorted((REPO / pkg).rglob("*.py")):
+            parts = f.relative_to(REPO).with_suffix("").parts
+            out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = f
     return out
 
 
@@ -38,7 +39,7 @@ def _imports(path: Path) -> set[str]:
 def import_graph() -> dict[str, set[str]]:
     """Product module -> the product modules it imports (a package's own ``__init__`` left out)."""
     mods = _modules()
-    return {m: {t for t in _imports(f) if t in mods and t != m and t not in PACKAGES} for m, f in mods.items()}
+    return {m: {t for t in _imports(f) if t in mods and t != m and t not in PACKAGES} for m, f in mods.items() if m not in PACKAGES}
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -81,7 +82,7 @@ def test_trainables_import_nothing_from_hpo():
 
 def test_the_import_graph_has_no_cycle():
     graph = import_graph()
-    assert len(graph) > 40 and graph["hpo.driver"] >= {"hpo.spec", "trainables.trial"}  # the walk sees the code
+    assert len(graph) > 40 and graph["hpo.sweep.driver"] >= {"hpo.core.spec", "trainables.trial"}  # the walk sees the code
     assert cycles(graph) == []
 
 
@@ -106,3 +107,71 @@ def test_the_python_api_is_exported_lazily():
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert out.stdout.split() == ["True", "True", "True"], out.stderr[-2000:]
+
+
+# The service's packages, lowest first: each may import those before it, never one after it.
+LAYERS = ("hpo.core", "hpo.tune", "hpo.sweep", "hpo.analysis", "hpo.promotion", "hpo.cli")
+
+
+def _layer(module: str) -> int | None:
+    return next((i for i, name in enumerate(LAYERS) if module == name or module.startswith(name + ".")), None)
+
+
+def test_the_packages_depend_one_way():
+    """core < tune (the adapter around Ray) < sweep < analysis (reading a sweep) < promotion < cli: status
+    never imports promotion, the core nothing above it."""
+    graph = import_graph()
+    upward = sorted(
+        f"{m} imports {t}"
+        for m, targets in graph.items()
+        for t in targets
+        if _layer(m) is not None and _layer(t) is not None and _layer(t) > _layer(m)
+    )
+    assert upward == []
+    assert {_layer(m) for m in graph if m.startswith("hpo.")} == set(range(len(LAYERS)))  # every package is seen
+
+
+def _names_ray(path: Path) -> list[str]:
+    return sorted(t for t in _imports(path) if t.split(".")[0] == "ray")
+
+
+def test_only_the_adapter_imports_ray():
+    outside = {m: _names_ray(f) for m, f in _modules().items() if m.startswith("hpo") and not m.startswith("hpo.tune")}
+    assert {m: names for m, names in outside.items() if names} == {}
+
+
+def _private_attributes(path: Path) -> list[str]:
+    """``x._name`` where ``x`` is a module of Ray, Optuna or W&B imported in ``path``, or any attribute
+    ``._name`` on an object (a private member of a framework's object reached from our code)."""
+    tree = ast.parse(path.read_text())
+    frameworks = {"ray", "optuna", "wandb"}
+    aliases = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            aliases.update((a.asname or a.name).split(".")[0] for a in node.names if a.name.split(".")[0] in frameworks)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in frameworks:
+            aliases.update(a.asname or a.name for a in node.names)
+            if any(part.startswith("_") for part in node.module.split(".")):
+                aliases.add(f"from {node.module}")
+    found = sorted(a for a in aliases if a.startswith("from "))
+    found += [  # a logger or a module named by its dotted path, e.g. "ray._private.x"
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.split(".")[0] in frameworks
+        and any(part.startswith("_") for part in node.value.split(".")[1:])
+    ]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+            base = node.value
+            while isinstance(base, ast.Attribute):
+                base = base.value
+            if isinstance(base, ast.Name) and base.id in aliases:
+                found.append(f"{base.id}...{node.attr}")
+    return found
+
+
+def test_only_the_adapter_names_private_names_of_ray_optuna_or_wandb():
+    outside = {m: _private_attributes(f) for m, f in _modules().items() if m.startswith("hpo") and not m.startswith("hpo.tune")}
+    assert {m: names for m, names in outside.items() if names} == {}
+    inside = {m: _private_attributes(f) for m, f in _modules().items() if m.startswith("hpo.tune")}
+    assert any(inside.values())  # the check sees them where they are

@@ -16,8 +16,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from hpo.results import FINISHED, STOPPED, load_sweep
-from hpo.storage import Location
+from hpo.core.results import FINISHED, STOPPED, load_sweep
+from hpo.core.storage import Location
 from tests.conftest import (
     REPO,
     _descendants,
@@ -350,7 +350,7 @@ def _planted_experiment(root: Location) -> None:
 
 @pytest.mark.parametrize("where", ["local", "s3"])
 def test_trial_folders_newer_than_tunes_saved_state_are_settled_before_resume(where, s3, tmp_path):
-    from hpo.settle import settle
+    from hpo.tune.settle import settle
 
     root = Location.parse(tmp_path / "exp") if where == "local" else Location.parse(f"s3://sweeps/settle-{tmp_path.name}/exp")
     _planted_experiment(root)

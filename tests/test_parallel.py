@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from hpo.errors import SpecError
-from hpo.results import load_sweep
-from hpo.spec import OfflinePreset, TrainingSpec, parse_spec
+from hpo.core.errors import SpecError
+from hpo.core.results import load_sweep
+from hpo.core.spec import OfflinePreset, TrainingSpec, parse_spec
 from tests.conftest import _descendants, cli_env, finish_cli, kill_pids, run_cli, start_cli, tiny_spec, write_spec
 from tests.test_cluster import assert_each_trial_once, rounds_reported, wait_for
 from trainables.data import Labelled, SpecialIds, tokenize

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from hpo.spec import DataSpec, ModelSpec, OfflinePreset, TrainingSpec
+from hpo.core.spec import DataSpec, ModelSpec, OfflinePreset, TrainingSpec
 from tests.conftest import imdb_files
 from trainables.data import load_splits, special_ids, tokenize
 from trainables.model import base_source, load_classifier, load_tokenizer, pretrained_dir
@@ -84,7 +84,7 @@ def test_fine_tuning_leaves_chance_faster_than_the_random_init_preset(pretrained
 
 
 def test_the_pretrained_cpu_spec_is_a_small_sweep_of_the_pretrained_preset(monkeypatch):
-    from hpo.spec import load_spec
+    from hpo.core.spec import load_spec
     from tests.conftest import REPO
 
     monkeypatch.chdir(REPO)

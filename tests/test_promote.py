@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hpo.results import load_sweep
+from hpo.core.results import load_sweep
 from tests.conftest import imdb_files, run_cli
 from tests.hub_server import start_hub, stop_hub
 from tests.test_wandb_story import assert_trial_runs_tell_the_sweep
@@ -184,8 +184,8 @@ def test_gate_refuses_a_collapsed_model(dry_run, tiny_sweep, tmp_path):
     import torch
     from safetensors.torch import load_file, save_file
 
-    from hpo.promote import evaluate_folder, run_gates
-    from hpo.results import load_sweep
+    from hpo.promotion.promote import evaluate_folder, run_gates
+    from hpo.core.results import load_sweep
 
     collapsed = tmp_path / "collapsed"
     shutil.copytree(dry_run["dir"], collapsed)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from hpo.results import load_sweep
+from hpo.core.results import load_sweep
 from tests.conftest import cli_env, finish_cli, free_port, run_cli, start_cli, tiny_spec, write_spec
 from tests.test_cluster import assert_each_trial_once, rounds_reported, wait_for
 
@@ -102,7 +102,7 @@ def test_the_janitor_keeps_the_best_checkpoint_of_trials_it_saw_no_result_of(tmp
     of their results decides which checkpoint is the best one."""
     import pyarrow.fs
 
-    from hpo.janitor import CheckpointJanitor
+    from hpo.tune.janitor import CheckpointJanitor
 
     class Storage:
         storage_filesystem = pyarrow.fs.LocalFileSystem()
@@ -141,8 +141,8 @@ def test_the_janitor_measures_the_sweep_folder_again_only_once_the_last_measurem
 
     import pyarrow.fs
 
-    import hpo.janitor
-    from hpo.janitor import CheckpointJanitor
+    import hpo.tune.janitor
+    from hpo.tune.janitor import CheckpointJanitor
 
     class Storage:
         storage_filesystem = pyarrow.fs.LocalFileSystem()
@@ -154,7 +154,7 @@ def test_the_janitor_measures_the_sweep_folder_again_only_once_the_last_measurem
             self.storage.trial_fs_path = str(tmp_path / trial_id)
 
     measured = []
-    real = hpo.janitor.folder_bytes
+    real = hpo.tune.janitor.folder_bytes
 
     def slow_folder_bytes(fs, folder):
         if folder == str(tmp_path):
@@ -162,7 +162,7 @@ def test_the_janitor_measures_the_sweep_folder_again_only_once_the_last_measurem
             time.sleep(0.05)  # a sweep of many trials: 50 x 0.05 s = 2.5 s before the next measurement
         return real(fs, folder)
 
-    monkeypatch.setattr(hpo.janitor, "folder_bytes", slow_folder_bytes)
+    monkeypatch.setattr(hpo.tune.janitor, "folder_bytes", slow_folder_bytes)
     trials = [Trial(name) for name in "abc"]
     janitor = CheckpointJanitor("val_accuracy", "max", budget_mb=100)
     janitor.on_trial_complete(0, trials, trials[0], result={"val_accuracy": 0.61})
@@ -184,7 +184,7 @@ def test_a_wandb_failure_after_a_verified_promotion_is_a_warning(tiny_sweep, tmp
     """A malformed W&B key makes ``wandb.init`` raise at the very end: the model is written and verified."""
     import wandb
 
-    from hpo.promote import PromoteOptions, promote
+    from hpo.promotion.promote import PromoteOptions, promote
 
     class RefusingWandb:  # the W&B client module, as passed in; its init refuses the key
         Settings = wandb.Settings

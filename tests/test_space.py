@@ -3,8 +3,8 @@
 import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from hpo.space import describe, make_sampler, to_optuna
-from hpo.spec import SearcherSpec, parse_spec
+from hpo.core.space import describe, make_sampler, to_optuna
+from hpo.core.spec import SearcherSpec, parse_spec
 from tests.conftest import tiny_spec
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from hpo.errors import SpecError
-from hpo.spec import load_spec, parse_spec
+from hpo.core.errors import SpecError
+from hpo.core.spec import load_spec, parse_spec
 from tests.conftest import REPO, run_cli, cli_env, tiny_spec, write_spec
 
 SHIPPED = sorted((REPO / "search_spaces").glob("*.yaml"))
@@ -175,7 +175,7 @@ def test_every_spec_field_has_a_description():
 
     import pydantic
 
-    from hpo.spec import SweepSpec
+    from hpo.core.spec import SweepSpec
 
     missing, seen = [], set()
 

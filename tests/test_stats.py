@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from hpo.champion import decide
-from hpo.stats import PairedComparison, compare_paired, mcnemar_exact, mean_std, paired_bootstrap
+from hpo.promotion.champion import decide
+from hpo.core.stats import PairedComparison, compare_paired, mcnemar_exact, mean_std, paired_bootstrap
 
 
 def test_mcnemar_exact_against_the_binomial_by_hand():

@@ -10,7 +10,7 @@ import pytest
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
-from hpo.results import FINISHED, STOPPED, load_sweep
+from hpo.core.results import FINISHED, STOPPED, load_sweep
 from tests.conftest import run_cli
 from tests.wandb_records import read_run
 
@@ -54,7 +54,7 @@ def test_each_round_reports_the_metrics_and_a_checkpoint(sweep):
 
 
 def test_disk_budget_holds_and_only_the_best_trial_keeps_a_checkpoint(tiny_sweep, sweep):
-    from hpo.results import disk_usage
+    from hpo.core.results import disk_usage
     from tests.conftest import TINY_BUDGET_MB
 
     best, _, _ = sweep.winner()
@@ -164,7 +164,7 @@ def test_a_trial_kept_on_by_backfill_never_outlasts_the_others(sweep):
 
 
 def test_baselines_are_stored_shown_above_the_trials_in_status_and_logged_to_wandb(tiny_sweep, sweep):
-    from hpo.baseline import C_GRID
+    from hpo.sweep.baseline import C_GRID
 
     path = tiny_sweep["path"]
     b = json.loads((path / "hpo" / "baselines.json").read_text())
@@ -184,7 +184,7 @@ def test_baselines_are_stored_shown_above_the_trials_in_status_and_logged_to_wan
 
 
 def test_status_reports_the_cost_of_the_sweep(tiny_sweep, sweep):
-    from hpo.cost import sweep_cost
+    from hpo.analysis.cost import sweep_cost
 
     out = run_cli(["status", str(tiny_sweep["path"])], tiny_sweep["env"], tiny_sweep["tmp"], timeout=60).stdout
     cost = sweep_cost(sweep)

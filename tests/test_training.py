@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from hpo.spec import OfflinePreset, TrainingSpec
+from hpo.core.spec import OfflinePreset, TrainingSpec
 from trainables.data import Labelled, SpecialIds, tokenize
 from trainables.model import load_tokenizer, preset_dir
 from trainables.trial import build_state, converged, planned_steps
@@ -128,7 +128,7 @@ def test_resume_from_a_checkpoint_matches_an_uninterrupted_run(tiny, tmp_path):
 
 def _trial_settings(tmp_path, **scheduler):
     """What a trial of a sweep with this scheduler is told (the sweep spec's own translation)."""
-    from hpo.spec import parse_spec
+    from hpo.core.spec import parse_spec
     from tests.conftest import tiny_spec
 
     return parse_spec({**tiny_spec(tmp_path), "scheduler": scheduler}).trial_settings()

@@ -50,7 +50,7 @@ class Trial:
 def test_a_result_is_never_waited_on_and_results_reach_the_logger_in_order(local_ray, tmp_path):
     from ray.air.integrations.wandb import _QueueItem
 
-    from hpo._wandb_callback import SweepWandbCallback
+    from hpo.tune.wandb_callback import SweepWandbCallback
 
     cb = SweepWandbCallback(project="hpo-tests", upload_timeout=30)
     cb._remote_logger_class = ray.remote(num_cpus=0)(Recorder)
@@ -81,7 +81,7 @@ def test_a_result_is_never_waited_on_and_results_reach_the_logger_in_order(local
 def test_a_logger_whose_run_is_written_takes_the_next_trial(local_ray, tmp_path):
     from ray.air.integrations.wandb import _QueueItem
 
-    from hpo._wandb_callback import SweepWandbCallback
+    from hpo.tune.wandb_callback import SweepWandbCallback
 
     cb = SweepWandbCallback(project="hpo-tests", upload_timeout=30)
     cb._remote_logger_class = ray.remote(num_cpus=0)(Recorder)
@@ -103,7 +103,7 @@ def test_a_logger_per_open_run_and_a_finishing_one_takes_the_next_run(local_ray,
     run is written, instead of starting another process (each costs seconds of CPU, taken from the trials)."""
     from ray.air.integrations.wandb import _QueueItem
 
-    from hpo._wandb_callback import SweepWandbCallback
+    from hpo.tune.wandb_callback import SweepWandbCallback
 
     cb = SweepWandbCallback(project="hpo-tests", upload_timeout=30)
     cb._remote_logger_class = ray.remote(num_cpus=0)(Recorder)
@@ -130,7 +130,7 @@ def test_the_logger_writes_a_run_beside_the_trial_where_tune_stores_it_and_marks
     import pyarrow.fs
     from ray.air.integrations.wandb import _QueueItem
 
-    from hpo._wandb_callback import LOGGED_MARKER, _FlushingLoggingActor
+    from hpo.tune.wandb_callback import LOGGED_MARKER, _FlushingLoggingActor
     from tests.wandb_records import read_run
 
     staging, stored = tmp_path / "staging", tmp_path / "stored"

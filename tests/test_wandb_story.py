@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from hpo.results import Sweep, load_sweep
-from hpo._wandb_callback import outcome_tag
+from hpo.core.results import Sweep, load_sweep
+from hpo.tune.wandb_callback import outcome_tag
 from tests.wandb_records import OfflineRun, runs_as_synced
 
 
@@ -101,8 +101,8 @@ def test_the_sweep_run_holds_the_trials_table_of_hpo_status_the_spec_and_the_dat
 def test_the_dataset_artifact_references_files_buckets_or_the_hub_and_is_named_by_the_fingerprint(tmp_path):
     import wandb
 
-    from hpo.spec import parse_spec
-    from hpo.tracking import dataset_ref
+    from hpo.core.spec import parse_spec
+    from hpo.sweep.tracking import dataset_ref
     from tests.conftest import tiny_spec
 
     raw = tiny_spec(tmp_path / "runs")
@@ -122,7 +122,7 @@ def test_the_dataset_artifact_references_files_buckets_or_the_hub_and_is_named_b
 
 
 def test_outcome_tags_are_the_words_of_hpo_status_and_a_failure_keeps_its_reason_for_the_notes():
-    from hpo.results import CONVERGED, ERRORED, FINISHED, STOPPED
+    from hpo.core.results import CONVERGED, ERRORED, FINISHED, STOPPED
 
     assert [outcome_tag(o) for o in (FINISHED, STOPPED, CONVERGED, ERRORED)] == [FINISHED, STOPPED, CONVERGED, ERRORED]
     assert outcome_tag("failed: diverged: training loss nan in round 2") == "failed"

@@ -12,8 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from hpo.results import load_sweep
-from hpo._wandb_callback import outcome_tag
+from hpo.core.results import load_sweep
+from hpo.tune.wandb_callback import outcome_tag
 from tests.wandb_records import runs_as_synced
 
 

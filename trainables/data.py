@@ -59,7 +59,7 @@ class Splits:
 
 # ---------------------------------------------------------------------------------------- loading
 # How a data file's path becomes a file on this machine. By default only local paths are read; the
-# service passes one that also fetches files from object storage (``hpo.storage.fetch``).
+# service passes one that also fetches files from object storage (``hpo.core.storage.fetch``).
 Fetch = Callable[[str], str]
 
 

@@ -1,6 +1,6 @@
 """The one exception root, and the errors of what runs inside a trial (its data and its model).
 
-``hpo.errors`` re-exports these and adds the service's own (spec, storage, promotion...): every error
+``hpo.core.errors`` re-exports these and adds the service's own (spec, storage, promotion...): every error
 raised on purpose is an ``HpoError``, which the CLI turns into one message and an exit code.
 """
 

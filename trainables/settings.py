@@ -1,5 +1,5 @@
 """What one trial needs to know, as typed settings: its data, its base model, its training values, its
-resources, and what the sweep asks of it (``TrialSettings``). The service's sweep spec (``hpo.spec``)
+resources, and what the sweep asks of it (``TrialSettings``). The service's sweep spec (``hpo.core.spec``)
 composes these models; a trial receives them typed, never as a dict of strings.
 
 Only pydantic is imported here: the settings load in a blink and can be imported anywhere.

@@ -1,0 +1,2 @@
+"""Reading a sweep, while it runs or after: ``hpo status``'s tables, the cost, the Optuna dashboard. Imports
+nothing of promotion."""

@@ -1,0 +1,209 @@
+"""Reading a sweep's experiment folder: Ray Tune's files plus ours, without starting Ray.
+
+Works while the sweep runs (Tune rewrites its state file periodically) and after it finished. The
+winner rule lives here once: the (trial, round) with the best value of the sweep's metric.
+"""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hpo.core.errors import ExperimentError, SpecError
+from hpo.core.spec import SweepSpec, parse_spec
+from hpo.core.storage import DATA_FILE, META_DIR, SPEC_FILE, Location
+from trainables.report import CONVERGED_EARLY as CONVERGED
+from trainables.report import ERRORED, FAILED, FINISHED, PENDING, RUNNING, STOPPED, RoundReport, best_of, outcome
+
+__all__ = ["CONVERGED", "ERRORED", "FINISHED", "PENDING", "RUNNING", "STOPPED", "Sweep", "TrialRecord", "best_of", "load_sweep"]
+
+
+@dataclass
+class TrialRecord:
+    trial_id: str
+    name: str
+    folder: Location
+    params: dict[str, Any]
+    status: str  # Tune's: PENDING, RUNNING, PAUSED, TERMINATED, ERROR
+    rounds: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def rounds_done(self) -> int:
+        return len(self.rounds)
+
+    @property
+    def last(self) -> RoundReport | None:
+        """Its last round's report."""
+        return RoundReport.from_result(self.rounds[-1]) if self.rounds else None
+
+    @property
+    def rounds_planned(self) -> int | None:
+        return self.last.rounds_planned if self.rounds else None
+
+    @property
+    def failure(self) -> str | None:
+        return self.last.failure if self.rounds else None
+
+    @property
+    def outcome(self) -> str:
+        """How it ended or where it is (``trainables.report.outcome``); a failure with its reason."""
+        last = self.last
+        said = outcome(self.status, last)
+        return f"{FAILED}: {last.failure}" if said == FAILED else said
+
+    def best(self, metric: str, mode: str) -> tuple[float, int] | None:
+        """(best value, the round it was reached at); earlier rounds win ties."""
+        return best_of(self.rounds, metric, mode)
+
+
+@dataclass
+class Sweep:
+    path: Location
+    spec: SweepSpec
+    data: dict[str, Any]
+    trials: list[TrialRecord]
+
+    def ranked(self) -> list[tuple[TrialRecord, float, int]]:
+        """Trials with at least one round, best first, with their best value and round."""
+        rows = [(t, *t.best(self.spec.metric, self.spec.mode)) for t in self.trials if t.best(self.spec.metric, self.spec.mode)]
+        return sorted(rows, key=lambda row: row[1], reverse=self.spec.mode == "max")
+
+    def winner(self, ended_only: bool = False) -> tuple[TrialRecord, float, int]:
+        """The best (trial, value, round); with ``ended_only``, among trials that are no longer running."""
+        ranked = [row for row in self.ranked() if not ended_only or row[0].outcome not in (RUNNING, PENDING)]
+        if not ranked:
+            what = "ended" if ended_only else "reported a single evaluation round"
+            raise ExperimentError(f"{self.path}: no trial {what} with a value of {self.spec.metric}; nothing to promote yet")
+        return ranked[0]
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for t in self.trials:
+            out[t.outcome] = out.get(t.outcome, 0) + 1
+        return out
+
+
+def parse_results(text: str) -> list[dict[str, Any]]:
+    """The rows of a trial's ``result.json`` (one JSON object per line), up to a torn last line."""
+    rows = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line:
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:  # a line being written right now
+                break
+    return rows
+
+
+def _read_text(loc: Location) -> str | None:
+    try:
+        return loc.read_text()
+    except FileNotFoundError:
+        return None
+
+
+# Tune's experiment state file is read as a file (its JSON layout is checked against the installed Ray by
+# tests/test_internals.py); unpickling what it stores is the adapter's (hpo.tune._internals.checkpoint_round).
+EXPERIMENT_STATE_PREFIX = "experiment_state-"
+
+
+def parse_experiment_state(text: str) -> dict[str, dict[str, Any]]:
+    """Per trial id, what Tune's experiment state file (``experiment_state-*.json``) says: ``status``,
+    ``config``, ``error``, ``last_result`` / ``metric_analysis`` (per metric: max, min, last...),
+    ``start_time`` (when Tune set it RUNNING) and ``last_result_time``. Unreadable text gives ``{}``."""
+    try:
+        data = json.loads(text or "{}")
+    except json.JSONDecodeError:
+        return {}
+    out = {}
+    for entry in data.get("trial_data", []):
+        meta = json.loads(entry[0]) if isinstance(entry[0], str) else entry[0]
+        run = json.loads(entry[1]) if isinstance(entry[1], str) else entry[1]
+        out[meta["trial_id"]] = {
+            "status": meta.get("status", "PENDING"),
+            "config": meta.get("config", {}),
+            "error": run.get("error_filename"),
+            "last_result": run.get("last_result") or {},
+            "metric_analysis": run.get("metric_analysis") or {},
+            "start_time": run.get("start_time"),
+            "last_result_time": run.get("last_result_time"),
+            "checkpoint_manager": run.get("checkpoint_manager"),  # read by ``checkpoint_round`` when needed
+        }
+    return out
+
+
+def tune_states(folder: Location) -> dict[str, dict[str, Any]]:
+    """Per trial id, what Tune's newest experiment state says (``parse_experiment_state``)."""
+
+    # The newest session's file by the timestamp in its name (a resumed sweep rewrites older ones too).
+    states = [f for f in folder.list_files() if f.name.startswith(EXPERIMENT_STATE_PREFIX) and f.name.endswith(".json")]
+    return parse_experiment_state(_read_text(states[-1]) or "") if states else {}
+
+
+def _read_trial(sub: Location) -> tuple[Location, str | None, str | None, str | None]:
+    """A trial folder's params, results and error (None where a file is missing): three reads, in one go."""
+    return sub, _read_text(sub.child("params.json")), _read_text(sub.child("result.json")), _read_text(sub.child("error.txt"))
+
+
+def load_sweep(path: str | Path | Location) -> Sweep:
+    """Read a sweep folder, local or in object storage (``s3://``, ``gs://``), without starting Ray."""
+    folder = Location.parse(path)
+    spec_file = folder.child(META_DIR, SPEC_FILE)
+    spec_text = _read_text(spec_file)
+    if spec_text is None:
+        raise ExperimentError(f"{folder}: not a sweep folder (no {META_DIR}/{SPEC_FILE}); give the path `hpo sweep` printed")
+    import yaml
+
+    try:
+        spec = parse_spec(yaml.safe_load(spec_text), str(spec_file))
+    except (yaml.YAMLError, SpecError) as err:
+        cause = " ".join(str(err).split())[:300]
+        raise ExperimentError(
+            f"{spec_file}: the sweep's stored spec is unreadable ({cause}); `hpo sweep` wrote it: put back the resolved "
+            "spec of this sweep (or a copy of the spec you ran, with the same name and storage)"
+        ) from None
+    data_text = _read_text(folder.child(META_DIR, DATA_FILE))
+    data = json.loads(data_text) if data_text else {}
+    statuses = tune_states(folder)
+    subs = [d for d in folder.list_dirs() if d.name != META_DIR]
+    # Object storage answers each read in milliseconds to tens of them: read the trials side by side.
+    with ThreadPoolExecutor(1 if folder.is_local else 16) as pool:
+        found = [row for row in pool.map(_read_trial, subs) if row[1] is not None]
+    trials = []
+    for sub, params_text, results_text, error_text in found:
+        rounds = parse_results(results_text or "")
+        trial_id = rounds[-1]["trial_id"] if rounds else sub.name.rsplit("_", 1)[-1]
+        if statuses and trial_id not in statuses and not rounds:
+            # A folder Tune's state does not know, with no round: a trial started just before a driver
+            # crash that the resumed sweep never ran (or one starting right now: listed from its first round)
+            continue
+        st = statuses.get(trial_id, {})
+        error = None
+        if error_text is not None:
+            error = (error_text.strip().splitlines()[-1:] or [""])[0]
+        status = st.get("status") or ("ERROR" if error is not None else "RUNNING")
+        params = json.loads(params_text or "{}")
+        trials.append(TrialRecord(trial_id, sub.name, sub, params, status, rounds, error))
+    # Trials Tune knows of that have no folder yet (pending).
+    known = {t.trial_id for t in trials}
+    for trial_id, st in statuses.items():
+        if trial_id not in known:
+            trials.append(TrialRecord(trial_id, f"{spec.name}_{trial_id}", folder.child(f"{spec.name}_{trial_id}"), st["config"], st["status"]))
+    return Sweep(folder, spec, data, trials)
+
+
+PROMOTED_MARKER = "promotion.json"  # beside the promoted model: which trial and round it is, the retrain's cost
+
+
+def stored_model(sweep_path: str | Path | Location) -> Location:
+    """Where the sweep keeps its retrained winner (and, once written, its card and provenance)."""
+    return Location.parse(sweep_path).child(META_DIR, "promotion", "model")
+
+
+def disk_usage(path: str | Path | Location) -> int:
+    return Location.parse(path).size()

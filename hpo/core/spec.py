@@ -1,0 +1,458 @@
+"""The sweep spec: one validated document per sweep (YAML under ``search_spaces/``).
+
+Only pydantic and yaml are imported here, so the spec loads fast and can be imported anywhere,
+including inside a Ray trial. Every user-facing knob of a sweep lives in one of these models;
+the driver turns them into Ray Tune and Optuna objects in one place (``hpo.core.space`` / ``hpo.sweep.driver``).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import reprlib
+import typing
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, Field, Strict, ValidationError, field_validator, model_validator
+
+from hpo.core.errors import SpecError
+from trainables.settings import DataSpec, ModelSpec, OfflinePreset, ResourcesSpec, StrictModel, TrainingSpec, TrialSettings
+
+# The sweep spec composes the settings of one trial (``trainables.settings``); they are named here too.
+__all__ = [
+    "DataSpec", "ModelSpec", "OfflinePreset", "ResourcesSpec", "SweepSpec", "TrainingSpec", "TrialSettings", "dump_spec", "load_spec",
+    "parse_spec",
+]
+
+SEARCHABLE = (
+    "learning_rate",
+    "batch_size",
+    "weight_decay",
+    "warmup_ratio",
+    "epochs",
+    "max_length",
+    "dropout",
+    "attention_dropout",
+    "classifier_dropout",
+)
+
+
+class LogUniform(StrictModel):
+    type: Literal["loguniform"] = Field(description="Sampled uniformly in log space (learning rates).")
+    low: float = Field(gt=0, description="Smallest value (> 0).")
+    high: float = Field(gt=0, description="Largest value.")
+
+    @model_validator(mode="after")
+    def _order(self) -> LogUniform:
+        if not self.low < self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        return self
+
+
+class Uniform(StrictModel):
+    type: Literal["uniform"] = Field(description="Sampled uniformly between low and high.")
+    low: float = Field(description="Smallest value.")
+    high: float = Field(description="Largest value.")
+
+    @model_validator(mode="after")
+    def _order(self) -> Uniform:
+        if not self.low < self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        return self
+
+
+class IntRange(StrictModel):
+    type: Literal["int"] = Field(description="An integer between low and high, both included.")
+    low: int = Field(description="Smallest value.")
+    high: int = Field(description="Largest value.")
+    step: int = Field(1, ge=1, description="Spacing of the values.")
+    log: bool = Field(False, description="Sample in log space (low >= 1, step 1).")
+
+    @model_validator(mode="after")
+    def _order(self) -> IntRange:
+        if not self.low < self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        if self.log and (self.low < 1 or self.step != 1):
+            raise ValueError("log int ranges need low >= 1 and step 1")
+        return self
+
+
+class Choice(StrictModel):
+    type: Literal["choice"] = Field(description="One of the listed values.")
+    values: list[Union[int, float, str, bool]] = Field(min_length=1, description="The values to choose from.")
+
+
+Param = Annotated[Union[LogUniform, Uniform, IntRange, Choice], Field(discriminator="type")]
+
+
+def param_values(param: Param) -> list[Any]:
+    """The extreme (or all) values a parameter can take, to check them against ``TrainingSpec``."""
+    if isinstance(param, Choice):
+        return list(param.values)
+    return [param.low, param.high]
+
+
+# ----------------------------------------------------------------------------- searcher & scheduler
+class SearcherSpec(StrictModel):
+    type: Literal["tpe", "random"] = Field("tpe", description="random: for baselines only.")
+    seed: int = Field(0, description="Seed of the sampler: the same spec proposes the same configurations.")
+    n_startup_trials: int = Field(4, ge=1, description="Random trials before TPE models the space.")
+    multivariate: bool = Field(True, description="TPE models the parameters jointly (Optuna's multivariate TPE).")
+
+
+class SchedulerSpec(StrictModel):
+    type: Literal["asha", "fifo"] = Field("asha", description="fifo: no early stopping (baselines).")
+    max_rounds: int = Field(4, ge=1, description="Most evaluation rounds any trial gets.")
+    grace_period: int = Field(1, ge=1, description="Rounds before ASHA may stop a trial.")
+    reduction_factor: float = Field(2.0, gt=1.0, description="ASHA keeps 1 in reduction_factor trials at each rung.")
+    stop_single_class: bool = Field(
+        False,
+        description="asha: at each rung also stop a trial that predicts one class for at least 99% of the "
+        "validation set, even the first trial to reach that rung (which ASHA alone always lets go on). Only "
+        "where some configurations learn within grace_period: otherwise it stops every trial at the first rung.",
+    )
+    patience: int | None = Field(
+        None,
+        ge=1,
+        description="Stop a trial whose metric has not improved for this many rounds, checked from ASHA's last "
+        "rung on (fifo: from grace_period). It ends converged, with its best round as its result.",
+    )
+    backfill: bool = Field(
+        True,
+        description="asha: once every trial has started, a trial that ASHA would stop at a rung while another "
+        "trial still runs goes on in the slot that would otherwise stand idle; it is stopped when the last "
+        "other trial ends, so the sweep takes no longer. Its rounds count as compute.",
+    )
+
+    @model_validator(mode="after")
+    def _grace(self) -> SchedulerSpec:
+        if self.grace_period > self.max_rounds:
+            raise ValueError(f"grace_period ({self.grace_period}) exceeds max_rounds ({self.max_rounds})")
+        return self
+
+    def rungs(self) -> list[int]:
+        """The rounds at which ASHA compares trials (as Ray's ASHAScheduler places them), below max_rounds."""
+        if self.type != "asha":
+            return []
+        out, k = [], 0
+        while (at := math.ceil(self.grace_period * self.reduction_factor**k - 1e-9)) < self.max_rounds:
+            out.append(at)
+            k += 1
+        return out
+
+    def patience_from(self) -> int:
+        """The first round at which ``patience`` may end a trial."""
+        return max(self.rungs(), default=self.grace_period)
+
+
+class BudgetSpec(StrictModel):
+    num_trials: Annotated[int, Strict()] = Field(8, ge=1, description="Trials to run in all.")
+    max_concurrent: Annotated[int, Strict()] = Field(2, ge=1, description="Trials running at once (at most num_trials).")
+    time_limit_s: float | None = Field(None, gt=0, description="Stop launching after this long.")
+
+
+class TrackingSpec(StrictModel):
+    project: str = Field("hpo", description="W&B project.")
+    entity: str | None = Field(None, description="W&B entity (team or user); default: the key's own.")
+    group: str | None = Field(None, description="W&B group; defaults to the sweep name.")
+    mode: Literal["auto", "online", "offline", "disabled"] = Field(
+        "auto", description="auto: online when WANDB_API_KEY is set, offline otherwise."
+    )
+
+
+class CheckpointSpec(StrictModel):
+    num_to_keep: int = Field(1, ge=1, description="Best checkpoints kept per running trial, by the metric.")
+    disk_budget_mb: float | None = Field(
+        None,
+        gt=0,
+        description="Bound on the sweep folder's size. Finished trials' checkpoints are deleted as they end "
+        "(the best trial's last, only when over budget); running trials keep theirs for resuming.",
+    )
+
+
+class FailureSpec(StrictModel):
+    max_retries: int = Field(1, ge=0, description="Restarts of a crashed trial from its checkpoint.")
+
+
+# --------------------------------------------------------------------------------------- promotion
+class SanityExample(StrictModel):
+    text: str = Field(min_length=1, description="A text the promoted model must label right.")
+    label: str = Field(description="Its expected label (one of the label names).")
+
+
+class GateSpec(StrictModel):
+    enabled: bool = Field(True, description="false: publish without gates (not recommended).")
+    min_test_accuracy: float = Field(0.8, ge=0, le=1, description="Least test accuracy to publish.")
+    min_class_recall: float = Field(0.5, ge=0, le=1, description="Every class must reach this recall.")
+    sanity_examples: list[SanityExample] = Field(default_factory=list, description="Texts the model must label as given, run through a transformers pipeline.")
+    min_lift_over_baseline: float = Field(
+        0.0,
+        ge=-100,
+        le=100,
+        description="Points of test accuracy the model must score above the TF-IDF + logistic-regression baseline, "
+        "refitted on the same training set and scored on the same test split (0: at least as good; negative: "
+        "allowed to lose by that much).",
+    )
+
+
+class FinalistsSpec(StrictModel):
+    """Before retraining, the best ``top_k`` configurations are trained again with ``seeds`` new training
+    seeds each, to their winning round, and the one with the best mean validation value is retrained."""
+
+    top_k: int = Field(3, ge=1, le=20, description="Configurations re-run (the sweep's best, distinct). top_k 1 with seeds 1: off.")
+    seeds: int = Field(3, ge=1, le=20, description="New training seeds per configuration (training.seed + 1, + 2, ...).")
+
+    @property
+    def enabled(self) -> bool:
+        return self.top_k > 1 or self.seeds > 1
+
+
+class PromotionSpec(StrictModel):
+    balance: Literal["downsample", "class_weight", "none"] = Field(
+        "downsample", description="How the retrain balances classes: drop examples of larger classes, weight the loss, or not at all."
+    )
+    gate: GateSpec = Field(GateSpec(), description="What the retrained model must pass before it is published.")
+    finalists: FinalistsSpec = Field(FinalistsSpec(), description="The best configurations re-run with new seeds before the retrain.")
+    require_improvement: Literal["none", "not_worse", "significant"] = Field(
+        "not_worse",
+        description="When the Hub repo already holds a model, both are scored on the test split, example by "
+        "example. none: publish anyway (the comparison is still printed and put on the card); not_worse: "
+        "publish only if the new model's test accuracy is at least the old one's; significant: only if it is "
+        "higher and McNemar's exact test gives p < 0.05.",
+    )
+    license: str = Field("apache-2.0", description="License in the model card's metadata.")
+    tags: list[str] = Field(default_factory=lambda: ["text-classification", "distilbert", "hpo"], description="Tags in the model card's metadata.")
+    private: bool = Field(False, description="Create the Hub repo as private (also: hpo promote --private).")
+
+
+# ------------------------------------------------------------------------------------------- sweep
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
+
+
+class SweepSpec(StrictModel):
+    """One sweep: what to train, on what data, what to search, and how to run it."""
+
+    name: str = Field(description="Experiment name: the folder under storage and the W&B group.")
+    model: ModelSpec = Field(description="The base model to fine-tune.")
+    data: DataSpec = Field(description="The labelled texts and how they are split.")
+    training: TrainingSpec = Field(TrainingSpec(), description="Fixed training settings; search_space overrides the searchable ones.")
+    search_space: dict[str, Param] = Field(min_length=1, description="The parameters to search, by name, with their distributions.")
+    searcher: SearcherSpec = Field(SearcherSpec(), description="How configurations are chosen (Optuna TPE).")
+    scheduler: SchedulerSpec = Field(SchedulerSpec(), description="How weak trials are stopped early (ASHA, patience).")
+    budget: BudgetSpec = Field(BudgetSpec(), description="How many trials, how many at once, for how long.")
+    resources: ResourcesSpec = Field(ResourcesSpec(), description="CPUs, GPUs and workers per trial.")
+    metric: Literal["val_accuracy", "val_f1_macro", "val_loss"] = Field("val_accuracy", description="Validation metric the search optimizes and the winner is chosen by.")
+    mode: Literal["max", "min"] = Field("max", description="max or min of the metric (min only for val_loss).")
+    tracking: TrackingSpec = Field(TrackingSpec(), description="Weights & Biases logging.")
+    storage: str = Field("runs", description="Local folder or a URI Ray accepts (s3://, gs://).")
+    checkpoints: CheckpointSpec = Field(CheckpointSpec(), description="Checkpoints kept and the sweep's disk budget.")
+    failures: FailureSpec = Field(FailureSpec(), description="Retries of trials that crash.")
+    promotion: PromotionSpec = Field(PromotionSpec(), description="How hpo promote retrains, gates and publishes the winner.")
+
+    @field_validator("name")
+    @classmethod
+    def _name_ok(cls, v: str) -> str:
+        if not _NAME.match(v):
+            raise ValueError("use letters, digits, '.', '_' and '-' (at most 96), starting with a letter or digit")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SweepSpec:
+        problems = []
+        for key, param in self.search_space.items():
+            if key not in SEARCHABLE:
+                problems.append(f"search_space.{key}: not searchable; allowed: {', '.join(SEARCHABLE)}")
+                continue
+            for value in param_values(param):
+                try:
+                    self.training.updated({key: value})
+                except ValidationError as err:
+                    msg = err.errors()[0]["msg"]
+                    problems.append(f"search_space.{key}: value {value!r} is not a valid {key}: {msg}")
+        if self.mode != ("min" if self.metric == "val_loss" else "max"):
+            problems.append(f"mode: {self.metric} should be {'minimized' if self.metric == 'val_loss' else 'maximized'}")
+        if self.budget.max_concurrent > self.budget.num_trials:
+            problems.append(
+                f"budget.max_concurrent: {self.budget.max_concurrent} is more than budget.num_trials "
+                f"({self.budget.num_trials}); at most {self.budget.num_trials} can run at once: lower it"
+            )
+        labels = self.data.label_names
+        for i, ex in enumerate(self.promotion.gate.sanity_examples):
+            if labels is not None and ex.label not in labels:
+                problems.append(f"promotion.gate.sanity_examples.{i}.label: {ex.label!r} not in label_names {labels}")
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    def trial_settings(self) -> TrialSettings:
+        """What each trial needs of this sweep, typed (the trainables know nothing of the sweep spec)."""
+        return TrialSettings(
+            name=self.name,
+            metric=self.metric,
+            mode=self.mode,
+            training=self.training,
+            resources=self.resources,
+            max_rounds=self.scheduler.max_rounds,
+            patience=self.scheduler.patience,
+            patience_from=self.scheduler.patience_from(),
+        )
+
+    def planned_rounds(self, epochs: int) -> int:
+        """Evaluation rounds a trial with ``epochs`` epochs runs when nothing stops it."""
+        return self.trial_settings().planned_rounds(epochs)
+
+    def max_length_bound(self) -> int:
+        """The longest max_length any trial may use: texts are tokenized once to this length."""
+        param = self.search_space.get("max_length")
+        if param is None:
+            return self.training.max_length
+        return int(max(param_values(param)))
+
+
+# ------------------------------------------------------------------------------------------ loading
+def _loc(loc: tuple[Any, ...]) -> str:
+    # pydantic puts union tags into the location ("loguniform"); they are not keys the user wrote.
+    parts = [str(p) for p in loc if p not in _UNION_TAGS]
+    return ".".join(parts) or "(top level)"
+
+
+def _describe(err: dict[str, Any], raw: Any) -> list[str]:
+    loc = _loc(err["loc"])
+    kind, msg, value = err["type"], err["msg"], err.get("input")
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(err["loc"][:-1])
+        return [f"{loc}: unknown key (check its spelling)" + (f"; allowed here: {', '.join(allowed)}" if allowed else "")]
+    if kind == "missing":
+        return [f"{loc}: required key is missing"]
+    if kind == "value_error" and loc == "(top level)":
+        # The cross-field check collects all its problems in one message, one per line.
+        return msg.removeprefix("Value error, ").split("\n")
+    shown = "{...}" if isinstance(value, dict) else _SHORT.repr(value)
+    return [f"{loc}: {msg.removeprefix('Value error, ')} (got {shown})"]
+
+
+# A value shown in a message is cut short: YAML aliases can make a small file hold a huge value.
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxtuple, _SHORT.maxdict, _SHORT.maxset = 2, 4, 4, 4, 4
+_SHORT.maxstring, _SHORT.maxother, _SHORT.maxlong = 80, 80, 40
+
+
+def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
+    """The keys the spec model at ``loc`` (a pydantic error location) accepts, for "unknown key"."""
+    candidates: list[Any] = [SweepSpec]
+    for part in loc:
+        if part in _UNION_TAGS:  # a tagged union's member: keep the model whose ``type`` is this tag
+            candidates = [m for m in candidates if "type" in m.model_fields and part in typing.get_args(m.model_fields["type"].annotation)]
+            continue
+        found = [m for m in candidates if part in m.model_fields]
+        if found:
+            candidates = [inner for m in found for inner in _models_in(m.model_fields[part].annotation)]
+        # else: a key of a dict (a search space parameter's name); its value models are the candidates
+    return sorted({k for m in candidates for k in m.model_fields})
+
+
+_UNION_TAGS = ("loguniform", "uniform", "int", "choice")
+
+
+def _models_in(annotation: Any) -> list[Any]:
+    """The pydantic models an annotation can hold (through Optional, Union, Annotated, dict values)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    out = []
+    args = typing.get_args(annotation)
+    origin = typing.get_origin(annotation)
+    if origin is dict and len(args) == 2:
+        args = (args[1],)
+    for arg in args:
+        out += _models_in(arg)
+    return out
+
+
+def parse_spec(raw: Any, source: str = "<spec>") -> SweepSpec:
+    """Validate a spec mapping, collecting every problem into one ``SpecError``."""
+    if not isinstance(raw, dict):
+        raise SpecError(source, [f"(top level): expected a mapping of keys, got {type(raw).__name__}"])
+    try:
+        return SweepSpec.model_validate(raw)
+    except ValidationError as err:
+        problems: list[str] = []
+        for e in err.errors():
+            problems += _describe(e, raw)
+        raise SpecError(source, problems) from None
+
+
+MAX_SPEC_BYTES = 1_000_000  # a sweep spec is a page of YAML; anything far larger is not one
+
+
+def load_spec(path: str | Path, overrides: dict[str, Any] | None = None, text: str | None = None) -> SweepSpec:
+    """Read, override (``name``, ``storage``) and validate a spec file (``text``: its content, already
+    read, e.g. from object storage; ``path`` then only names it).
+
+    Relative local paths (data files, local model, storage) are resolved against the current working
+    directory here, once, because Ray trials run in other directories.
+    """
+    source = str(path)
+    if text is None:
+        try:
+            if Path(path).stat().st_size > MAX_SPEC_BYTES:
+                raise SpecError(source, [f"the file is {Path(path).stat().st_size:,} bytes; a sweep spec is at most {MAX_SPEC_BYTES:,}"])
+            text = Path(path).read_text()
+        except OSError as err:
+            raise SpecError(source, [f"cannot read the file: {err.strerror}"]) from None
+        except UnicodeDecodeError as err:
+            raise SpecError(source, [f"not a UTF-8 text file (byte {err.start}): a sweep spec is YAML"]) from None
+    if len(text.encode()) > MAX_SPEC_BYTES:
+        raise SpecError(source, [f"the file is {len(text.encode()):,} bytes; a sweep spec is at most {MAX_SPEC_BYTES:,}"])
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise SpecError(source, [f"{where}not valid YAML: {getattr(err, 'problem', err)}"]) from None
+    if isinstance(raw, dict):
+        raw = {**raw, **{k: v for k, v in (overrides or {}).items() if v is not None}}
+    try:
+        spec = parse_spec(raw, source)
+    except SpecError as err:  # a bad --name or --storage is the command line's, not the file's
+        given = {k for k, v in (overrides or {}).items() if v is not None}
+        if not given:
+            raise
+        raise SpecError(source, [f"{p} (from --{p.split(':', 1)[0]})" if p.split(":", 1)[0] in given else p for p in err.problems]) from None
+    return resolve_paths(spec, source)
+
+
+def _is_uri(s: str) -> bool:
+    return "://" in s
+
+
+def resolve_paths(spec: SweepSpec, source: str = "<spec>") -> SweepSpec:
+    """Make local paths absolute and check that data files exist (before anything starts)."""
+    problems = []
+    data, model = spec.data, spec.model
+    if data.files is not None:
+        files = {}
+        for split, f in data.files.items():
+            if _is_uri(f):  # object storage: read (and checked) where the data is loaded
+                files[split] = f
+                continue
+            p = Path(f).expanduser()
+            if not p.is_file():
+                problems.append(f"data.files.{split}: no such file {f!r} (relative paths are from {Path.cwd()})")
+            files[split] = str(p.resolve())
+        data = data.model_copy(update={"files": files})
+    if model.name is not None and (model.name.startswith((".", "/", "~")) or Path(model.name).is_dir()):
+        p = Path(model.name).expanduser()
+        if not p.is_dir():
+            problems.append(f"model.name: no such model directory {model.name!r}")
+        model = model.model_copy(update={"name": str(p.resolve())})
+    storage = spec.storage if _is_uri(spec.storage) else str(Path(spec.storage).expanduser().resolve())
+    if problems:
+        raise SpecError(source, problems)
+    return spec.model_copy(update={"data": data, "model": model, "storage": storage})
+
+
+def dump_spec(spec: SweepSpec) -> str:
+    """The resolved spec as YAML (stored with the sweep, read back by promotion)."""
+    return yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,223 @@
+"""Finalists over seeds: before retraining, the sweep's best ``top_k`` configurations are trained again
+with ``seeds`` new training seeds each, to the round at which each reached its best, as one Ray Tune run
+with the sweep's trainable; the configuration with the best mean validation value is the one retrained.
+
+A single run's score moves by about a point with the seed alone, so the sweep's best trial is partly the
+luckiest one; its own value is left out of the mean for that reason (it was selected for being high).
+
+The runs live in ``EXPERIMENT/hpo/finalists/``: ``plan.json`` (the configurations, seeds and rounds) and
+Ray Tune experiments named ``run-<hash of the runs they hold>``. Rerunning ``hpo promote`` reuses every
+finalist trial that reached its round (in any earlier run), continues an interrupted run from its
+checkpoints, and starts a new run only for what is still missing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from hpo.analysis.finalists import (
+    PLAN,
+    Finalist,
+    Outcome,
+    choose,
+    collect,
+    config_key,
+    finished_curves,
+    print_table,
+    root,
+)
+from hpo.core.errors import Interrupted
+from hpo.core.results import PENDING, RUNNING, Sweep, TrialRecord
+from hpo.core.storage import Location
+
+
+@dataclass(frozen=True)
+class Run:
+    """One finalist trial: a configuration of the sweep with one new training seed, to ``rounds``."""
+
+    rank: int
+    trial_id: str  # the sweep trial the configuration comes from
+    params: dict[str, Any]
+    rounds: int
+    seed: int
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """Tune's config for the trial: the sweep's sampled values plus the training seed."""
+        return {**self.params, "seed": self.seed}
+
+    @property
+    def key(self) -> str:
+        return config_key(self.config, self.rounds)
+
+
+# ------------------------------------------------------------------------------------------ the plan
+def candidates(sweep: Sweep, top_k: int) -> list[tuple[TrialRecord, float, int]]:
+    """The sweep's best ``top_k`` distinct configurations among trials that ended without a failure."""
+    out, seen = [], set()
+    for trial, value, rnd in sweep.ranked():
+        if trial.outcome in (RUNNING, PENDING) or trial.failure:
+            continue
+        key = json.dumps(trial.params, sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            out.append((trial, value, rnd))
+        if len(out) == top_k:
+            break
+    return out
+
+
+def plan(sweep: Sweep) -> list[Finalist]:
+    f = sweep.spec.promotion.finalists
+    seeds = [sweep.spec.training.seed + i + 1 for i in range(f.seeds)]  # new: the sweep trained with training.seed
+    return [Finalist(i + 1, t, v, rnd, seeds) for i, (t, v, rnd) in enumerate(candidates(sweep, f.top_k))]
+
+
+def runs_of(finalists: list[Finalist]) -> list[Run]:
+    return [Run(f.rank, f.trial.trial_id, f.trial.params, f.rounds, s) for f in finalists for s in f.seeds]
+
+
+def missing_runs(finalists: list[Finalist]) -> list[Run]:
+    """The runs with no value yet (neither finished nor failed)."""
+    return [r for f in finalists for r in runs_of([f]) if r.seed not in f.values]
+
+
+def _plan_record(sweep: Sweep, finalists: list[Finalist]) -> dict[str, Any]:
+    return {
+        "metric": sweep.spec.metric,
+        "mode": sweep.spec.mode,
+        "finalists": [{"rank": f.rank, "trial_id": f.trial.trial_id, "params": f.trial.params, "rounds": f.rounds, "sweep_value": f.sweep_value, "seeds": f.seeds} for f in finalists],
+    }
+
+
+# --------------------------------------------------------------------------------------- the Tune run
+def _tune_run(sweep: Sweep, prepared: Any, finalists: list[Finalist], folder: Location, echo: Callable[[str], None]) -> None:
+    """Finish any interrupted finalist run from its checkpoints, then run what is still missing."""
+    from ray import tune
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    from hpo.core.results import tune_states
+    from hpo.sweep.driver import _ray_storage, _trainable
+    from hpo.tune.result_loggers import result_loggers
+    from hpo.tune.round_stopper import RoundStopper
+
+    spec = sweep.spec
+    # The sweep's trainable and LR schedule, without early stopping: each run ends at its round.
+    fixed = spec.model_copy(update={"scheduler": spec.scheduler.model_copy(update={"type": "fifo", "patience": None})})
+    trainable = _trainable(fixed, prepared)
+    for run in folder.list_dirs():
+        states = tune_states(run)
+        if run.child("tuner.pkl").exists() and any(st["status"] != "TERMINATED" for st in states.values()):
+            echo(f"continuing the interrupted finalist run {run} from its checkpoints")
+            storage = _ray_storage(run.parent)
+            tuner = tune.Tuner.restore(
+                run.path, trainable=trainable, resume_unfinished=True, resume_errored=True, storage_filesystem=storage.get("storage_filesystem")
+            )
+            _fit(tuner, run, echo)
+    collect(finalists, finished_curves(folder, spec.metric))
+    todo = missing_runs(finalists)
+    if not todo:
+        return
+    name = "run-" + hashlib.sha256("\n".join(r.key for r in todo).encode()).hexdigest()[:10]
+    while folder.child(name).exists():
+        name += "-again"
+    configs = [r.config for r in todo]
+    tuner = tune.Tuner(
+        trainable,
+        # Every trial's config is one of ``configs`` exactly (Tune wants each key to be in the space)
+        param_space={k: tune.choice(list({json.dumps(c[k]): c[k] for c in configs}.values())) for k in configs[0]},
+        tune_config=tune.TuneConfig(
+            metric=spec.metric,
+            mode=spec.mode,
+            search_alg=BasicVariantGenerator(points_to_evaluate=configs, max_concurrent=min(spec.budget.max_concurrent, len(todo))),
+            num_samples=len(todo),
+            reuse_actors=True,
+            trial_name_creator=lambda t: f"finalist_{t.trial_id}",
+            trial_dirname_creator=lambda t: f"finalist_{t.trial_id}",
+        ),
+        run_config=tune.RunConfig(
+            name=name,
+            **_ray_storage(folder),
+            stop=RoundStopper({json.dumps(r.config, sort_keys=True): r.rounds for r in todo}),
+            callbacks=[_janitor(spec), *result_loggers()],
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=spec.metric, checkpoint_score_order=spec.mode),
+            failure_config=tune.FailureConfig(max_failures=spec.failures.max_retries),
+            verbose=0,
+        ),
+    )
+    _fit(tuner, folder.child(name), echo)
+
+
+def _fit(tuner: Any, run: Location, echo: Callable[[str], None]) -> None:
+    """Tune's run, stopped by Ctrl-C or SIGTERM the way a sweep is (its state saved, the running trials'
+    checkpoints kept), which ends the promotion there; a finished run loses its checkpoints."""
+    from hpo.sweep.driver import _quiet_tune, _stop_on_signals, sweep_environment
+
+    with sweep_environment("disabled"), _stop_on_signals(echo) as received, _quiet_tune(False):
+        tuner.fit()
+    if received:
+        raise Interrupted(f"the finalists' run was interrupted ({received[0]}); its state is saved in {run}: rerun the same `hpo promote` command to continue it")
+    _drop_checkpoints(run)
+
+
+def _janitor(spec: Any) -> Any:
+    from hpo.core.storage import is_remote
+    from hpo.tune.janitor import CheckpointJanitor
+
+    return CheckpointJanitor(spec.metric, spec.mode, None, at_end_only=is_remote(spec.storage))
+
+
+def _drop_checkpoints(run: Location) -> None:
+    """A finished run's checkpoints are of no further use (a retrain starts from the base model)."""
+    for trial in run.list_dirs():
+        for sub in trial.list_dirs():
+            if sub.name.startswith("checkpoint_"):
+                sub.delete_dir()
+
+
+def run_finalists(sweep: Sweep, prepare: Callable[[], Any], address: str | None, echo: Callable[[str], None] = print) -> Outcome | None:
+    """Re-run the finalists (or reuse their finished runs), print the table, return the choice. None when
+    ``promotion.finalists`` is off or only one configuration could be re-run with one seed."""
+    spec = sweep.spec
+    if not spec.promotion.finalists.enabled:
+        return None
+    finalists = plan(sweep)
+    folder = root(sweep.path)
+    record = _plan_record(sweep, finalists)
+    folder.child(PLAN).write_json(record)
+    collect(finalists, finished_curves(folder, spec.metric))
+    runs = runs_of(finalists)
+    todo = missing_runs(finalists)
+    seeds = finalists[0].seeds
+    echo(
+        f"finalists: the best {len(finalists)} configuration(s) re-run with {len(seeds)} new training seed(s) {seeds} each, "
+        f"to their winning round; {len(runs) - len(todo)} of {len(runs)} runs already done"
+    )
+    if todo:
+        _run_with_ray(sweep, prepare(), finalists, folder, address, echo)
+        collect(finalists, finished_curves(folder, spec.metric))
+        missing = missing_runs(finalists)
+        if missing:
+            echo(f"warning: {len(missing)} finalist run(s) did not finish (see {folder}); the means use the runs that did")
+    outcome = Outcome(spec.metric, spec.mode, finalists, choose(finalists, spec.mode))
+    print_table(outcome, echo)
+    return outcome
+
+
+def _run_with_ray(sweep: Sweep, prepared: Any, finalists: list[Finalist], folder: Location, address: str | None, echo: Callable[[str], None]) -> None:
+    import ray
+
+    from hpo.sweep.driver import init_ray
+
+    started = not ray.is_initialized()
+    init_ray(address)
+    try:
+        _tune_run(sweep, prepared, finalists, folder, echo)
+    finally:
+        if started:
+            ray.shutdown()  # the retrain runs in this process: free the workers' memory first
+

@@ -1,0 +1,72 @@
+"""Data and base model, prepared once per sweep (and once per promotion); a sweep starts Ray meanwhile."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from hpo.core.spec import SweepSpec
+from hpo.core.storage import fetch
+from trainables.data import Splits, SweepData, describe_duplicates, load_splits, special_ids, tokenize
+from trainables.model import base_source, load_tokenizer, model_family
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What every trial shares through the object store, and what promotion retrains from."""
+
+    data: SweepData
+    source: str  # the base model: Hub id or folder
+    splits: Splits
+    tokenizer: Any
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return {
+            "label_names": self.splits.label_names,
+            "class_counts": self.splits.class_counts,
+            "fingerprint": self.splits.fingerprint,
+            "duplicates": self.splits.duplicates,
+        }
+
+
+def prepare(spec: SweepSpec, echo: Callable[[str], None] = print, alongside: Callable[[], None] | None = None) -> Prepared:
+    """Load and check the data, resolve the base model, tokenize once. Raises on bad data before any launch.
+
+    ``alongside`` (the driver starts Ray with it) runs in the calling thread once the data has passed
+    its checks, while the tokenizer loads and the texts are tokenized in another thread: the fast
+    tokenizer and Ray's start-up (mostly waiting on its own processes) overlap instead of adding up.
+    """
+    splits = load_splits(spec.data, fetch)
+    for split, counts in splits.class_counts.items():
+        echo(f"{split:>10}: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
+    for warning in splits.warnings:
+        echo(f"warning: {warning}")
+    echo(describe_duplicates(splits.duplicates))
+    if alongside is None:
+        return _tokenized(spec, splits, echo)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hpo-tokenize") as pool:
+        future = pool.submit(_tokenized, spec, splits, echo)
+        alongside()
+        return future.result()
+
+
+def _tokenized(spec: SweepSpec, splits: Splits, echo: Callable[[str], None]) -> Prepared:
+    source = base_source(spec.model)
+    model_family(source)  # a family without an adapter is refused here, before any trial starts
+    tokenizer = load_tokenizer(source)
+    max_length = spec.max_length_bound()
+    start = time.perf_counter()
+    data = SweepData(
+        train=tokenize(tokenizer, splits.train, max_length),
+        validation=tokenize(tokenizer, splits.validation, max_length),
+        test=tokenize(tokenizer, splits.test, max_length),
+        special=special_ids(tokenizer),
+        label_names=splits.label_names,
+        max_length=max_length,
+    )
+    echo(f"tokenized {len(data.train) + len(data.validation) + len(data.test)} texts once in {time.perf_counter() - start:.1f}s (max_length {max_length})")
+    return Prepared(data, source, splits, tokenizer)

@@ -1,0 +1,175 @@
+"""The Optuna TPE searcher as Ray Tune sees it, persisted in the experiment folder.
+
+Two things differ from Ray's stock ``OptunaSearch``:
+
+* a trial that ASHA stopped early is told to the study as PRUNED (with its learning curve as
+  intermediate values), not as a completed trial, so TPE and optuna-dashboard see what happened;
+* a completed trial's value is its best round's value: the same rule promotion uses to pick the winner
+  (a trial that ended on ``patience`` counts as completed: it converged, it was not cut short);
+* a trial that ended with a ``failure`` (NaN loss, out of GPU memory) is told as FAIL.
+
+The study lives in an Optuna journal, ``EXPERIMENT/hpo/optuna.journal`` (``hpo.core.journal``: mirrored from
+the driver's disk when the sweep is in object storage), so ``optuna-dashboard`` can read it while the
+sweep runs and after, and ``hpo resume`` restores it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from optuna.trial import TrialState
+from ray.tune.search import ConcurrencyLimiter, SearchGenerator
+from ray.tune.search.optuna import OptunaSearch
+
+from hpo.tune._internals import optuna_parts, set_live_trials, set_trials_created, study_trial
+from hpo.core.journal import start_journal
+from hpo.core.storage import Location
+from trainables.report import FAILED, STOPPED, BestSoFar, RoundReport, outcome
+
+
+class SweepSearch(OptunaSearch):
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._best: BestSoFar | None = None  # set with the metric and mode (Tune may set them after __init__)
+
+    def _track(self, trial_id: str, result: dict) -> None:
+        if not isinstance(self._best, BestSoFar):  # unset, or a plain dict in a searcher saved by an older hpo
+            old, self._best = self._best or {}, BestSoFar(self.metric, self.mode)
+            self._best.values.update(old)
+        self._best.note(trial_id, result)
+
+    def suggest(self, trial_id: str) -> dict | None:
+        config = super().suggest(trial_id)
+        ot = optuna_parts(self)
+        replayed = self.__dict__.get("_replayed")
+        while config and replayed and _params_key({k: config.get(k) for k in ot.space}) in replayed:
+            # A searcher state older than Tune's trials draws again what it drew before the crash (its
+            # random state is older too): that configuration already runs as an adopted trial.
+            replayed.discard(_params_key({k: config.get(k) for k in ot.space}))
+            ot.study.tell(ot.trials.pop(trial_id), state=TrialState.FAIL, skip_if_finished=True)
+            config = super().suggest(trial_id)
+        return config
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if RoundReport.from_result(result).failure is not None:  # its last report carries no measured value
+            return
+        super().on_trial_result(trial_id, result)
+        self._track(trial_id, result)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        ot = optuna_parts(self)
+        if error or not result or trial_id in ot.completed or trial_id not in ot.trials:
+            return super().on_trial_complete(trial_id, result, error)
+        ot_trial = ot.trials[trial_id]
+        ended = outcome("TERMINATED", RoundReport.from_result(result))
+        try:
+            if ended == FAILED:  # diverged or out of memory: a failure for TPE, not a value
+                ot.study.tell(ot_trial, None, state=TrialState.FAIL)
+                return
+            # Tune hands a trial's last result to on_trial_complete only: record it as a round too.
+            step = result.get("training_iteration")
+            seen = ot.study.get_trials(deepcopy=False)[ot_trial.number].intermediate_values
+            if step is not None and step not in seen and result.get(self.metric) is not None:
+                ot_trial.report(result[self.metric], step)
+            self._track(trial_id, result)
+            if ended == STOPPED:
+                ot.study.tell(ot_trial, None, state=TrialState.PRUNED)
+            else:
+                ot.study.tell(ot_trial, self._best.get(trial_id))
+        finally:
+            ot.completed.add(trial_id)
+
+    def save(self, checkpoint_path: str) -> None:
+        """Tune saves the searcher with the experiment state: the stored journal goes with it."""
+        super().save(checkpoint_path)
+        journal = self.__dict__.get("journal")  # absent in a searcher restored from an older hpo
+        if journal is not None:
+            journal.sync()
+
+    def reconcile(self, tune: dict[str, dict]) -> None:
+        """Make the restored searcher agree with the trials Tune restored.
+
+        Tune saves its trial list and the searcher's state as separate files, and uploads them to object
+        storage one at a time in the background, so after a driver crash the two can come from different
+        moments (on local disk they agree). Trials the searcher handed out that Tune never recorded are
+        failed; trials Tune knows that the searcher does not are adopted (the study's running trial with
+        the same configuration, or a new one); and trials Tune saw end are told to the study."""
+        ot = optuna_parts(self)
+        study = ot.study
+        for trial_id in [t for t in ot.trials if t not in tune]:  # handed out after Tune's last save
+            ot.trials.pop(trial_id)
+        mapped = {t.number for t in ot.trials.values()}
+        running = {}
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if t.number not in mapped:
+                running.setdefault(_params_key(t.params), t)
+        for trial_id, state in tune.items():
+            if trial_id in ot.trials:
+                continue
+            params = {k: state["config"][k] for k in ot.space if k in state["config"]}
+            match = running.pop(_params_key(params), None)
+            self.__dict__.setdefault("_replayed", set()).add(_params_key(params))
+            if match is not None:
+                ot.trials[trial_id] = study_trial(study, match.number)
+            else:
+                study.enqueue_trial(params)
+                ot.trials[trial_id] = study.ask(ot.space)
+        for t in running.values():  # no trial of Tune's has this configuration: it never ran
+            study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
+        stored = study.get_trials(deepcopy=False)
+        for trial_id, state in tune.items():
+            if trial_id in ot.trials and stored_state(stored, ot.trials[trial_id].number).is_finished():
+                ot.completed.add(trial_id)  # the journal, newer than the searcher state, has its end
+                continue
+            if state["status"] == "TERMINATED" and trial_id not in ot.completed and state["last_result"]:
+                best = state["metric_analysis"].get(self.metric, {}).get(self.mode)
+                if best is not None:
+                    self._track(trial_id, {self.metric: best})
+                self.on_trial_complete(trial_id, state["last_result"])
+
+
+def stored_state(trials: list, number: int) -> TrialState:
+    """The state of study trial ``number`` in ``study.get_trials()`` (numbered from 0, in order)."""
+    return trials[number].state if number < len(trials) else TrialState.RUNNING
+
+
+def _params_key(params: dict) -> str:
+    return json.dumps(params, sort_keys=True, default=str)
+
+
+class SweepGenerator(SearchGenerator):
+    """Tune's wrapper that creates trials from the searcher, made to agree with Tune's restored trials
+    after a resume: the number of trials created, the limiter's running trials and the searcher's state
+    are taken from Tune's experiment state, which may be older or newer than the searcher's saved state
+    when the sweep lives in object storage (see ``SweepSearch.reconcile``)."""
+
+    def restore_from_dir(self, dirpath: str) -> None:
+        from hpo.core.results import tune_states
+
+        super().restore_from_dir(dirpath)
+        tune = tune_states(Location.parse(dirpath))
+        limiter = self.searcher
+        limiter.searcher.reconcile(tune)
+        set_live_trials(limiter, {t for t, state in tune.items() if state["status"] in ("PENDING", "RUNNING", "PAUSED", "ERROR")})
+        set_trials_created(self, len(tune))
+
+
+def make_searcher(spec: Any, experiment: Location | None) -> Any:
+    """TPE (or random, for baselines) over the spec's space, limited to ``max_concurrent`` at a time;
+    its study is journalled beside the sweep at ``experiment`` (in memory only when None)."""
+    from hpo.core.space import make_sampler, to_optuna
+
+    from optuna.storages import JournalStorage
+
+    journal = start_journal(experiment) if experiment is not None else None
+    search = SweepSearch(
+        space=to_optuna(spec.search_space),
+        metric=spec.metric,
+        mode=spec.mode,
+        sampler=make_sampler(spec.searcher),
+        storage=JournalStorage(journal) if journal is not None else None,
+        study_name=spec.name,
+    )
+    search.journal = journal  # pickled with the searcher, as the same object as the study's backend
+    return SweepGenerator(ConcurrencyLimiter(search, max_concurrent=spec.budget.max_concurrent))
