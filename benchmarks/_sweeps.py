@@ -24,7 +24,8 @@ WORKER = "_sweep-worker"  # the hidden command of run.py that runs one sweep
 # ------------------------------------------------------------------------------------- the child
 def worker(job_file: str) -> int:
     """Child side: load the spec, apply overrides, time ``run_sweep``, shut Ray down, write the result."""
-    from hpo.sweep.driver import run_sweep, shutdown_ray
+    from hpo.sweep.driver import run_sweep
+    from hpo.tune.run import shutdown_ray
     from hpo.core.spec import load_spec
 
     from benchmarks._common import with_overrides

@@ -20,7 +20,8 @@ def _sweep(args: argparse.Namespace) -> int:
     if args.spec is None:
         raise _usage("give a spec file, or --resume PATH")
     spec = _load(args.spec, {"name": args.name, "storage": args.storage})
-    from hpo.sweep.driver import run_sweep, shutdown_ray
+    from hpo.sweep.driver import run_sweep
+    from hpo.tune.run import shutdown_ray
     from hpo.analysis.report import print_sweep_summary
 
     try:
@@ -54,7 +55,8 @@ def _submit(args: argparse.Namespace) -> int:
 
 
 def _resume(args: argparse.Namespace) -> int:
-    from hpo.sweep.driver import resume_sweep, shutdown_ray
+    from hpo.sweep.driver import resume_sweep
+    from hpo.tune.run import shutdown_ray
     from hpo.analysis.report import print_sweep_summary
 
     try:
@@ -180,14 +182,6 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _quiet_libraries() -> None:
-    """What a library prints on every run and a user can do nothing about, kept off the console
-    (``--debug`` shows it): Ray's note on its token authentication, at every start of the embedded Ray."""
-    import logging
-
-    logging.getLogger("ray._private.authentication").setLevel(logging.ERROR)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -199,7 +193,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # killed driver, still holding its runs open, so a resume could not reopen them: hpo starts its own.
     os.environ.pop("WANDB_SERVICE", None)
     if not args.debug:
-        _quiet_libraries()
+        from hpo.tune.run import quiet_libraries  # light: Ray itself loads when a command needs it
+
+        quiet_libraries()
     try:
         return run(args)
     except HpoError as err:

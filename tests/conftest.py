@@ -19,6 +19,28 @@ REPO = Path(__file__).resolve().parents[1]
 IMDB = REPO / "data" / "imdb-sample"
 
 
+# Tests that run real sweeps (through these fixtures) are the slow tier: `pytest -m "not slow"` leaves them
+# out and still touches every module (tests/test_journey.py runs one 2-trial sweep end to end).
+SLOW_FIXTURES = {
+    "tiny_sweep", "s3", "ray_head", "weak_sweep", "published", "promoted", "executed", "dashboard",
+    "tune_experiment", "s3_sweep", "s3_promoted", "pretrained", "dry_run", "sweep", "local_ray",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
+def start_local_ray(num_cpus: int) -> None:
+    """An embedded Ray for a test, started as the driver starts it (one more try past Ray's 30 s start-up
+    limit on a busy machine)."""
+    from hpo.tune.run import init_ray
+
+    init_ray(None, num_cpus)
+
+
 TINY_BUDGET_MB = 150  # the tiny model's checkpoint (weights + AdamW state) is about 25 MB
 
 

@@ -14,6 +14,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from hpo.core import results
 from hpo.tune import _internals
+from tests.conftest import start_local_ray
 
 
 def _search() -> OptunaSearch:
@@ -93,7 +94,7 @@ def tune_experiment(tmp_path_factory):
                 tune.report({"score": config["rounds"] * 0.1 + i}, checkpoint=tune.Checkpoint.from_directory(folder))
 
     root = tmp_path_factory.mktemp("tune")
-    ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    start_local_ray(1)
     try:
         tune.Tuner(
             trainable,

@@ -12,7 +12,17 @@ import torch
 from hpo.core.errors import SpecError
 from hpo.core.results import load_sweep
 from hpo.core.spec import OfflinePreset, TrainingSpec, parse_spec
-from tests.conftest import _descendants, cli_env, finish_cli, kill_pids, run_cli, start_cli, tiny_spec, write_spec
+from tests.conftest import (
+    _descendants,
+    cli_env,
+    finish_cli,
+    kill_pids,
+    run_cli,
+    start_cli,
+    start_local_ray,
+    tiny_spec,
+    write_spec,
+)
 from tests.test_cluster import assert_each_trial_once, rounds_reported, wait_for
 from trainables.data import Labelled, SpecialIds, tokenize
 from trainables.model import load_classifier, load_tokenizer, preset_dir
@@ -36,8 +46,8 @@ def test_two_workers_train_exactly_like_one_process_with_the_same_global_batch(t
     import ray
 
     from trainables.parallel import retrain_parallel
-    from trainables.trial import build_state
     from trainables.training import predict, train_rounds
+    from trainables.trial import build_state
 
     monkeypatch.setenv("HPO_CACHE", str(tmp_path / "cache"))
     source = str(preset_dir(OfflinePreset(layers=1, dim=32, heads=2, hidden_dim=64)))
@@ -50,7 +60,7 @@ def test_two_workers_train_exactly_like_one_process_with_the_same_global_batch(t
     alone = build_state(source, ["neg", "pos"], hp, len(data), 3, torch.device("cpu"))
     expected = [f["train_loss"] for f in train_rounds(alone, hp, data, SPECIAL, 3, torch.device("cpu"))]
 
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    start_local_ray(2)
     try:
         curve = retrain_parallel(source=source, label_names=["neg", "pos"], hp=hp, train=data, special=SPECIAL, rounds=3, schedule_rounds=3,
                                  class_weights=None, out=tmp_path / "model", workers=2, use_gpu=False)

@@ -7,13 +7,14 @@ import json
 import threading
 
 import pytest
+import ray
 
-ray = pytest.importorskip("ray")
+from tests.conftest import start_local_ray
 
 
 @pytest.fixture()
 def local_ray():
-    ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    start_local_ray(1)
     try:
         yield
     finally:

@@ -94,91 +94,6 @@ def _plan_record(sweep: Sweep, finalists: list[Finalist]) -> dict[str, Any]:
     }
 
 
-# --------------------------------------------------------------------------------------- the Tune run
-def _tune_run(sweep: Sweep, prepared: Any, finalists: list[Finalist], folder: Location, echo: Callable[[str], None]) -> None:
-    """Finish any interrupted finalist run from its checkpoints, then run what is still missing."""
-    from ray import tune
-    from ray.tune.search.basic_variant import BasicVariantGenerator
-
-    from hpo.core.results import tune_states
-    from hpo.sweep.driver import _ray_storage, _trainable
-    from hpo.tune.result_loggers import result_loggers
-    from hpo.tune.round_stopper import RoundStopper
-
-    spec = sweep.spec
-    # The sweep's trainable and LR schedule, without early stopping: each run ends at its round.
-    fixed = spec.model_copy(update={"scheduler": spec.scheduler.model_copy(update={"type": "fifo", "patience": None})})
-    trainable = _trainable(fixed, prepared)
-    for run in folder.list_dirs():
-        states = tune_states(run)
-        if run.child("tuner.pkl").exists() and any(st["status"] != "TERMINATED" for st in states.values()):
-            echo(f"continuing the interrupted finalist run {run} from its checkpoints")
-            storage = _ray_storage(run.parent)
-            tuner = tune.Tuner.restore(
-                run.path, trainable=trainable, resume_unfinished=True, resume_errored=True, storage_filesystem=storage.get("storage_filesystem")
-            )
-            _fit(tuner, run, echo)
-    collect(finalists, finished_curves(folder, spec.metric))
-    todo = missing_runs(finalists)
-    if not todo:
-        return
-    name = "run-" + hashlib.sha256("\n".join(r.key for r in todo).encode()).hexdigest()[:10]
-    while folder.child(name).exists():
-        name += "-again"
-    configs = [r.config for r in todo]
-    tuner = tune.Tuner(
-        trainable,
-        # Every trial's config is one of ``configs`` exactly (Tune wants each key to be in the space)
-        param_space={k: tune.choice(list({json.dumps(c[k]): c[k] for c in configs}.values())) for k in configs[0]},
-        tune_config=tune.TuneConfig(
-            metric=spec.metric,
-            mode=spec.mode,
-            search_alg=BasicVariantGenerator(points_to_evaluate=configs, max_concurrent=min(spec.budget.max_concurrent, len(todo))),
-            num_samples=len(todo),
-            reuse_actors=True,
-            trial_name_creator=lambda t: f"finalist_{t.trial_id}",
-            trial_dirname_creator=lambda t: f"finalist_{t.trial_id}",
-        ),
-        run_config=tune.RunConfig(
-            name=name,
-            **_ray_storage(folder),
-            stop=RoundStopper({json.dumps(r.config, sort_keys=True): r.rounds for r in todo}),
-            callbacks=[_janitor(spec), *result_loggers()],
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=spec.metric, checkpoint_score_order=spec.mode),
-            failure_config=tune.FailureConfig(max_failures=spec.failures.max_retries),
-            verbose=0,
-        ),
-    )
-    _fit(tuner, folder.child(name), echo)
-
-
-def _fit(tuner: Any, run: Location, echo: Callable[[str], None]) -> None:
-    """Tune's run, stopped by Ctrl-C or SIGTERM the way a sweep is (its state saved, the running trials'
-    checkpoints kept), which ends the promotion there; a finished run loses its checkpoints."""
-    from hpo.sweep.driver import _quiet_tune, _stop_on_signals, sweep_environment
-
-    with sweep_environment("disabled"), _stop_on_signals(echo) as received, _quiet_tune(False):
-        tuner.fit()
-    if received:
-        raise Interrupted(f"the finalists' run was interrupted ({received[0]}); its state is saved in {run}: rerun the same `hpo promote` command to continue it")
-    _drop_checkpoints(run)
-
-
-def _janitor(spec: Any) -> Any:
-    from hpo.core.storage import is_remote
-    from hpo.tune.janitor import CheckpointJanitor
-
-    return CheckpointJanitor(spec.metric, spec.mode, None, at_end_only=is_remote(spec.storage))
-
-
-def _drop_checkpoints(run: Location) -> None:
-    """A finished run's checkpoints are of no further use (a retrain starts from the base model)."""
-    for trial in run.list_dirs():
-        for sub in trial.list_dirs():
-            if sub.name.startswith("checkpoint_"):
-                sub.delete_dir()
-
-
 def run_finalists(sweep: Sweep, prepare: Callable[[], Any], address: str | None, echo: Callable[[str], None] = print) -> Outcome | None:
     """Re-run the finalists (or reuse their finished runs), print the table, return the choice. None when
     ``promotion.finalists`` is off or only one configuration could be re-run with one seed."""
@@ -198,7 +113,7 @@ def run_finalists(sweep: Sweep, prepare: Callable[[], Any], address: str | None,
         f"to their winning round; {len(runs) - len(todo)} of {len(runs)} runs already done"
     )
     if todo:
-        _run_with_ray(sweep, prepare(), finalists, folder, address, echo)
+        _run(sweep, prepare(), finalists, folder, address, echo)
         collect(finalists, finished_curves(folder, spec.metric))
         missing = missing_runs(finalists)
         if missing:
@@ -208,16 +123,23 @@ def run_finalists(sweep: Sweep, prepare: Callable[[], Any], address: str | None,
     return outcome
 
 
-def _run_with_ray(sweep: Sweep, prepared: Any, finalists: list[Finalist], folder: Location, address: str | None, echo: Callable[[str], None]) -> None:
-    import ray
+def _run(sweep: Sweep, prepared: Any, finalists: list[Finalist], folder: Location, address: str | None, echo: Callable[[str], None]) -> None:
+    """Finish any interrupted finalist run from its checkpoints, then run what is still missing, each run to
+    its round, with the sweep's trainable and LR schedule and without early stopping."""
+    from hpo.tune.fixed import FixedRun, continue_runs, run_fixed, with_ray
 
-    from hpo.sweep.driver import init_ray
-
-    started = not ray.is_initialized()
-    init_ray(address)
-    try:
-        _tune_run(sweep, prepared, finalists, folder, echo)
-    finally:
-        if started:
-            ray.shutdown()  # the retrain runs in this process: free the workers' memory first
-
+    spec = sweep.spec
+    fixed = spec.model_copy(update={"scheduler": spec.scheduler.model_copy(update={"type": "fifo", "patience": None})})
+    with with_ray(address):
+        if not continue_runs(folder, fixed, prepared.data, prepared.source, echo):
+            raise Interrupted(f"the finalists' run was interrupted; its state is saved in {folder}: rerun the same `hpo promote` command to continue it")
+        collect(finalists, finished_curves(folder, spec.metric))
+        todo = missing_runs(finalists)
+        if not todo:
+            return
+        name = "run-" + hashlib.sha256("\n".join(r.key for r in todo).encode()).hexdigest()[:10]
+        while folder.child(name).exists():
+            name += "-again"
+        run = FixedRun(folder.child(name), [r.config for r in todo], [r.rounds for r in todo])
+        if not run_fixed(run, fixed, prepared.data, prepared.source, echo):
+            raise Interrupted(f"the finalists' run was interrupted; its state is saved in {run.folder}: rerun the same `hpo promote` command to continue it")

@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import shlex
-import signal
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -22,130 +16,14 @@ from hpo.sweep.preflight import check_hub, check_wandb
 from hpo.core.spec import SweepSpec, dump_spec
 from hpo.core.storage import DATA_FILE, META_DIR, SPEC_FILE, Location, is_remote
 from hpo.sweep.tracking import group_of, log_sweep_run, make_callback, resolve_mode, trial_story
-from hpo.sweep.prepare import Prepared, prepare
+from hpo.sweep.prepare import prepare
+from hpo.tune.run import build_tuner, fit, init_ray, live_hosts, quiet_tune, restore
 
 log = logging.getLogger("hpo")
 
 
 def experiment_location(spec: SweepSpec) -> Location:
     return Location.parse(spec.storage).child(spec.name)
-
-
-def _ray_storage(storage: Location) -> dict[str, Any]:
-    """How Ray Tune is told where the sweep lives: the filesystem object itself for a URI, so that query
-    parameters (``endpoint_override``...) are honoured and no path is ever glued after them."""
-    if storage.is_local:
-        return {"storage_path": storage.path}
-    return {"storage_path": storage.path, "storage_filesystem": storage.fs}
-
-
-def init_ray(address: str | None, num_cpus: int | None = None) -> None:
-    """Embedded Ray by default (``address='local'`` never joins a stale cluster); else connect."""
-    import ray
-
-    if ray.is_initialized():
-        return
-    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
-    if address is not None:
-        ray.init(address=address, **kwargs)
-        return
-    try:
-        ray.init(address="local", num_cpus=num_cpus, **kwargs)
-    except Exception as err:
-        # Ray gives a new local node 30 s to register, a limit a machine busy with other work can pass:
-        # that failure (and only that one) gets a second start.
-        if "timed out during startup" not in str(err):
-            raise
-        log.warning("Ray's local node did not start within Ray's 30 s (a busy machine?); starting it once more")
-        ray.shutdown()
-        ray.init(address="local", num_cpus=num_cpus, **kwargs)
-
-
-def _trainable(spec: SweepSpec, prepared: Prepared) -> Any:
-    from ray import tune
-
-    from trainables.parallel import run_parallel_trial
-    from trainables.trial import run_trial
-
-    # A data-parallel trial (several workers) is a relay that holds no CPU or GPU: Ray Train reserves its
-    # workers' resources itself, and budget.max_concurrent bounds how many such trials run at once. (Tune
-    # refuses a request for nothing, hence one byte of memory.)
-    parallel = spec.resources.world_size > 1
-    resources = {"cpu": 0, "gpu": 0, "memory": 1} if parallel else {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
-    shared = {"settings": spec.trial_settings(), "data": prepared.data, "source": prepared.source}
-    if parallel:
-        trainable = tune.with_parameters(run_parallel_trial, storage=_ray_storage(Location.parse(spec.storage)), **shared)
-    else:
-        trainable = tune.with_parameters(run_trial, **shared)
-    return tune.with_resources(trainable, resources)
-
-
-def _checkpoints_to_keep(spec: SweepSpec) -> int | None:
-    """How many checkpoints Tune keeps per running trial.
-
-    In object storage, all of them until the sweep ends (the janitor then deletes all but the best's):
-    Tune deletes an old checkpoint as soon as it registers a new one, but uploads its experiment state in
-    the background, so after a crash the stored state could point at a checkpoint already deleted, and
-    that trial could not resume (seen in the S3 crash test). On a local or shared disk the state is
-    written in place and ``checkpoints.num_to_keep`` applies."""
-    return None if is_remote(spec.storage) else spec.checkpoints.num_to_keep
-
-
-@dataclass(frozen=True)
-class _TrialName:
-    """A trial's name and folder name: ``SWEEP_TRIALID``. Tune stores these functions with every trial in
-    its experiment state, which it saves after each checkpoint: a lambda goes there as its code (1.3 KB,
-    twice per trial, a tenth of a trial's entry), this as a reference to it."""
-
-    sweep: str
-
-    def __call__(self, trial: Any) -> str:
-        return f"{self.sweep}_{trial.trial_id}"
-
-
-def build_tuner(spec: SweepSpec, prepared: Prepared, wandb_mode: str, verbose: bool = False) -> Any:
-    """``verbose``: Ray Tune's own progress tables as well as hpo's compact view."""
-    from ray import tune
-
-    from hpo.tune.result_loggers import result_loggers
-    from hpo.tune.console import SweepConsole
-    from hpo.tune.janitor import CheckpointJanitor
-    from hpo.tune.scheduler import make_scheduler
-    from hpo.tune.searcher import make_searcher
-
-    callbacks = [cb for cb in [make_callback(spec.tracking, spec.name, wandb_mode, trial_story(spec, prepared.summary))] if cb is not None]
-    callbacks.append(CheckpointJanitor(spec.metric, spec.mode, spec.checkpoints.disk_budget_mb, at_end_only=is_remote(spec.storage)))
-    callbacks.append(SweepConsole(spec.name, spec.metric, spec.mode, spec.budget.num_trials, wandb_mode, list(spec.search_space)))
-    callbacks += result_loggers()
-    name = spec.name
-    return tune.Tuner(
-        _trainable(spec, prepared),
-        tune_config=tune.TuneConfig(
-            metric=spec.metric,
-            mode=spec.mode,
-            search_alg=make_searcher(spec, experiment_location(spec)),
-            scheduler=make_scheduler(spec),
-            num_samples=spec.budget.num_trials,
-            time_budget_s=spec.budget.time_limit_s,
-            # a finished trial's worker process takes the next trial: no start-up per trial. A data-parallel
-            # trial's process is ended instead, which ends the Ray Train run it owns with it.
-            reuse_actors=spec.resources.world_size == 1,
-            trial_name_creator=_TrialName(name),
-            trial_dirname_creator=_TrialName(name),
-        ),
-        run_config=tune.RunConfig(
-            name=spec.name,
-            **_ray_storage(Location.parse(spec.storage)),
-            callbacks=callbacks,
-            checkpoint_config=tune.CheckpointConfig(
-                num_to_keep=_checkpoints_to_keep(spec),
-                checkpoint_score_attribute=spec.metric,
-                checkpoint_score_order=spec.mode,
-            ),
-            failure_config=tune.FailureConfig(max_failures=spec.failures.max_retries),
-            verbose=1 if verbose else 0,
-        ),
-    )
 
 
 # Filesystems every node of a cluster sees the same way.
@@ -168,9 +46,7 @@ def filesystem_type(path: str) -> str:
 
 def check_storage(spec: SweepSpec) -> None:
     """On a cluster spanning several hosts, checkpoints must go where every node can read them."""
-    import ray
-
-    hosts = {n["NodeManagerAddress"] for n in ray.nodes() if n.get("Alive")}
+    hosts = live_hosts()
     if len(hosts) < 2 or is_remote(spec.storage):
         return
     kind = filesystem_type(spec.storage)
@@ -214,113 +90,15 @@ class SweepOutcome:
     n_errored: int
 
 
-# With `checkpoints.num_to_keep`, Tune saves the experiment state after each trial checkpoint, so that a
-# resumed sweep never points at a checkpoint it deleted. That is by design here (0.05 s a round,
-# measured), so its warning about frequent snapshots would only repeat itself every few seconds.
-_QUIET_SNAPSHOTS = ("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-
-
-@contextmanager
-def _stop_on_signals(echo: Callable[[str], None]) -> Iterator[list[str]]:
-    """Ctrl-C or SIGTERM (what ``ray job stop`` and schedulers send): the first asks Tune to end the run
-    the way it ends on its own, saving the experiment state, without waiting for W&B to finish writing
-    (a resume replays those runs); a second one stops at once. Yields the names of the signals received."""
-    from hpo.core.stopping import STOPPING
-
-    received: list[str] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield received
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        if received:
-            raise KeyboardInterrupt
-        received.append(signal.Signals(signum).name)
-        STOPPING.set()
-        if signal.getsignal(signal.SIGUSR1) in (signal.SIG_DFL, signal.SIG_IGN, None):
-            raise KeyboardInterrupt  # Tune's loop has not started yet: nothing to save
-        echo(f"{received[0]}: stopping the sweep and saving its state (again to stop at once)")
-        # Tune would end with its own resume hint (Tuner.restore): the one to use is hpo's, printed after
-        logging.getLogger("ray.tune.tune").setLevel(logging.ERROR)
-        os.kill(os.getpid(), signal.SIGUSR1)  # Tune ends its run loop on SIGUSR1, as on its own Ctrl-C
-
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    tune_level = logging.getLogger("ray.tune.tune").level
-    tune_own = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER")
-    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # ours decides; Tune's would print its own resume hint
-    try:
-        yield received
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
-        logging.getLogger("ray.tune.tune").setLevel(tune_level)
-        if tune_own is None:
-            os.environ.pop("TUNE_DISABLE_SIGINT_HANDLER", None)
-        else:
-            os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = tune_own
-        STOPPING.clear()
-
-
-@contextmanager
-def sweep_environment(wandb_mode: str) -> Iterator[None]:
-    """The environment variables Tune and Ray's W&B callback read while a run of Tune goes on, set for
-    that run only and restored after (the process, a notebook's say, keeps its own): the W&B mode (Ray's
-    callback asks for a key unless it says offline) and Tune's frequent-snapshot warning off (a value the
-    user set is kept)."""
-    wanted = {_QUIET_SNAPSHOTS[0]: os.environ.get(_QUIET_SNAPSHOTS[0], _QUIET_SNAPSHOTS[1])}
-    if wandb_mode != "disabled":
-        wanted.update(WANDB_MODE=wandb_mode, WANDB_SILENT=os.environ.get("WANDB_SILENT", "true"))
-    saved = {key: os.environ.get(key) for key in wanted}
-    os.environ.update(wanted)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
-@contextmanager
-def _quiet_tune(verbose: bool) -> Iterator[None]:
-    """hpo's console view replaces Tune's output: Tune's newer output engine prints its experiment box
-    and paths whatever the verbosity, the older one prints nothing at verbosity 0. Optuna's INFO lines go too."""
-    import optuna
-
-    saved = os.environ.get("RAY_AIR_NEW_OUTPUT")
-    level = optuna.logging.get_verbosity()
-    if not verbose:
-        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # a value the user set is kept
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        yield
-    finally:
-        optuna.logging.set_verbosity(level)
-        if saved is None:
-            os.environ.pop("RAY_AIR_NEW_OUTPUT", None)
-
-
 def _fit(tuner: Any, path: str, mode: str, echo: Callable[[str], None], verbose: bool = False) -> SweepOutcome:
-    start = time.perf_counter()
-    from hpo.tune.console import close_all
-
-    with sweep_environment(mode), _stop_on_signals(echo) as received, _quiet_tune(verbose):
-        try:
-            results = tuner.fit()
-        finally:
-            close_all()
-    if received:
-        raise Interrupted(f"the sweep was interrupted ({received[0]}) after {time.perf_counter() - start:.0f}s; its state is saved. Continue it with: hpo resume {shlex.quote(path)}")
-    del tuner  # let Tune's callbacks go while Ray is still up (their finalizers talk to Ray)
-    gc.collect()
-    echo(f"sweep finished in {time.perf_counter() - start:.0f}s")
+    end = fit(tuner, mode, echo, verbose)
+    if end.interrupted_by:
+        raise Interrupted(f"the sweep was interrupted ({end.interrupted_by}) after {end.seconds:.0f}s; its state is saved. Continue it with: hpo resume {shlex.quote(path)}")
+    echo(f"sweep finished in {end.seconds:.0f}s")
     _log_sweep_run(path, mode, echo)
-    errored = sum(1 for r in results if r.error is not None)
-    if errored == len(results):
-        first = next(r.error for r in results if r.error is not None)
-        raise HpoError(f"every trial errored ({errored}); first error: {first}")
-    return SweepOutcome(path, mode, len(results), errored)
+    if end.n_errored == end.n_trials:
+        raise HpoError(f"every trial errored ({end.n_errored}); first error: {end.first_error}")
+    return SweepOutcome(path, mode, end.n_trials, end.n_errored)
 
 
 def _log_sweep_run(path: str, mode: str, echo: Callable[[str], None]) -> None:
@@ -359,8 +137,9 @@ def run_sweep(
     path.child(META_DIR, DATA_FILE).write_json({**summary, **tracking})
     echo(f"sweep {spec.name}: {spec.budget.num_trials} trials, {spec.budget.max_concurrent} at a time -> {path}")
     baselines = start_baselines(spec, prepared.splits, path, mode, echo)  # seconds, while the first trials start
-    with _quiet_tune(verbose):  # the study is created (and announced by Optuna) with the tuner
-        tuner = build_tuner(spec, prepared, mode, verbose)
+    tracker = make_callback(spec.tracking, spec.name, mode, trial_story(spec, prepared.summary))
+    with quiet_tune(verbose):  # the study is created (and announced by Optuna) with the tuner
+        tuner = build_tuner(spec, prepared.data, prepared.source, mode, tracker, verbose)
     outcome = _fit(tuner, path.uri, mode, echo, verbose)
     baselines.join(_BASELINES_WAIT_S)
     return outcome
@@ -374,8 +153,6 @@ _BASELINES_WAIT_S = 300
 def resume_sweep(path: str, address: str | None = None, echo: Callable[[str], None] = print, num_cpus: int | None = None) -> SweepOutcome:
     """Continue a sweep whose driver died: finished trials are kept, unfinished ones resume from their
     checkpoints, the searcher's state is restored, W&B runs continue under the same ids."""
-    from ray import tune
-
     from hpo.core.journal import fetch_for_resume
     from hpo.core.results import load_sweep
     from hpo.tune.settle import settle
@@ -404,14 +181,7 @@ def resume_sweep(path: str, address: str | None = None, echo: Callable[[str], No
     echo(f"resuming {spec.name} at {loc}: {len(sweep.trials)} trials known, {sweep.counts()}")
     fetch_for_resume(loc)
     baselines = start_baselines(spec, prepared.splits, loc, mode, echo) if read_baselines(loc) is None else None
-    storage = _ray_storage(loc)
-    tuner = tune.Tuner.restore(
-        storage["storage_path"],
-        trainable=_trainable(spec, prepared),
-        resume_unfinished=True,
-        resume_errored=True,
-        storage_filesystem=storage.get("storage_filesystem"),
-    )
+    tuner = restore(loc, spec, prepared.data, prepared.source)
     outcome = _fit(tuner, loc.uri, mode, echo)
     if baselines is not None:
         baselines.join(_BASELINES_WAIT_S)
@@ -427,11 +197,3 @@ def _finished(sweep: Any, wandb_mode: str) -> bool:
     if len(trials) < sweep.spec.budget.num_trials or any(t.status != "TERMINATED" for t in trials):
         return False
     return wandb_mode == "disabled" or all(t.folder.child(LOGGED_MARKER).is_file() for t in trials if t.rounds)
-
-
-def shutdown_ray() -> None:
-    import ray
-
-    if ray.is_initialized():
-        ray.shutdown()
-

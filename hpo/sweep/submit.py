@@ -14,16 +14,16 @@ README's cluster section).
 from __future__ import annotations
 
 import shlex
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from hpo.core.errors import ExperimentError, HpoError, SpecError, UsageError
+from hpo.core.errors import ExperimentError, SpecError, UsageError
 from hpo.core.spec import SweepSpec, dump_spec
 from hpo.core.storage import META_DIR, Location, is_remote
+from hpo.tune.jobs import connect, follow_job, submit_job
 
 SUBMITTED_SPEC = "submitted.yaml"
 # Never shipped with the project: environments, outputs, caches, the repository's history.
@@ -85,21 +85,6 @@ def _check_address(address: str) -> None:
         raise UsageError(f"--address {address!r}: give the Ray dashboard's address, e.g. http://HEAD:8265")
 
 
-def _client(address: str) -> Any:
-    from ray.job_submission import JobSubmissionClient
-
-    try:
-        return JobSubmissionClient(address)
-    except Exception as err:  # ConnectionError, or a dashboard that is not Ray's: one line, the cause
-        text = " ".join(str(err).split())
-        if "authentication" in text.lower():
-            raise HpoError(
-                f"the Ray cluster at {address} requires its token: set RAY_AUTH_MODE=token and either RAY_AUTH_TOKEN "
-                "or the file ~/.ray/auth_token (copied from the head node), then rerun"
-            ) from None
-        raise HpoError(f"cannot reach the Ray dashboard at {address}: {text[:300]}") from None
-
-
 def submit(
     spec: SweepSpec,
     address: str,
@@ -120,13 +105,13 @@ def submit(
     experiment.check_writable()
     if experiment.child("tuner.pkl").exists():
         raise ExperimentError(f"an experiment already exists at {experiment}; pick another --name or --storage, or resume it")
-    client = client or _client(address)
+    client = client or connect(address)
     stored = experiment.child(META_DIR, SUBMITTED_SPEC)
     stored.write_text(dump_spec(job_spec))
     command = ["python", "-m", "hpo.cli", "sweep", stored.uri, "--address", "auto"]
     if wandb_mode:
         command += ["--wandb-mode", wandb_mode]
-    job_id = _submit_job(
+    job_id = submit_job(
         client,
         entrypoint=shlex.join(command),
         runtime_env={"working_dir": str(root), "excludes": _EXCLUDES},
@@ -138,35 +123,5 @@ def submit(
     echo(f"follow it:  ray job logs --address {address} --follow {job_id}")
     echo(f"trials:     hpo status {shown}")
     echo(f"stop it:    ray job stop --address {address} {job_id}   (then `hpo resume {shown} --address auto` on the cluster)")
-    status = _follow(client, job_id, echo) if follow else None
+    status = follow_job(client, job_id, echo) if follow else None
     return Submission(job_id, experiment.uri, address, status)
-
-
-def _submit_job(client: Any, wait_s: float = 90.0, **job: Any) -> str:
-    """Submit, waiting while a head that just started has no job agent up yet (Ray answers 500 then)."""
-    deadline = time.monotonic() + wait_s
-    while True:
-        try:
-            return client.submit_job(**job)
-        except RuntimeError as err:
-            text = " ".join(str(err).split())
-            if "No available agent" in text and time.monotonic() < deadline:
-                time.sleep(2)
-                continue
-            raise HpoError(f"the Ray cluster did not accept the job: {text[:300]}") from None
-
-
-def _follow(client: Any, job_id: str, echo: Callable[[str], None], poll_s: float = 2.0) -> str:
-    """Print the job's new log lines until it ends; returns its final status (SUCCEEDED, FAILED, STOPPED)."""
-    shown = 0
-    while True:
-        status = client.get_job_status(job_id)
-        status = str(getattr(status, "value", status))
-        logs = client.get_job_logs(job_id)
-        if len(logs) > shown:
-            echo(logs[shown:].rstrip("\n"))
-            shown = len(logs)
-        if status in ("SUCCEEDED", "FAILED", "STOPPED"):
-            echo(f"job {job_id}: {status}")
-            return status
-        time.sleep(poll_s)

@@ -101,7 +101,7 @@ def make_callback(tracking: TrackingSpec, sweep_name: str, mode: str, story: Tri
     """The Tune callback, or None when tracking is disabled.
 
     Ray's callback also reads ``WANDB_MODE`` from the environment to decide whether it needs a key: the
-    driver sets it for the run of Tune (``hpo.sweep.driver.sweep_environment``); here the mode goes to ``wandb.init``.
+    driver sets it for the run of Tune (``hpo.tune.run.sweep_environment``); here the mode goes to ``wandb.init``.
     """
     if mode == "disabled":
         return None

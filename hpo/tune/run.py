@@ -1,0 +1,296 @@
+"""A run of Ray Tune, as hpo starts, restores and stops it: Ray itself, the trainable with its resources,
+the tuner with hpo's searcher, scheduler and callbacks, the signal handling that saves a run's state on
+Ctrl-C or SIGTERM, and Tune's own output kept quiet. The sweep driver and the finalists call these; they see
+``Location`` and ``RunEnd``, not Tune's objects."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from hpo.core.spec import SweepSpec
+from hpo.core.storage import Location, is_remote
+
+log = logging.getLogger("hpo")
+
+
+def ray_storage(storage: Location) -> dict[str, Any]:
+    """How Ray Tune is told where the sweep lives: the filesystem object itself for a URI, so that query
+    parameters (``endpoint_override``...) are honoured and no path is ever glued after them."""
+    if storage.is_local:
+        return {"storage_path": storage.path}
+    return {"storage_path": storage.path, "storage_filesystem": storage.fs}
+
+
+def init_ray(address: str | None, num_cpus: int | None = None) -> None:
+    """Embedded Ray by default (``address='local'`` never joins a stale cluster); else connect."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
+    if address is not None:
+        ray.init(address=address, **kwargs)
+        return
+    try:
+        ray.init(address="local", num_cpus=num_cpus, **kwargs)
+    except Exception as err:
+        # Ray gives a new local node 30 s to register, a limit a machine busy with other work can pass:
+        # that failure (and only that one) gets a second start.
+        if "timed out during startup" not in str(err):
+            raise
+        log.warning("Ray's local node did not start within Ray's 30 s (a busy machine?); starting it once more")
+        ray.shutdown()
+        ray.init(address="local", num_cpus=num_cpus, **kwargs)
+
+
+def trainable(spec: SweepSpec, data: Any, source: Any) -> Any:
+    """The trial function Tune runs, with the prepared data and the base model's source shipped once (Ray's
+    object store), and the resources each trial holds."""
+    from ray import tune
+
+    from trainables.parallel import run_parallel_trial
+    from trainables.trial import run_trial
+
+    # A data-parallel trial (several workers) is a relay that holds no CPU or GPU: Ray Train reserves its
+    # workers' resources itself, and budget.max_concurrent bounds how many such trials run at once. (Tune
+    # refuses a request for nothing, hence one byte of memory.)
+    parallel = spec.resources.world_size > 1
+    resources = {"cpu": 0, "gpu": 0, "memory": 1} if parallel else {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
+    shared = {"settings": spec.trial_settings(), "data": data, "source": source}
+    if parallel:
+        fn = tune.with_parameters(run_parallel_trial, storage=ray_storage(Location.parse(spec.storage)), **shared)
+    else:
+        fn = tune.with_parameters(run_trial, **shared)
+    return tune.with_resources(fn, resources)
+
+
+def checkpoints_to_keep(spec: SweepSpec) -> int | None:
+    """How many checkpoints Tune keeps per running trial.
+
+    In object storage, all of them until the sweep ends (the janitor then deletes all but the best's):
+    Tune deletes an old checkpoint as soon as it registers a new one, but uploads its experiment state in
+    the background, so after a crash the stored state could point at a checkpoint already deleted, and
+    that trial could not resume (seen in the S3 crash test). On a local or shared disk the state is
+    written in place and ``checkpoints.num_to_keep`` applies."""
+    return None if is_remote(spec.storage) else spec.checkpoints.num_to_keep
+
+
+@dataclass(frozen=True)
+class TrialName:
+    """A trial's name and folder name: ``SWEEP_TRIALID``. Tune stores these functions with every trial in
+    its experiment state, which it saves after each checkpoint: a lambda goes there as its code (1.3 KB,
+    twice per trial, a tenth of a trial's entry), this as a reference to it."""
+
+    sweep: str
+
+    def __call__(self, trial: Any) -> str:
+        return f"{self.sweep}_{trial.trial_id}"
+
+
+def build_tuner(spec: SweepSpec, data: Any, source: Any, wandb_mode: str, tracker: Any = None, verbose: bool = False) -> Any:
+    """The sweep's Tune run. ``tracker``: the W&B callback (None: W&B off); ``verbose``: Ray Tune's own
+    progress tables as well as hpo's compact view."""
+    from ray import tune
+
+    from hpo.tune.result_loggers import result_loggers
+    from hpo.tune.console import SweepConsole
+    from hpo.tune.janitor import CheckpointJanitor
+    from hpo.tune.scheduler import make_scheduler
+    from hpo.tune.searcher import make_searcher
+
+    callbacks = [tracker] if tracker is not None else []
+    callbacks.append(CheckpointJanitor(spec.metric, spec.mode, spec.checkpoints.disk_budget_mb, at_end_only=is_remote(spec.storage)))
+    callbacks.append(SweepConsole(spec.name, spec.metric, spec.mode, spec.budget.num_trials, wandb_mode, list(spec.search_space)))
+    callbacks += result_loggers()
+    name = spec.name
+    return tune.Tuner(
+        trainable(spec, data, source),
+        tune_config=tune.TuneConfig(
+            metric=spec.metric,
+            mode=spec.mode,
+            search_alg=make_searcher(spec, Location.parse(spec.storage).child(spec.name)),
+            scheduler=make_scheduler(spec),
+            num_samples=spec.budget.num_trials,
+            time_budget_s=spec.budget.time_limit_s,
+            # a finished trial's worker process takes the next trial: no start-up per trial. A data-parallel
+            # trial's process is ended instead, which ends the Ray Train run it owns with it.
+            reuse_actors=spec.resources.world_size == 1,
+            trial_name_creator=TrialName(name),
+            trial_dirname_creator=TrialName(name),
+        ),
+        run_config=tune.RunConfig(
+            name=spec.name,
+            **ray_storage(Location.parse(spec.storage)),
+            callbacks=callbacks,
+            checkpoint_config=tune.CheckpointConfig(
+                num_to_keep=checkpoints_to_keep(spec),
+                checkpoint_score_attribute=spec.metric,
+                checkpoint_score_order=spec.mode,
+            ),
+            failure_config=tune.FailureConfig(max_failures=spec.failures.max_retries),
+            verbose=1 if verbose else 0,
+        ),
+    )
+
+
+
+# With `checkpoints.num_to_keep`, Tune saves the experiment state after each trial checkpoint, so that a
+# resumed sweep never points at a checkpoint it deleted. That is by design here (0.05 s a round,
+# measured), so its warning about frequent snapshots would only repeat itself every few seconds.
+_QUIET_SNAPSHOTS = ("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+
+
+@contextmanager
+def stop_on_signals(echo: Callable[[str], None]) -> Iterator[list[str]]:
+    """Ctrl-C or SIGTERM (what ``ray job stop`` and schedulers send): the first asks Tune to end the run
+    the way it ends on its own, saving the experiment state, without waiting for W&B to finish writing
+    (a resume replays those runs); a second one stops at once. Yields the names of the signals received."""
+    from hpo.core.stopping import STOPPING
+
+    received: list[str] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if received:
+            raise KeyboardInterrupt
+        received.append(signal.Signals(signum).name)
+        STOPPING.set()
+        if signal.getsignal(signal.SIGUSR1) in (signal.SIG_DFL, signal.SIG_IGN, None):
+            raise KeyboardInterrupt  # Tune's loop has not started yet: nothing to save
+        echo(f"{received[0]}: stopping the sweep and saving its state (again to stop at once)")
+        # Tune would end with its own resume hint (Tuner.restore): the one to use is hpo's, printed after
+        logging.getLogger("ray.tune.tune").setLevel(logging.ERROR)
+        os.kill(os.getpid(), signal.SIGUSR1)  # Tune ends its run loop on SIGUSR1, as on its own Ctrl-C
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    tune_level = logging.getLogger("ray.tune.tune").level
+    tune_own = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER")
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # ours decides; Tune's would print its own resume hint
+    try:
+        yield received
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+        logging.getLogger("ray.tune.tune").setLevel(tune_level)
+        if tune_own is None:
+            os.environ.pop("TUNE_DISABLE_SIGINT_HANDLER", None)
+        else:
+            os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = tune_own
+        STOPPING.clear()
+
+
+@contextmanager
+def sweep_environment(wandb_mode: str) -> Iterator[None]:
+    """The environment variables Tune and Ray's W&B callback read while a run of Tune goes on, set for
+    that run only and restored after (the process, a notebook's say, keeps its own): the W&B mode (Ray's
+    callback asks for a key unless it says offline) and Tune's frequent-snapshot warning off (a value the
+    user set is kept)."""
+    wanted = {_QUIET_SNAPSHOTS[0]: os.environ.get(_QUIET_SNAPSHOTS[0], _QUIET_SNAPSHOTS[1])}
+    if wandb_mode != "disabled":
+        wanted.update(WANDB_MODE=wandb_mode, WANDB_SILENT=os.environ.get("WANDB_SILENT", "true"))
+    saved = {key: os.environ.get(key) for key in wanted}
+    os.environ.update(wanted)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@contextmanager
+def quiet_tune(verbose: bool) -> Iterator[None]:
+    """hpo's console view replaces Tune's output: Tune's newer output engine prints its experiment box
+    and paths whatever the verbosity, the older one prints nothing at verbosity 0. Optuna's INFO lines go too."""
+    import optuna
+
+    saved = os.environ.get("RAY_AIR_NEW_OUTPUT")
+    level = optuna.logging.get_verbosity()
+    if not verbose:
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # a value the user set is kept
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(level)
+        if saved is None:
+            os.environ.pop("RAY_AIR_NEW_OUTPUT", None)
+
+
+@dataclass(frozen=True)
+class RunEnd:
+    """How a run of Tune ended: its trials, how many errored (and the first error), and the signal that
+    stopped it, if one did."""
+
+    n_trials: int
+    n_errored: int
+    first_error: str | None
+    interrupted_by: str | None
+    seconds: float
+
+
+def fit(tuner: Any, wandb_mode: str, echo: Callable[[str], None], verbose: bool = False) -> RunEnd:
+    """Run Tune under hpo's signal handling and quiet output; Ray stays up (the caller shuts it down)."""
+    from hpo.tune.console import close_all
+
+    start = time.perf_counter()
+    with sweep_environment(wandb_mode), stop_on_signals(echo) as received, quiet_tune(verbose):
+        try:
+            results = tuner.fit()
+        finally:
+            close_all()
+    if received:
+        return RunEnd(0, 0, None, received[0], time.perf_counter() - start)
+    del tuner  # let Tune's callbacks go while Ray is still up (their finalizers talk to Ray)
+    gc.collect()
+    errors = [str(r.error) for r in results if r.error is not None]
+    return RunEnd(len(results), len(errors), errors[0] if errors else None, None, time.perf_counter() - start)
+
+
+def restore(experiment: Location, spec: SweepSpec, data: Any, source: Any) -> Any:
+    """Tune's run of a stored experiment, to continue: unfinished and errored trials resume from their
+    checkpoints."""
+    from ray import tune
+
+    storage = ray_storage(experiment)
+    return tune.Tuner.restore(
+        storage["storage_path"],
+        trainable=trainable(spec, data, source),
+        resume_unfinished=True,
+        resume_errored=True,
+        storage_filesystem=storage.get("storage_filesystem"),
+    )
+
+
+def live_hosts() -> set[str]:
+    """The addresses of the Ray cluster's live nodes."""
+    import ray
+
+    return {n["NodeManagerAddress"] for n in ray.nodes() if n.get("Alive")}
+
+
+def quiet_libraries() -> None:
+    """What Ray prints on every start of the embedded Ray and a user can do nothing about (its note on token
+    authentication), kept off the console; ``--debug`` shows it."""
+    logging.getLogger("ray._private.authentication").setLevel(logging.ERROR)
+
+
+def shutdown_ray() -> None:
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+
