@@ -174,8 +174,8 @@ def _parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("dashboard", help="optuna-dashboard on a sweep's study")
     d.add_argument("path", help="experiment folder")
-    d.add_argument("--host", default="127.0.0.1")
-    d.add_argument("--port", type=int, default=8080)
+    d.add_argument("--host", default="127.0.0.1", help="address to serve on (0.0.0.0: every interface of this machine)")
+    d.add_argument("--port", type=int, default=8080, help="port to serve on")
     d.set_defaults(run=_dashboard)
     return p
 
