@@ -106,3 +106,23 @@ def test_the_committed_reference_pages_are_what_the_code_generates(gen):
     for page, content in gen.render().items():
         committed = (DOCS / page).read_text()
         assert committed == content, f"docs/{page} is stale: run .venv/bin/python docs/gen_reference.py"
+
+
+def test_the_readme_is_a_front_door_whose_links_resolve():
+    """At most 150 lines, and every relative link (to docs/*.md, as GitHub shows them) names a file and a heading
+    that exist."""
+    from markdown.extensions.toc import slugify
+
+    readme = (REPO / "README.md").read_text()
+    assert len(readme.splitlines()) <= 150
+    links = re.findall(r"\]\(([^)\s]+)\)", readme)
+    assert sum(link.startswith("docs/") for link in links) >= 10
+    for link in links:
+        if "://" in link:
+            continue
+        path, _, anchor = link.partition("#")
+        target = REPO / path
+        assert target.is_file(), link
+        if anchor:
+            headings = re.findall(r"^#+ (.+)$", target.read_text(), flags=re.M)
+            assert anchor in {slugify(h, "-") for h in headings}, link
