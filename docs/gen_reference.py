@@ -43,7 +43,7 @@ def spec_reference() -> str:
         "(`hpo/core/spec.py`, composing a trial's settings from `trainables/settings.py`). A key not listed in its section",
         "is refused (*unknown key*); a key left out takes its default. `NAME` stands for a key you choose (a",
         "searched parameter), `[]` for each item of a list. The same models give the JSON Schema that editors use",
-        "(`hpo schema`).",
+        "(`hpo schema`, see [the sweep spec](../spec.md#editor-support)).",
         "",
     ]
     for section in _sections(SweepSpec, "", None):
@@ -137,9 +137,11 @@ def _bounds(field: FieldInfo) -> str:
             words.append(f"at most {meta.max_length} {unit}")
     if any(isinstance(m, Strict) for m in field.metadata):
         words.append("strict (no conversion from text)")
-    names = (field.json_schema_extra or {}).get("propertyNames", {}).get("enum") if isinstance(field.json_schema_extra, dict) else None
-    if names:
-        words.append("keys: " + ", ".join(f"`{n}`" for n in names))
+    extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+    if "pattern" in extra:
+        words.append(f"matching `{extra['pattern']}`")
+    if "enum" in extra.get("propertyNames", {}):
+        words.append("keys: " + ", ".join(f"`{n}`" for n in extra["propertyNames"]["enum"]))
     return "".join(", " + w for w in words)
 
 
@@ -211,7 +213,7 @@ def _usage(parser: argparse.ArgumentParser) -> str:
         if isinstance(action, argparse._SubParsersAction):
             parts.append("COMMAND ...")
         elif action.option_strings:
-            word = action.option_strings[-1] + (f" {word}" if word else "")
+            word = action.option_strings[0] + (f" {word}" if word else "")
             parts.append(word if action.required else f"[{word}]")
         else:
             parts.append(f"[{word}]" if action.nargs == "?" else word)

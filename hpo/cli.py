@@ -72,6 +72,16 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _schema(args: argparse.Namespace) -> int:
+    from hpo.core.schema import schema_text, write_schema
+
+    if args.output is None:
+        print(schema_text(), end="")
+    else:
+        write_schema(args.output)
+    return 0
+
+
 def _promote(args: argparse.Namespace) -> int:
     from hpo.promotion.promote import PromoteOptions, promote
 
@@ -160,6 +170,10 @@ def _parser() -> argparse.ArgumentParser:
     st = sub.add_parser("status", help="table of a sweep's trials (while it runs or after)")
     st.add_argument("path", help="experiment folder, e.g. runs/quickstart")
     st.set_defaults(run=_status)
+
+    sc = sub.add_parser("schema", help="print the sweep spec's JSON Schema, for editors that validate and complete specs")
+    sc.add_argument("-o", "--output", metavar="FILE", help="write it to FILE instead (a new file, or an earlier schema it replaces)")
+    sc.set_defaults(run=_schema)
 
     pr = sub.add_parser("promote", help="retrain the best config, gate it, publish it and verify the copy")
     pr.add_argument("path", help="experiment folder of a finished sweep")
