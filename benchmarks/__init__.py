@@ -1,4 +1,4 @@
-"""Measurements behind the README's Performance section: ``python benchmarks/run.py --help``.
+"""Measurements behind docs/performance.md: ``python benchmarks/run.py --help``.
 
 Every benchmark imports the product's own code (``hpo``, ``trainables``); none carries a copy of it.
 """

@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parent.parent
 QUICKSTART = "search_spaces/quickstart.yaml"  # relative to REPO: its data paths are resolved from there
 
 
-# The goals the README's Performance table states, in one place for every benchmark that checks them.
+# The goals docs/performance.md states, in one place for every benchmark that checks them.
 GOAL_POINTS = 0.5  # search: ASHA + TPE's best within this many points of random search's ...
 GOAL_COMPUTE = 0.40  # ... with at most this share of its compute (trial-rounds)
 GOAL_BUSY = 0.90  # sweep: share of the trial slots kept busy
@@ -121,7 +121,7 @@ def with_overrides(spec: Any, overrides: dict[str, Any]) -> Any:
 
 
 def write_outputs(out: Path, name: str, payload: dict[str, Any], markdown: str) -> None:
-    """``NAME.json`` (everything measured) and ``NAME.md`` (the README table); the table is printed."""
+    """``NAME.json`` (everything measured) and ``NAME.md`` (the table docs/performance.md quotes); the table is printed."""
     out.mkdir(parents=True, exist_ok=True)
     if hasattr(os, "getloadavg"):
         payload["machine"]["load_avg_1m_at_end"] = os.getloadavg()[0]

@@ -1,4 +1,4 @@
-"""Benchmarks for the README's Performance section.
+"""Benchmarks behind the figures in docs/performance.md.
 
     python benchmarks/run.py {throughput,sweep,search,all,scale} [--quick] [--out benchmarks/results]
 

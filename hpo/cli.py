@@ -74,6 +74,16 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _schema(args: argparse.Namespace) -> int:
+    from hpo.core.schema import schema_text, write_schema
+
+    if args.output is None:
+        print(schema_text(), end="")
+    else:
+        write_schema(args.output)
+    return 0
+
+
 def _promote(args: argparse.Namespace) -> int:
     from hpo.promotion.promote import PromoteOptions, promote
 
@@ -163,6 +173,10 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("path", help="experiment folder, e.g. runs/quickstart")
     st.set_defaults(run=_status)
 
+    sc = sub.add_parser("schema", help="print the sweep spec's JSON Schema, for editors that validate and complete specs")
+    sc.add_argument("-o", "--output", metavar="FILE", help="write it to FILE instead (a new file, or an earlier schema it replaces)")
+    sc.set_defaults(run=_schema)
+
     pr = sub.add_parser("promote", help="retrain the best config, gate it, publish it and verify the copy")
     pr.add_argument("path", help="experiment folder of a finished sweep")
     pr.add_argument("--repo-id", help="Hub repo OWNER/NAME to publish to")
@@ -176,8 +190,8 @@ def _parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("dashboard", help="optuna-dashboard on a sweep's study")
     d.add_argument("path", help="experiment folder")
-    d.add_argument("--host", default="127.0.0.1")
-    d.add_argument("--port", type=int, default=8080)
+    d.add_argument("--host", default="127.0.0.1", help="address to serve on (0.0.0.0: every interface of this machine)")
+    d.add_argument("--port", type=int, default=8080, help="port to serve on")
     d.set_defaults(run=_dashboard)
     return p
 

@@ -294,7 +294,7 @@ def test_submit_runs_the_sweep_as_a_job_that_the_client_follows_and_promotes(s3,
     path = "s3://sweeps/jobs/jobtiny"
     assert f"experiment: {path}" in out and f"ray job logs --address {ray_head['address']} --follow {job_id}" in out
     assert f"hpo status {path}" in out and f"job {job_id}: SUCCEEDED" in out
-    # the client side, as the README says
+    # the client side, as docs/clusters.md says
     status = run_cli(["status", path], env, tmp_path, timeout=120)
     assert status.returncode == 0 and "4 " in status.stdout and "Traceback" not in status.stdout, status.stdout
     assert len(load_sweep(path).trials) == 4

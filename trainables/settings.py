@@ -17,6 +17,12 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _exactly_one_of(*keys: str) -> dict:
+    """The JSON Schema of "exactly one of these keys, not null", which a model's validator enforces: with it in
+    the schema (``json_schema_extra``), an editor flags a section that names none of them, or two."""
+    return {"oneOf": [{"required": [key], "properties": {key: {"not": {"type": "null"}}}} for key in keys]}
+
+
 # --------------------------------------------------------------------------------------------- model
 class OfflinePreset(StrictModel):
     """A small DistilBERT built from a ``DistilBertConfig`` with random weights and the
@@ -38,6 +44,8 @@ class OfflinePreset(StrictModel):
 class ModelSpec(StrictModel):
     """Exactly one of ``name`` (a Hub id such as ``distilbert-base-uncased`` or a local directory),
     ``offline_preset`` and ``offline_pretrained``."""
+
+    model_config = ConfigDict(json_schema_extra=_exactly_one_of("name", "offline_preset", "offline_pretrained"))
 
     name: str | None = Field(None, description="Hub model id or local model directory.")
     offline_preset: OfflinePreset | None = Field(None, description="A small random-init DistilBERT, built offline.")
@@ -64,13 +72,17 @@ class ModelSpec(StrictModel):
 
 # ---------------------------------------------------------------------------------------------- data
 class DataSpec(StrictModel):
-    """Where the labelled texts come from. Hub datasets and local files go through the same loader."""
+    """Where the labelled texts come from: exactly one of ``hub_id`` and ``files``. Hub datasets and local files
+    go through the same loader."""
+
+    model_config = ConfigDict(json_schema_extra=_exactly_one_of("hub_id", "files"))
 
     hub_id: str | None = Field(None, description="Hub dataset id, e.g. stanfordnlp/imdb.")
     files: dict[Literal["train", "test"], str] | None = Field(
         None,
         description="parquet/csv/json(l) files for the train and test splits: local paths, or URIs in object "
         "storage (s3://, gs://) that a cluster's driver can read.",
+        json_schema_extra={"required": ["train", "test"]},
     )
     train_split: str = Field("train", description="Split of a Hub dataset to train on (and to take validation from).")
     test_split: str = Field("test", description="Split of a Hub dataset held out for promotion's test.")

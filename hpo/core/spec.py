@@ -234,11 +234,15 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
 class SweepSpec(StrictModel):
     """One sweep: what to train, on what data, what to search, and how to run it."""
 
-    name: str = Field(description="Experiment name: the folder under storage and the W&B group.")
+    name: str = Field(description="Experiment name: the folder under storage and the W&B group.", json_schema_extra={"pattern": _NAME.pattern})
     model: ModelSpec = Field(description="The base model to fine-tune.")
     data: DataSpec = Field(description="The labelled texts and how they are split.")
     training: TrainingSpec = Field(TrainingSpec(), description="Fixed training settings; search_space overrides the searchable ones.")
-    search_space: dict[str, Param] = Field(min_length=1, description="The parameters to search, by name, with their distributions.")
+    search_space: dict[str, Param] = Field(
+        min_length=1,
+        description="The parameters to search, by name, with their distributions.",
+        json_schema_extra={"propertyNames": {"enum": list(SEARCHABLE)}},
+    )
     searcher: SearcherSpec = Field(SearcherSpec(), description="How configurations are chosen (Optuna TPE).")
     scheduler: SchedulerSpec = Field(SchedulerSpec(), description="How weak trials are stopped early (ASHA, patience).")
     budget: BudgetSpec = Field(BudgetSpec(), description="How many trials, how many at once, for how long.")

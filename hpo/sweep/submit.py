@@ -7,8 +7,8 @@ the working directory that is shipped with the job). The job then runs ``hpo swe
 head node with the spec as validated here, stored beside the sweep (``EXPERIMENT/hpo/submitted.yaml``).
 
 No secret travels with the job: Ray writes a job's runtime environment into its logs, so W&B keys, Hub
-tokens and cloud credentials must already be in the environment of the cluster's nodes (see the
-README's cluster section).
+tokens and cloud credentials must already be in the environment of the cluster's nodes (see
+docs/clusters.md).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ that survive a driver crash), and reads Tune's experiment state file. Those exte
 and file formats that Ray and Optuna may change in any release. They are reached only through this
 module (and the two modules that subclass Tune's callbacks: ``hpo.tune.wandb_callback``, ``hpo.tune.result_loggers``), and ``tests/test_internals.py`` checks each one against the installed versions: an upgrade that
 changes one fails there, with the name, instead of inside a sweep. ``pyproject.toml`` bounds Ray and
-Optuna to the versions this was checked with (README, *Upgrading Ray or Optuna*).
+Optuna to the versions this was checked with (docs/upgrading.md).
 """
 
 from __future__ import annotations
