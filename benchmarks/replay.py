@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks._common import GOAL_BUSY, GOAL_COMPUTE, GOAL_POINTS, BenchError, command_line, fmt, machine_info, write_outputs
-from hpo.core.spec import SchedulerSpec
+from hpo.core.spec import AshaScheduler
 from trainables.report import TOP_CLASS_SHARE as SHARE_KEY
 from trainables.report import RoundReport, ends_on_patience
 
@@ -95,7 +95,7 @@ def load_curves(sources: list[Path]) -> tuple[list[Curve], dict[str, Any]]:
 
 
 def rungs(grace: int, rf: int, max_rounds: int) -> list[int]:
-    return SchedulerSpec(max_rounds=max_rounds, grace_period=grace, reduction_factor=rf).rungs()
+    return AshaScheduler(max_rounds=max_rounds, grace_period=grace, reduction_factor=rf).rungs()
 
 
 def simulate(
@@ -111,7 +111,7 @@ def simulate(
     """Rounds run, best value found and the schedule's length (in rounds) of asynchronous ASHA over
     ``curves`` taken in order. ``sign`` is +1 to maximise the metric, -1 to minimise it."""
     max_rounds = len(curves[0].values)
-    spec = SchedulerSpec(max_rounds=max_rounds, grace_period=grace, reduction_factor=rf, patience=patience)
+    spec = AshaScheduler(max_rounds=max_rounds, grace_period=grace, reduction_factor=rf, patience=patience)
     recorded: dict[int, list[float]] = {m: [] for m in spec.rungs()}
     first_rung = spec.rungs()[0] if defer and len(spec.rungs()) > 1 else None
     waiting = list(range(len(curves)))

@@ -13,7 +13,7 @@ from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
 from hpo.core.results import CONVERGED, STOPPED, load_sweep
 from hpo.tune.scheduler import SweepASHA, make_scheduler
-from hpo.core.spec import SchedulerSpec, parse_spec
+from hpo.core.spec import AshaScheduler, parse_spec
 from tests.conftest import cli_env, run_cli, tiny_spec, write_spec
 
 
@@ -23,7 +23,7 @@ def test_spec_rungs_are_the_rounds_rays_asha_compares_at(max_rounds, grace, rf):
     milestones = sorted(m for m, _ in ray_asha._brackets[0]._rungs)
     # Ray compares at the first round >= each milestone; the one at max_rounds stops every trial anyway
     expected = sorted({next(r for r in range(1, max_rounds + 1) if r >= m) for m in milestones if m < max_rounds})
-    assert SchedulerSpec(max_rounds=max_rounds, grace_period=grace, reduction_factor=rf).rungs() == expected
+    assert AshaScheduler(max_rounds=max_rounds, grace_period=grace, reduction_factor=rf).rungs() == expected
 
 
 def _feed(scheduler, reports):
@@ -40,7 +40,7 @@ def _feed(scheduler, reports):
 
 
 def test_first_trial_at_a_rung_that_predicts_one_class_is_stopped_only_with_the_rule():
-    spec = SchedulerSpec(max_rounds=12, grace_period=2, reduction_factor=2, stop_single_class=True)
+    spec = AshaScheduler(max_rounds=12, grace_period=2, reduction_factor=2, stop_single_class=True)
     reports = [("a", 1, 0.505, 1.0), ("a", 2, 0.505, 1.0), ("b", 1, 0.70, 0.6), ("b", 2, 0.78, 0.55)]
     plain = _feed(make_scheduler(parse_spec_with(spec.model_copy(update={"stop_single_class": False}))), reports)
     # Ray's ASHA: the first trial at rung 2 goes on, whatever its value
@@ -55,7 +55,7 @@ def test_first_trial_at_a_rung_that_predicts_one_class_is_stopped_only_with_the_
     assert judged == [TrialScheduler.CONTINUE, TrialScheduler.STOP]
 
 
-def parse_spec_with(scheduler: SchedulerSpec):
+def parse_spec_with(scheduler: AshaScheduler):
     from pathlib import Path
 
     raw = tiny_spec(Path("/nonexistent"))
@@ -143,7 +143,7 @@ class _Controller:
 
 
 def _asha(backfill=True, stop_single_class=False):
-    spec = SchedulerSpec(max_rounds=6, grace_period=2, reduction_factor=2, stop_single_class=stop_single_class, backfill=backfill)
+    spec = AshaScheduler(max_rounds=6, grace_period=2, reduction_factor=2, stop_single_class=stop_single_class, backfill=backfill)
     scheduler = make_scheduler(parse_spec_with(spec))
     scheduler.set_search_properties("val_accuracy", "max")
     return scheduler

@@ -121,18 +121,27 @@ class DataSpec(StrictModel):
 
 
 # ------------------------------------------------------------------------------------------ training
+# Marks a training field the sweep spec's search_space may search (a sampled value overrides the field).
+SEARCHABLE = {"searchable": True}
+
+
+def searchable_fields() -> tuple[str, ...]:
+    """The training fields marked searchable, in the model's order."""
+    return tuple(n for n, f in TrainingSpec.model_fields.items() if (f.json_schema_extra or {}).get("searchable"))
+
+
 class TrainingSpec(StrictModel):
     """Fixed training settings. Any of the searchable ones may be overridden by ``search_space``."""
 
-    learning_rate: float = Field(5e-5, gt=0, lt=1, description="Peak learning rate of AdamW (linear warm-up, then linear decay).")
-    batch_size: int = Field(32, ge=1, le=1024, description="Training examples per optimizer step (the global batch with several workers).")
-    weight_decay: float = Field(0.0, ge=0, lt=1, description="AdamW weight decay (not on biases and LayerNorm).")
-    warmup_ratio: float = Field(0.0, ge=0, lt=1, description="Share of the planned steps spent warming the learning rate up.")
-    epochs: int = Field(3, ge=1, le=100, description="Passes over the training split a trial may run (rounds = epochs x rounds_per_epoch, at most scheduler.max_rounds).")
-    max_length: int = Field(256, ge=8, le=512, description="Tokens per text; longer texts are truncated.")
-    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout of the encoder's hidden layers.")
-    attention_dropout: float = Field(0.1, ge=0, lt=1, description="Dropout of the attention weights.")
-    classifier_dropout: float = Field(0.2, ge=0, lt=1, description="Dropout before the classification head.")
+    learning_rate: float = Field(5e-5, gt=0, lt=1, description="Peak learning rate of AdamW (linear warm-up, then linear decay).", json_schema_extra=SEARCHABLE)
+    batch_size: int = Field(32, ge=1, le=1024, description="Training examples per optimizer step (the global batch with several workers).", json_schema_extra=SEARCHABLE)
+    weight_decay: float = Field(0.0, ge=0, lt=1, description="AdamW weight decay (not on biases and LayerNorm).", json_schema_extra=SEARCHABLE)
+    warmup_ratio: float = Field(0.0, ge=0, lt=1, description="Share of the planned steps spent warming the learning rate up.", json_schema_extra=SEARCHABLE)
+    epochs: int = Field(3, ge=1, le=100, description="Passes over the training split a trial may run (rounds = epochs x rounds_per_epoch, at most scheduler.max_rounds).", json_schema_extra=SEARCHABLE)
+    max_length: int = Field(256, ge=8, le=512, description="Tokens per text; longer texts are truncated.", json_schema_extra=SEARCHABLE)
+    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout of the encoder's hidden layers.", json_schema_extra=SEARCHABLE)
+    attention_dropout: float = Field(0.1, ge=0, lt=1, description="Dropout of the attention weights.", json_schema_extra=SEARCHABLE)
+    classifier_dropout: float = Field(0.2, ge=0, lt=1, description="Dropout before the classification head.", json_schema_extra=SEARCHABLE)
     rounds_per_epoch: int = Field(
         1, ge=1, le=20, description="Evaluation rounds per epoch; ASHA's budget is counted in rounds."
     )

@@ -107,7 +107,7 @@ def stopped_before_learning(sweep: Sweep) -> int | None:
     """The first rung, when ``stop_single_class`` stopped every trial there, still predicting one class."""
     s = sweep.spec.scheduler
     first = min(s.rungs(), default=None)
-    if not s.stop_single_class or first is None or not sweep.trials:
+    if not getattr(s, "stop_single_class", False) or first is None or not sweep.trials:
         return None
     for t in sweep.trials:
         if t.outcome != STOPPED or t.rounds_done != first or not t.last.one_class:

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from hpo.core.spec import Choice, IntRange, LogUniform, Param, SearcherSpec, Uniform
+from hpo.core.spec import Choice, IntRange, LogUniform, Param, Uniform
 
 
 def to_optuna(space: dict[str, Param]) -> dict[str, Any]:
-    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+    from optuna.distributions import (
+        CategoricalDistribution,
+        FloatDistribution,
+        IntDistribution,
+    )
 
     out: dict[str, Any] = {}
     for name, p in space.items():
@@ -23,18 +27,6 @@ def to_optuna(space: dict[str, Param]) -> dict[str, Any]:
         else:  # pragma: no cover - the spec's discriminated union admits nothing else
             raise TypeError(f"unknown parameter type {type(p).__name__}")
     return out
-
-
-def make_sampler(searcher: SearcherSpec) -> Any:
-    import optuna
-
-    if searcher.type == "random":
-        return optuna.samplers.RandomSampler(seed=searcher.seed)
-    return optuna.samplers.TPESampler(
-        seed=searcher.seed,
-        n_startup_trials=searcher.n_startup_trials,
-        multivariate=searcher.multivariate,
-    )
 
 
 def describe(space: dict[str, Param]) -> dict[str, str]:

@@ -11,14 +11,33 @@ import math
 import re
 import reprlib
 import typing
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, Field, Strict, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    Discriminator,
+    Field,
+    Strict,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from hpo.core.errors import SpecError
-from trainables.settings import DataSpec, ModelSpec, OfflinePreset, ResourcesSpec, StrictModel, TrainingSpec, TrialSettings
+from trainables.settings import (
+    DataSpec,
+    ModelSpec,
+    OfflinePreset,
+    ResourcesSpec,
+    StrictModel,
+    TrainingSpec,
+    TrialSettings,
+    searchable_fields,
+)
 
 # The sweep spec composes the settings of one trial (``trainables.settings``); they are named here too.
 __all__ = [
@@ -26,17 +45,7 @@ __all__ = [
     "parse_spec",
 ]
 
-SEARCHABLE = (
-    "learning_rate",
-    "batch_size",
-    "weight_decay",
-    "warmup_ratio",
-    "epochs",
-    "max_length",
-    "dropout",
-    "attention_dropout",
-    "classifier_dropout",
-)
+SEARCHABLE = searchable_fields()  # marked on the training settings themselves
 
 
 class LogUniform(StrictModel):
@@ -95,56 +104,159 @@ def param_values(param: Param) -> list[Any]:
 
 
 # ----------------------------------------------------------------------------- searcher & scheduler
-class SearcherSpec(StrictModel):
-    type: Literal["tpe", "random"] = Field("tpe", description="random: for baselines only.")
-    seed: int = Field(0, description="Seed of the sampler: the same spec proposes the same configurations.")
+# Extension points. A searcher or a scheduler is one class here, registered under its ``type``; the
+# spec's ``searcher:`` and ``scheduler:`` sections are the unions of the registered classes, told apart by
+# ``type`` (the first registered is the default when ``type`` is left out). A searcher's class builds its
+# Optuna sampler; a scheduler's Ray object is built by the adapter (``hpo.tune.scheduler``), which has one
+# builder registered per scheduler class.
+SEARCHERS: dict[str, type[StrictModel]] = {}
+SCHEDULERS: dict[str, type[StrictModel]] = {}
+
+
+def _register(registry: dict[str, type[StrictModel]]) -> Any:
+    def add(cls: type[StrictModel]) -> type[StrictModel]:
+        (tag,) = typing.get_args(cls.model_fields["type"].annotation)
+        registry[tag] = cls
+        return cls
+
+    return add
+
+
+def _tagged_union(registry: dict[str, type[StrictModel]], section: str) -> Any:
+    """The union of a registry's classes, chosen by ``type`` (the first registered when it is missing)."""
+    default = next(iter(registry))
+
+    def tag(value: Any) -> str | None:
+        if isinstance(value, dict):
+            return value.get("type", default)
+        return getattr(value, "type", None)
+
+    members = tuple(Annotated[cls, Tag(name)] for name, cls in registry.items())
+    return Annotated[
+        Union[members],  # noqa: UP007 - a tuple of members needs the subscript form
+        Discriminator(
+            tag,
+            custom_error_type="unknown_type",
+            custom_error_message=f"unknown {section} type; allowed: {', '.join(registry)}",
+        ),
+    ]
+
+
+class SearcherBase(StrictModel, ABC):
+    seed: int = Field(0, ge=0, description="Seed of the sampler: the same spec proposes the same configurations.")
+
+    @abstractmethod
+    def sampler(self) -> Any:
+        """The Optuna sampler that proposes each new trial's configuration."""
+
+
+@_register(SEARCHERS)
+class TPESearcher(SearcherBase):
+    """Optuna's tree-structured Parzen estimator: after ``n_startup_trials`` random ones, configurations
+    are drawn where the good trials so far are dense and the bad ones sparse."""
+
+    type: Literal["tpe"] = Field("tpe", description="tpe: Optuna's TPE (the default).")
     n_startup_trials: int = Field(4, ge=1, description="Random trials before TPE models the space.")
     multivariate: bool = Field(True, description="TPE models the parameters jointly (Optuna's multivariate TPE).")
 
+    def sampler(self) -> Any:
+        import optuna
 
-class SchedulerSpec(StrictModel):
-    type: Literal["asha", "fifo"] = Field("asha", description="fifo: no early stopping (baselines).")
+        return optuna.samplers.TPESampler(seed=self.seed, n_startup_trials=self.n_startup_trials, multivariate=self.multivariate)
+
+
+@_register(SEARCHERS)
+class RandomSearcher(SearcherBase):
+    """Every configuration drawn at random: the baseline a search method is measured against."""
+
+    type: Literal["random"] = Field(description="random: uniform random search (the baseline for benchmarks).")
+
+    def sampler(self) -> Any:
+        import optuna
+
+        return optuna.samplers.RandomSampler(seed=self.seed)
+
+
+SearcherSpec = _tagged_union(SEARCHERS, "searcher")
+
+
+class SchedulerBase(StrictModel):
+    """What every scheduler shares: a trial's most rounds, and the patience rule (hpo's, in the trainable)."""
+
     max_rounds: int = Field(4, ge=1, description="Most evaluation rounds any trial gets.")
-    grace_period: int = Field(1, ge=1, description="Rounds before ASHA may stop a trial.")
-    reduction_factor: float = Field(2.0, gt=1.0, description="ASHA keeps 1 in reduction_factor trials at each rung.")
-    stop_single_class: bool = Field(
-        False,
-        description="asha: at each rung also stop a trial that predicts one class for at least 99% of the "
-        "validation set, even the first trial to reach that rung (which ASHA alone always lets go on). Only "
-        "where some configurations learn within grace_period: otherwise it stops every trial at the first rung.",
-    )
+    grace_period: int = Field(1, ge=1, description="Rounds before a trial may be stopped early.")
     patience: int | None = Field(
         None,
         ge=1,
-        description="Stop a trial whose metric has not improved for this many rounds, checked from ASHA's last "
-        "rung on (fifo: from grace_period). It ends converged, with its best round as its result.",
-    )
-    backfill: bool = Field(
-        True,
-        description="asha: once every trial has started, a trial that ASHA would stop at a rung while another "
-        "trial still runs goes on in the slot that would otherwise stand idle; it is stopped when the last "
-        "other trial ends, so the sweep takes no longer. Its rounds count as compute.",
+        description="Stop a trial whose metric has not improved for this many rounds, checked from the "
+        "scheduler's last rung on (fifo: from grace_period). It ends converged, with its best round as its result.",
     )
 
     @model_validator(mode="after")
-    def _grace(self) -> SchedulerSpec:
+    def _grace(self) -> SchedulerBase:
         if self.grace_period > self.max_rounds:
             raise ValueError(f"grace_period ({self.grace_period}) exceeds max_rounds ({self.max_rounds})")
         return self
 
     def rungs(self) -> list[int]:
-        """The rounds at which ASHA compares trials (as Ray's ASHAScheduler places them), below max_rounds."""
-        if self.type != "asha":
-            return []
-        out, k = [], 0
-        while (at := math.ceil(self.grace_period * self.reduction_factor**k - 1e-9)) < self.max_rounds:
-            out.append(at)
-            k += 1
-        return out
+        """The rounds at which the scheduler compares trials, below max_rounds (none: it stops none)."""
+        return []
 
     def patience_from(self) -> int:
         """The first round at which ``patience`` may end a trial."""
         return max(self.rungs(), default=self.grace_period)
+
+
+def _geometric_rungs(grace_period: int, reduction_factor: float, max_rounds: int) -> list[int]:
+    """grace_period x reduction_factor^k, below max_rounds (as Ray's schedulers place them)."""
+    out, k = [], 0
+    while (at := math.ceil(grace_period * reduction_factor**k - 1e-9)) < max_rounds:
+        out.append(at)
+        k += 1
+    return out
+
+
+@_register(SCHEDULERS)
+class AshaScheduler(SchedulerBase):
+    """Ray Tune's asynchronous successive halving, with hpo's one-class rule and backfill."""
+
+    type: Literal["asha"] = Field("asha", description="asha: asynchronous successive halving (the default).")
+    reduction_factor: float = Field(2.0, gt=1.0, le=100, description="ASHA keeps 1 in reduction_factor trials at each rung.")
+    stop_single_class: bool = Field(
+        False,
+        description="At each rung also stop a trial that predicts one class for at least 99% of the "
+        "validation set, even the first trial to reach that rung (which ASHA alone always lets go on). Only "
+        "where some configurations learn within grace_period: otherwise it stops every trial at the first rung.",
+    )
+    backfill: bool = Field(
+        True,
+        description="Once every trial has started, a trial that ASHA would stop at a rung while another "
+        "trial still runs goes on in the slot that would otherwise stand idle; it is stopped when the last "
+        "other trial ends, so the sweep takes no longer. Its rounds count as compute.",
+    )
+
+    def rungs(self) -> list[int]:
+        return _geometric_rungs(self.grace_period, self.reduction_factor, self.max_rounds)
+
+
+@_register(SCHEDULERS)
+class FifoScheduler(SchedulerBase):
+    """No early stopping: every trial runs to max_rounds (or until patience ends it)."""
+
+    type: Literal["fifo"] = Field(description="fifo: no early stopping (baselines, finalists).")
+
+
+@_register(SCHEDULERS)
+class HyperBandScheduler(SchedulerBase):
+    """Ray Tune's synchronous HyperBand: trials in brackets of different early-stopping aggressiveness;
+    within a bracket, trials pause at each milestone until the bracket's others arrive, and the best
+    1/reduction_factor go on (from their checkpoints)."""
+
+    type: Literal["hyperband"] = Field(description="hyperband: Ray Tune's synchronous HyperBand.")
+    reduction_factor: float = Field(3.0, gt=1.0, le=100, description="HyperBand keeps 1 in reduction_factor trials at each milestone.")
+
+
+SchedulerSpec = _tagged_union(SCHEDULERS, "scheduler")
 
 
 class BudgetSpec(StrictModel):
@@ -243,8 +355,8 @@ class SweepSpec(StrictModel):
         description="The parameters to search, by name, with their distributions.",
         json_schema_extra={"propertyNames": {"enum": list(SEARCHABLE)}},
     )
-    searcher: SearcherSpec = Field(SearcherSpec(), description="How configurations are chosen (Optuna TPE).")
-    scheduler: SchedulerSpec = Field(SchedulerSpec(), description="How weak trials are stopped early (ASHA, patience).")
+    searcher: SearcherSpec = Field(default_factory=TPESearcher, description="How configurations are chosen: " + ", ".join(SEARCHERS) + ".")
+    scheduler: SchedulerSpec = Field(default_factory=AshaScheduler, description="How weak trials are stopped early: " + ", ".join(SCHEDULERS) + " (and patience).")
     budget: BudgetSpec = Field(BudgetSpec(), description="How many trials, how many at once, for how long.")
     resources: ResourcesSpec = Field(ResourcesSpec(), description="CPUs, GPUs and workers per trial.")
     metric: Literal["val_accuracy", "val_f1_macro", "val_loss"] = Field("val_accuracy", description="Validation metric the search optimizes and the winner is chosen by.")
@@ -357,7 +469,7 @@ def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
     return sorted({k for m in candidates for k in m.model_fields})
 
 
-_UNION_TAGS = ("loguniform", "uniform", "int", "choice")
+_UNION_TAGS = ("loguniform", "uniform", "int", "choice", *SEARCHERS, *SCHEDULERS)
 
 
 def _models_in(annotation: Any) -> list[Any]:

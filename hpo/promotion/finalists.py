@@ -32,6 +32,7 @@ from hpo.analysis.finalists import (
 )
 from hpo.core.errors import Interrupted
 from hpo.core.results import PENDING, RUNNING, Sweep, TrialRecord
+from hpo.core.spec import FifoScheduler
 from hpo.core.storage import Location
 
 
@@ -129,7 +130,7 @@ def _run(sweep: Sweep, prepared: Any, finalists: list[Finalist], folder: Locatio
     from hpo.tune.fixed import FixedRun, continue_runs, run_fixed, with_ray
 
     spec = sweep.spec
-    fixed = spec.model_copy(update={"scheduler": spec.scheduler.model_copy(update={"type": "fifo", "patience": None})})
+    fixed = spec.model_copy(update={"scheduler": FifoScheduler(max_rounds=spec.scheduler.max_rounds, grace_period=spec.scheduler.grace_period)})
     with with_ray(address):
         if not continue_runs(folder, fixed, prepared.data, prepared.source, echo):
             raise Interrupted(f"the finalists' run was interrupted; its state is saved in {folder}: rerun the same `hpo promote` command to continue it")

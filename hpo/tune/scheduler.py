@@ -16,13 +16,14 @@ stopped as before.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 
+from hpo.core.spec import AshaScheduler, FifoScheduler, HyperBandScheduler, SweepSpec
 from hpo.tune._internals import asha_time_attr, count_asha_stop
-from hpo.core.spec import SweepSpec
-from trainables.report import RoundReport
+from trainables.report import ITERATION, RoundReport
 
 
 class SweepASHA(AsyncHyperBandScheduler):
@@ -98,16 +99,45 @@ def _others_running(tune_controller: Any, trial: Any, backfilled: list[str]) -> 
     return any(t is not trial and t.status == "RUNNING" and t.trial_id not in backfilled for t in tune_controller.get_live_trials())
 
 
-def make_scheduler(spec: SweepSpec) -> Any:
-    s = spec.scheduler
-    if s.type == "fifo":
-        return FIFOScheduler()
+# One builder per scheduler class of the spec (``hpo.core.spec.SCHEDULERS``): a new scheduler is its spec
+# class there and its builder here.
+_BUILDERS: dict[type, Callable[[Any], TrialScheduler]] = {}
+
+
+def _builds(spec_class: type) -> Callable[[Callable[[Any], TrialScheduler]], Callable[[Any], TrialScheduler]]:
+    def add(fn: Callable[[Any], TrialScheduler]) -> Callable[[Any], TrialScheduler]:
+        _BUILDERS[spec_class] = fn
+        return fn
+
+    return add
+
+
+@_builds(AshaScheduler)
+def _asha(s: AshaScheduler) -> TrialScheduler:
     return SweepASHA(
         rungs=s.rungs(),
         stop_single_class=s.stop_single_class,
         backfill=s.backfill,
-        time_attr="training_iteration",
+        time_attr=ITERATION,
         max_t=s.max_rounds,
         grace_period=s.grace_period,
         reduction_factor=s.reduction_factor,
     )
+
+
+@_builds(FifoScheduler)
+def _fifo(s: FifoScheduler) -> TrialScheduler:
+    return FIFOScheduler()
+
+
+@_builds(HyperBandScheduler)
+def _hyperband(s: HyperBandScheduler) -> TrialScheduler:
+    from ray.tune.schedulers import HyperBandScheduler as RayHyperBand
+
+    # stop_last_trials: a bracket's survivors end at max_t (max_rounds), not run on past it.
+    return RayHyperBand(time_attr=ITERATION, max_t=s.max_rounds, reduction_factor=s.reduction_factor, stop_last_trials=True)
+
+
+def make_scheduler(spec: SweepSpec) -> TrialScheduler:
+    """The Ray scheduler the spec's ``scheduler:`` section asks for."""
+    return _BUILDERS[type(spec.scheduler)](spec.scheduler)

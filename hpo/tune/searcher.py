@@ -22,9 +22,14 @@ from optuna.trial import TrialState
 from ray.tune.search import ConcurrencyLimiter, SearchGenerator
 from ray.tune.search.optuna import OptunaSearch
 
-from hpo.tune._internals import optuna_parts, set_live_trials, set_trials_created, study_trial
 from hpo.core.journal import start_journal
 from hpo.core.storage import Location
+from hpo.tune._internals import (
+    optuna_parts,
+    set_live_trials,
+    set_trials_created,
+    study_trial,
+)
 from trainables.report import FAILED, STOPPED, BestSoFar, RoundReport, outcome
 
 
@@ -158,16 +163,16 @@ class SweepGenerator(SearchGenerator):
 def make_searcher(spec: Any, experiment: Location | None) -> Any:
     """TPE (or random, for baselines) over the spec's space, limited to ``max_concurrent`` at a time;
     its study is journalled beside the sweep at ``experiment`` (in memory only when None)."""
-    from hpo.core.space import make_sampler, to_optuna
-
     from optuna.storages import JournalStorage
+
+    from hpo.core.space import to_optuna
 
     journal = start_journal(experiment) if experiment is not None else None
     search = SweepSearch(
         space=to_optuna(spec.search_space),
         metric=spec.metric,
         mode=spec.mode,
-        sampler=make_sampler(spec.searcher),
+        sampler=spec.searcher.sampler(),
         storage=JournalStorage(journal) if journal is not None else None,
         study_name=spec.name,
     )
