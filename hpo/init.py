@@ -80,7 +80,9 @@ class Source:
 
     @property
     def test_fraction(self) -> float | None:
-        return TEST_FRACTION if (self.files is not None and "test" not in self.files) or (self.hub_id and not self.test_split) else None
+        """The share of train held out as the test split, for data without one."""
+        has_test = "test" in self.files if self.files is not None else self.test_split is not None
+        return None if has_test else TEST_FRACTION
 
     def train(self) -> Any:
         """The train split as a ``datasets.Dataset``, read exactly as a sweep reads it."""
@@ -142,8 +144,8 @@ class BaseModel:
     pretrained: bool
     tokenizer: Any
     measured_with: str  # whose tokenizer measured the texts, in words
-    checked: bool  # False: the model cannot be loaded here and the sweep's model check is left out
     note: str  # why this model, in words
+    unchecked: str = ""  # why the model cannot be loaded here (then the sweep's model check is left out)
 
 
 @dataclass(frozen=True)
@@ -151,6 +153,7 @@ class Findings:
     """All ``hpo init`` found out, from which the spec is written (``render``)."""
 
     command: str
+    output: str  # the spec's path, as the user will type it
     source: Source
     train_rows: int
     columns: Picked
@@ -390,11 +393,11 @@ def choose_model(model: str | None, machine: Machine) -> BaseModel:
             "no GPU here: a small DistilBERT with random weights, built offline (the quickstart's), trains in minutes on "
             f"CPU. It shows the sweep working, not a model worth publishing: on a GPU machine hpo init picks {HUB_MODEL}"
         )
-        return BaseModel({"offline_preset": PRESET}, False, tokenizer, "the offline preset's tokenizer, distilbert-base-uncased's vocabulary", True, note)
+        return BaseModel({"offline_preset": PRESET}, False, tokenizer, "the offline preset's tokenizer, distilbert-base-uncased's vocabulary", note)
     name = model or HUB_MODEL
     note = f"{machine.gpus} GPU(s) here: the pretrained {name}, one GPU per trial" if model is None else f"{name}, as asked (--model)"
     if Path(name).expanduser().is_dir() or name.startswith((".", "/", "~")):
-        return BaseModel({"name": name}, True, load_tokenizer(str(Path(name).expanduser())), f"{name}'s tokenizer", True, note)
+        return BaseModel({"name": name}, True, load_tokenizer(str(Path(name).expanduser())), f"{name}'s tokenizer", note)
     from hpo.preflight import Unreachable, check_hub
 
     try:
@@ -402,12 +405,10 @@ def choose_model(model: str | None, machine: Machine) -> BaseModel:
         tokenizer = load_tokenizer(name)
     except (Unreachable, ModelError) as err:
         same = " (its own vocabulary)" if name in ("distilbert-base-uncased", "bert-base-uncased") else f" (an estimate for {name})"
-        reason = " ".join(str(err).split())[:200]
-        return BaseModel(
-            {"name": name}, True, offline_tokenizer(), f"the distilbert-base-uncased vocabulary shipped offline{same}", False,
-            f"{note}. It cannot be loaded here ({reason}): the sweep needs the Hub, or the model in the Hugging Face cache",
-        )
-    return BaseModel({"name": name}, True, tokenizer, f"{name}'s tokenizer", True, note)
+        reason = re.split(r"; |\. ", " ".join(str(err).split()), maxsplit=1)[0][:300]  # its first sentence
+        unchecked = f"{name} cannot be loaded here ({reason}): the sweep needs the Hub, or the model in the Hugging Face cache"
+        return BaseModel({"name": name}, True, offline_tokenizer(), f"the distilbert-base-uncased vocabulary shipped offline{same}", f"{note}. {unchecked}", unchecked)
+    return BaseModel({"name": name}, True, tokenizer, f"{name}'s tokenizer", note)
 
 
 # ------------------------------------------------------------------------------------------- spec
@@ -438,8 +439,10 @@ def render(f: Findings) -> str:
     imbalanced = labels.ratio > IMBALANCED
     counts = _counts(labels)
     lines = [
-        f"# Written by `{f.command}`, on a machine with {f.machine.describe()}. Each value says why it was chosen;",
-        "# change any of them. `hpo sweep THIS_FILE --check` checks the spec and its data without starting anything.",
+        *_wrapped(
+            f"Written by `{f.command}`, on a machine with {f.machine.describe()}. Each value says why it was chosen; "
+            f"change any of them. `hpo sweep {shlex.quote(f.output)} --check` checks the spec and its data without starting anything.", ""
+        ),
         f"name: {_flow(src.name)}",
         "model:",
         *_wrapped(f.model.note, "  "),
@@ -578,17 +581,18 @@ def init_spec(options: InitOptions, echo: Callable[[str], None] = print, machine
     machine = machine or Machine.this()
     model = choose_model(options.model, machine)
     lengths = measure(list(train[columns.text.name]), model.tokenizer)
-    command = " ".join(["hpo init", shlex.quote(options.data), *(["-o", shlex.quote(options.output)] if options.output else [])])
-    findings = Findings(command, source, len(train), columns, labels, lengths, model, machine)
+    flags = (("-o", options.output), ("--text-column", options.text_column), ("--label-column", options.label_column), ("--model", options.model))
+    command = shlex.join(["hpo", "init", options.data, *(part for flag, value in flags if value is not None for part in (flag, value))])
+    shown = options.output or str(output)
+    findings = Findings(command, shown, source, len(train), columns, labels, lengths, model, machine)
     spec_text = render(findings)
     spec = load_spec(output, text=spec_text)
     _summary(findings, spec, echo)
     echo("checking the spec as `hpo sweep` does before it starts:")
     from hpo.driver import check_sweep
 
-    check_sweep(spec, echo=lambda line: echo(f"  {line}"), model=model.checked)
+    check_sweep(spec, echo=lambda line: echo(f"  {line}"), model=not model.unchecked)
     _write(output, spec_text, options.force)
-    shown = options.output or str(output)
     echo(f"wrote {shown}; run it with: hpo sweep {shlex.quote(shown)}")
     return output
 
@@ -624,5 +628,5 @@ def _summary(f: Findings, spec: SweepSpec, echo: Callable[[str], None]) -> None:
         f"{lengths.percentile:,.0f} tokens by {f.model.measured_with}; {lengths.truncated:.0%} cut)"
     )
     echo(f"  machine: {f.machine.describe()} -> {spec.model.describe()}, {spec.budget.num_trials} trials, {spec.budget.max_concurrent} at a time")
-    if not f.model.checked:
-        echo(f"  not checked: the base model: {f.model.note.split('. ', 1)[-1]}")
+    if f.model.unchecked:
+        echo(f"  not checked: the base model: {f.model.unchecked}")

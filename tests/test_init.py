@@ -26,7 +26,7 @@ def _init(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     return run_cli(["init", *args], cli_env(tmp_path), tmp_path, timeout=300)
 
 
-def _checked(tmp_path: Path, spec_file: str, monkeypatch):
+def _checked(tmp_path: Path, spec_file: str, monkeypatch, model: bool = True):
     """The spec loaded and checked as ``hpo sweep`` does before it starts (``hpo sweep --check``)."""
     from hpo.driver import check_sweep
     from hpo.spec import load_spec
@@ -34,7 +34,7 @@ def _checked(tmp_path: Path, spec_file: str, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HPO_CACHE", str(tmp_path / "cache"))
     spec = load_spec(spec_file)
-    return spec, check_sweep(spec, echo=lambda line: None)
+    return spec, check_sweep(spec, echo=lambda line: None, model=model)
 
 
 def _raw(path: Path) -> dict:
@@ -130,6 +130,21 @@ def test_a_label_sorted_file(tmp_path, monkeypatch):
     assert abs(test["0"] - 396) <= 2 and abs(test["1"] - 404) <= 2
 
 
+def test_a_hub_model_without_the_hub_is_measured_with_the_offline_vocabulary(tmp_path, monkeypatch):
+    reviews = _reviews(300, seed=8)
+    pd.DataFrame({"content": reviews["text"], "target": reviews["label"].map({0: "bad", 1: "good"})}).to_csv(tmp_path / "films.csv", index=False)
+    done = _init(tmp_path, "films.csv", "--model", "distilbert-base-uncased")  # offline: the Hub cannot be reached
+    assert done.returncode == 0, done.stdout[-3000:]
+    raw, text = _raw(tmp_path / "films.yaml"), (tmp_path / "films.yaml").read_text()
+    assert raw["model"] == {"name": "distilbert-base-uncased"} and raw["data"]["label_names"] == ["bad", "good"]
+    assert "the distilbert-base-uncased vocabulary shipped offline" in done.stdout and "not checked: the base model" in done.stdout
+    assert "cannot be loaded here" in text and "--model distilbert-base-uncased" in text
+    # pretrained on a CPU machine: one trial at a time on every core, a stratified sample of the rows
+    assert raw["budget"]["max_concurrent"] == 1 and raw["resources"]["gpu"] == 0
+    spec, splits = _checked(tmp_path, "films.yaml", monkeypatch, model=False)  # all but the model, which needs the Hub
+    assert spec.model.name == "distilbert-base-uncased" and splits.label_names == ["bad", "good"]
+
+
 # ------------------------------------------------------------------------------------------- refusals
 def _long_texts(tmp_path: Path) -> Path:
     reviews = _reviews(300, seed=4)
@@ -210,12 +225,13 @@ def test_the_budget_fits_the_machine(cpus, gpus, model, expect):
     preset = {"offline_preset": {"layers": 2, "dim": 64, "heads": 2, "hidden_dim": 256, "seed": 0}}
     findings = Findings(
         command="hpo init big.parquet",
+        output="big.yaml",
         source=Source(name="big", files={"train": "big.parquet"}, test_note="one file"),
         train_rows=10_000,
         columns=Picked(text, label, "named as texts usually are", "named as labels usually are"),
         labels=Labels(label, ["0", "1"], {"0": 5000, "1": 5000}, True, False),
         lengths=Lengths(256, 230.0, 1000, 0.04, 512),
-        model=BaseModel({"name": model or "distilbert-base-uncased"} if model or gpus else preset, bool(model or gpus), None, "a tokenizer", True, "why"),
+        model=BaseModel({"name": model or "distilbert-base-uncased"} if model or gpus else preset, bool(model or gpus), None, "a tokenizer", "why"),
         machine=Machine(cpus, gpus),
     )
     spec = parse_spec(yaml.safe_load(render(findings)))
