@@ -220,9 +220,12 @@ def _hub_source(hub_id: str) -> Source:
     """A Hub dataset, read from the datasets cache: the Hub itself cannot be reached from every machine."""
     import datasets
 
-    from hpo.preflight import check_hub
+    from hpo.preflight import Unreachable, check_hub
 
-    check_hub(None, hub_id)  # a Hub that does not answer: a network error naming the id, at once
+    try:
+        check_hub(None, hub_id)  # a Hub that does not answer: a network error naming the id, at once
+    except Unreachable as err:
+        raise Unreachable(f"{hub_id}: no such file or folder here, and as a Hub dataset it cannot be read: {err}") from None
     datasets.disable_progress_bars()
     try:
         dataset = datasets.load_dataset(hub_id)
