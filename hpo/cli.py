@@ -13,16 +13,22 @@ from collections.abc import Callable, Sequence
 
 def _sweep(args: argparse.Namespace) -> int:
     if args.resume:
-        given = [flag for flag, value in (("a spec file", args.spec), ("--name", args.name), ("--storage", args.storage), ("--wandb-mode", args.wandb_mode), ("--verbose", args.verbose)) if value]
+        given = [flag for flag, value in (("a spec file", args.spec), ("--name", args.name), ("--storage", args.storage), ("--wandb-mode", args.wandb_mode), ("--verbose", args.verbose), ("--check", args.check)) if value]
         if given:
             raise _usage(f"--resume continues the sweep at {args.resume} as it was started; {', '.join(given)} cannot change it (drop them)")
         return _resume(argparse.Namespace(**{**vars(args), "path": args.resume}))
     if args.spec is None:
         raise _usage("give a spec file, or --resume PATH")
     spec = _load(args.spec, {"name": args.name, "storage": args.storage})
+    if args.check:
+        from hpo.sweep.driver import check_sweep
+
+        check_sweep(spec, address=args.address, wandb_mode=args.wandb_mode, num_cpus=args.num_cpus)
+        print(f"{args.spec}: ready: `hpo sweep` would run {spec.budget.num_trials} trials of {spec.name}, {spec.budget.max_concurrent} at a time (nothing was started)")
+        return 0
+    from hpo.analysis.report import print_sweep_summary
     from hpo.sweep.driver import run_sweep
     from hpo.tune.run import shutdown_ray
-    from hpo.analysis.report import print_sweep_summary
 
     try:
         outcome = run_sweep(spec, address=args.address, wandb_mode=args.wandb_mode, num_cpus=args.num_cpus, verbose=args.verbose)
@@ -104,6 +110,13 @@ def _promote(args: argparse.Namespace) -> int:
     return 0
 
 
+def _init(args: argparse.Namespace) -> int:
+    from hpo.sweep.init import InitOptions, init_spec
+
+    init_spec(InitOptions(args.data, output=args.output, force=args.force, text_column=args.text_column, label_column=args.label_column, model=args.model))
+    return 0
+
+
 def _dashboard(args: argparse.Namespace) -> int:
     from hpo.analysis.dashboard import serve
 
@@ -151,7 +164,17 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--wandb-mode", choices=["online", "offline", "disabled"], help="override tracking.mode")
     s.add_argument("--num-cpus", type=_positive_int, help="CPUs for embedded Ray (default: all)")
     s.add_argument("--verbose", action="store_true", help="also print Ray Tune's own progress tables")
+    s.add_argument("--check", action="store_true", help="check the spec, its data and base model as a sweep does before it starts, then exit (starts nothing)")
     s.set_defaults(run=_sweep)
+
+    i = sub.add_parser("init", help="write a commented sweep spec for a data set, ready for `hpo sweep`")
+    i.add_argument("data", help="a data file (parquet, csv, tsv, json, jsonl), a folder of train.* / test.* / validation.* files, or a Hub dataset id in the local datasets cache")
+    i.add_argument("-o", "--output", metavar="SPEC", help="where to write the spec (default: NAME.yaml here, NAME from the data)")
+    i.add_argument("--force", action="store_true", help="replace SPEC if it exists")
+    i.add_argument("--text-column", metavar="C", help="the column of texts (default: found in the data)")
+    i.add_argument("--label-column", metavar="L", help="the column of labels (default: found in the data)")
+    i.add_argument("--model", metavar="M", help="base model, a Hub id or a local folder (default: distilbert-base-uncased with GPUs, the offline preset without)")
+    i.set_defaults(run=_init)
 
     sb = sub.add_parser("submit", help="run a sweep as a job on a Ray cluster (Ray's Job Submission API)")
     sb.add_argument("spec", help="sweep spec, e.g. search_spaces/quickstart.yaml")

@@ -106,7 +106,7 @@ BAD = {
     "two models": lambda r: _set(r, "model", {"name": "distilbert-base-uncased", "offline_pretrained": "minilm-l6"}),
     "no model": lambda r: _set(r, "model", {"name": None}),
     "no data source": lambda r: _drop(r, "data.files"),
-    "a files mapping without test": lambda r: _set(r, "data.files", {"train": "data/imdb-sample/train.parquet"}),
+    "a files mapping without test or test_fraction": lambda r: _set(r, "data.files", {"train": "data/imdb-sample/train.parquet"}),
     "a missing required key": lambda r: _drop(r, "name"),
     "a name with a space": lambda r: _set(r, "name", "my sweep"),
 }

@@ -71,7 +71,8 @@ def local_file(path: str) -> str:
 
 
 def _load_raw(spec: DataSpec, fetch: Fetch) -> dict[str, Any]:
-    """Return {'train': Dataset, 'test': Dataset} through ``datasets.load_dataset`` either way."""
+    """Return {'train': Dataset, 'test': Dataset} through ``datasets.load_dataset`` either way ('test' only
+    when the data has a test split: with ``test_fraction`` it is drawn from train later)."""
     import datasets
 
     datasets.disable_progress_bars()
@@ -82,23 +83,33 @@ def _load_raw(spec: DataSpec, fetch: Fetch) -> dict[str, Any]:
                 raise DataError(
                     f"data.files: use one format for both files, one of {sorted(_BUILDERS)}; got {sorted(suffixes)}"
                 )
-            builder = _BUILDERS[suffixes.pop()]
-            kwargs = {"delimiter": "\t"} if builder == "csv" and spec.files["train"].endswith(".tsv") else {}
             # One load per file: the splits may differ in extra columns, and each error names its file.
-            return {split: _load_file(builder, split, path, kwargs, fetch) for split, path in spec.files.items()}
-        return {
-            "train": datasets.load_dataset(spec.hub_id, split=spec.train_split),
-            "test": datasets.load_dataset(spec.hub_id, split=spec.test_split),
-        }
+            return {split: read_file(path, split, fetch) for split, path in spec.files.items()}
+        splits = {"train": spec.train_split} if spec.test_fraction is not None else {"train": spec.train_split, "test": spec.test_split}
+        return {split: datasets.load_dataset(spec.hub_id, split=name) for split, name in splits.items()}
     except DataError:
         raise
     except Exception as err:  # datasets raises many types; the user needs the cause, not the class
         raise DataError(f"cannot read the data from {spec.hub_id}: {_root_cause(err)}") from err
 
 
+DATA_SUFFIXES = tuple(sorted(_BUILDERS))  # the data file formats a sweep reads
+
+
+def read_file(path: str, split: str = "train", fetch: Fetch = local_file) -> Any:
+    """One data file (parquet, csv, tsv, json, jsonl) as a ``datasets.Dataset``, read exactly as a sweep
+    reads it; ``DataError`` naming ``data.files.SPLIT`` and the file when it cannot be used."""
+    suffix = Path(urlsplit(path).path).suffix.lower()
+    if suffix not in _BUILDERS:
+        raise DataError(f"data.files.{split}: {path} is not a data file hpo reads; use one of {', '.join(DATA_SUFFIXES)}")
+    kwargs = {"delimiter": "\t"} if suffix == ".tsv" else {}
+    return _load_file(_BUILDERS[suffix], split, path, kwargs, fetch)
+
+
 def _load_file(builder: str, split: str, path: str, kwargs: dict[str, Any], fetch: Fetch) -> Any:
     import datasets
 
+    datasets.disable_progress_bars()
     try:
         local = fetch(path)
     except FileNotFoundError:
@@ -159,8 +170,12 @@ def label_names_of(feature: Any, values: list[Any], spec: DataSpec) -> tuple[lis
       (a reversed list is the classic way to read ids backwards, so it is refused, not trusted).
     * plain ints: ``label_names`` is required and id ``i`` is named ``label_names[i]``.
     * strings: ids follow ``label_names`` when given, else the sorted distinct strings.
+    * true/false: false is id 0 and true id 1, named by ``label_names`` or 'False' and 'True'.
     """
     names = getattr(feature, "names", None)
+    distinct = sorted(set(values))
+    if distinct and all(isinstance(v, (bool, np.bool_)) for v in distinct):
+        return _bool_names(spec), {False: 0, True: 1}
     if names:
         if spec.label_names is not None and list(spec.label_names) != list(names):
             raise DataError(
@@ -168,7 +183,6 @@ def label_names_of(feature: Any, values: list[Any], spec: DataSpec) -> tuple[lis
                 f"(id 0 = {names[0]!r}); remove data.label_names or list the dataset's names in id order"
             )
         return list(names), {i: i for i in range(len(names))}
-    distinct = sorted(set(values))
     if all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in distinct):
         if spec.label_names is None:
             raise DataError(
@@ -185,6 +199,17 @@ def label_names_of(feature: Any, values: list[Any], spec: DataSpec) -> tuple[lis
     if unknown:
         raise DataError(f"labels {unknown} are not in data.label_names {order}")
     return order, {name: i for i, name in enumerate(order)}
+
+
+def _bool_names(spec: DataSpec) -> list[str]:
+    """A true/false label column: false is id 0, true id 1, named 'False' and 'True' unless label_names says."""
+    names = list(spec.label_names) if spec.label_names is not None else ["False", "True"]
+    if len(names) != 2:
+        raise DataError(
+            f"data.label_names: the label column {spec.label_column!r} holds true/false, two classes; give two names "
+            f"(false first), got {names}"
+        )
+    return names
 
 
 def _to_labelled(ds: Any, spec: DataSpec, split: str, names_and_map=None) -> tuple[Labelled, list[str], dict]:
@@ -353,7 +378,11 @@ def load_splits(spec: DataSpec, fetch: Fetch = local_file) -> Splits:
     ``fetch`` turns each data file's path into a file on this machine."""
     raw = _load_raw(spec, fetch)
     train, names, mapping = _to_labelled(raw["train"], spec, "train")
-    test, _, _ = _to_labelled(raw["test"], spec, "test", (names, mapping))
+    if "test" in raw:
+        test, _, _ = _to_labelled(raw["test"], spec, "test", (names, mapping))
+    else:  # data.test_fraction: the test split is held out of train before anything else is drawn from it
+        rest, held = stratified_indices(train.labels, spec.test_fraction, spec.seed + 2)
+        train, test = train.subset(rest), train.subset(held)
     if len(names) < 2:
         raise DataError(f"need at least two classes, the data has {names}")
     sources = {"train": class_counts(train.labels, names), "validation": class_counts(train.labels, names), "test": class_counts(test.labels, names)}

@@ -155,10 +155,16 @@ def pretrained_dir(name: str) -> Path:
     return _build_atomically(target, write)
 
 
-def _save_tokenizer(folder: Path, vocab_size: int) -> None:
+def offline_tokenizer() -> Any:
+    """The distilbert-base-uncased tokenizer, built from the vocabulary the offline package ships: the
+    offline presets' tokenizer, and that of distilbert-base-uncased itself without the Hub."""
     from transformers import DistilBertTokenizer
 
-    tok = DistilBertTokenizer(vocab=str(offline_vocab_file()), do_lower_case=True, model_max_length=512)
+    return DistilBertTokenizer(vocab=str(offline_vocab_file()), do_lower_case=True, model_max_length=512)
+
+
+def _save_tokenizer(folder: Path, vocab_size: int) -> None:
+    tok = offline_tokenizer()
     if len(tok) != vocab_size or tok.cls_token_id != 101:  # 101 is [CLS] in the uncased vocab
         raise ModelError(f"offline tokenizer came out wrong ({len(tok)} tokens, [CLS]={tok.cls_token_id})")
     tok.save_pretrained(folder)

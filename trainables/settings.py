@@ -75,17 +75,31 @@ class DataSpec(StrictModel):
     """Where the labelled texts come from: exactly one of ``hub_id`` and ``files``. Hub datasets and local files
     go through the same loader."""
 
-    model_config = ConfigDict(json_schema_extra=_exactly_one_of("hub_id", "files"))
+    model_config = ConfigDict(
+        json_schema_extra={
+            **_exactly_one_of("hub_id", "files"),
+            # files without a test file need test_fraction (a files mapping, when given, holds test or it is there)
+            "anyOf": [{"properties": {"files": {"required": ["test"]}}}, {"required": ["test_fraction"], "properties": {"test_fraction": {"type": "number"}}}],
+        }
+    )
 
     hub_id: str | None = Field(None, description="Hub dataset id, e.g. stanfordnlp/imdb.")
     files: dict[Literal["train", "test"], str] | None = Field(
         None,
-        description="parquet/csv/json(l) files for the train and test splits: local paths, or URIs in object "
-        "storage (s3://, gs://) that a cluster's driver can read.",
-        json_schema_extra={"required": ["train", "test"]},
+        description="parquet/csv/json(l) files for the train and test splits (train alone with test_fraction): "
+        "local paths, or URIs in object storage (s3://, gs://) that a cluster's driver can read.",
+        json_schema_extra={"required": ["train"]},
     )
     train_split: str = Field("train", description="Split of a Hub dataset to train on (and to take validation from).")
     test_split: str = Field("test", description="Split of a Hub dataset held out for promotion's test.")
+    test_fraction: float | None = Field(
+        None,
+        gt=0.0,
+        lt=0.5,
+        description="For data without a test split of its own (files without 'test'; a Hub dataset: instead of "
+        "test_split): the share of train held out, stratified and seeded, as the test split promotion scores on. "
+        "It is drawn before anything else, so trials never see it.",
+    )
     text_column: str = Field("text", description="Column holding the texts.")
     label_column: str = Field("label", description="Column holding the labels (ids or names).")
     label_names: list[str] | None = Field(
@@ -112,9 +126,14 @@ class DataSpec(StrictModel):
     @model_validator(mode="after")
     def _one_source(self) -> DataSpec:
         if (self.hub_id is None) == (self.files is None):
-            raise ValueError("give exactly one of 'hub_id' or 'files' (with 'train' and 'test')")
-        if self.files is not None and set(self.files) != {"train", "test"}:
-            raise ValueError("'files' needs both 'train' and 'test'")
+            raise ValueError("give exactly one of 'hub_id' or 'files' (with 'train', and 'test' or test_fraction)")
+        if self.files is not None and "train" not in self.files:
+            raise ValueError("'files' needs 'train'")
+        if self.files is not None and ("test" in self.files) == (self.test_fraction is not None):
+            raise ValueError(
+                "give the test split as files.test, or hold part of train out as the test split with test_fraction "
+                "(e.g. 0.2): exactly one of the two"
+            )
         if self.label_names is not None and len(set(self.label_names)) != len(self.label_names):
             raise ValueError(f"label_names must be distinct, got {self.label_names}")
         return self

@@ -16,7 +16,8 @@ from hpo.sweep.preflight import check_hub, check_wandb
 from hpo.core.spec import SweepSpec, dump_spec
 from hpo.core.storage import DATA_FILE, META_DIR, SPEC_FILE, Location, is_remote
 from hpo.sweep.tracking import group_of, log_sweep_run, make_callback, resolve_mode, trial_story
-from hpo.sweep.prepare import prepare
+from hpo.sweep.prepare import load_base_model, load_data, prepare
+from trainables.data import Splits
 from hpo.tune.run import build_tuner, fit, init_ray, live_hosts, quiet_tune, restore
 
 log = logging.getLogger("hpo")
@@ -123,12 +124,7 @@ def run_sweep(
 ) -> SweepOutcome:
     """Run a whole sweep and return where it landed. Raises ``HpoError`` on bad data or if every trial errored."""
     path = experiment_location(spec)
-    check_fits(spec, address, num_cpus)
-    path.check_writable()  # a bad bucket, endpoint or folder is found before anything is loaded or started
-    if path.child("tuner.pkl").exists():
-        raise ExperimentError(f"an experiment already exists at {path}; pick another --name or --storage, or `hpo resume {path}`")
-    check_hub(spec.model.name, spec.data.hub_id)
-    mode = check_wandb(resolve_mode(spec.tracking, wandb_mode), wandb_mode or spec.tracking.mode, echo)
+    mode = _check_before_start(spec, path, address, wandb_mode, echo, num_cpus)
     prepared = prepare(spec, echo, alongside=lambda: init_ray(address, num_cpus))
     check_storage(spec)
     path.child(META_DIR, SPEC_FILE).write_text(dump_spec(spec))
@@ -143,6 +139,38 @@ def run_sweep(
     outcome = _fit(tuner, path.uri, mode, echo, verbose)
     baselines.join(_BASELINES_WAIT_S)
     return outcome
+
+
+def _check_before_start(
+    spec: SweepSpec, path: Location, address: str | None, wandb_mode: str | None, echo: Callable[[str], None], num_cpus: int | None, hub_model: bool = True
+) -> str:
+    """What a sweep checks in seconds, before it loads data or starts Ray: resources, storage, the Hub (not
+    for the model with ``hub_model`` False) and W&B. Returns the W&B mode the sweep will use."""
+    check_fits(spec, address, num_cpus)
+    path.check_writable()  # a bad bucket, endpoint or folder is found before anything is loaded or started
+    if path.child("tuner.pkl").exists():
+        raise ExperimentError(f"an experiment already exists at {path}; pick another --name or --storage, or `hpo resume {path}`")
+    check_hub(spec.model.name if hub_model else None, spec.data.hub_id)
+    return check_wandb(resolve_mode(spec.tracking, wandb_mode), wandb_mode or spec.tracking.mode, echo)
+
+
+def check_sweep(
+    spec: SweepSpec,
+    address: str | None = None,
+    wandb_mode: str | None = None,
+    echo: Callable[[str], None] = print,
+    num_cpus: int | None = None,
+    model: bool = True,
+) -> Splits:
+    """``hpo sweep --check``: every check ``run_sweep`` makes before its first trial (resources, storage, the
+    Hub, W&B, the data's splits and classes, the base model and its tokenizer), with Ray never started and
+    nothing written to the sweep's storage. ``model`` False leaves the base model out (``hpo init`` for a
+    Hub model it cannot reach). Returns the checked splits."""
+    _check_before_start(spec, experiment_location(spec), address, wandb_mode, echo, num_cpus, hub_model=model)
+    splits = load_data(spec, echo)
+    if model:
+        load_base_model(spec)
+    return splits
 
 
 # The baselines take seconds; a sweep that ended sooner waits for them at most this long (they are a daemon

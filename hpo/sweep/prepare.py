@@ -10,7 +10,7 @@ from typing import Any
 
 from hpo.core.spec import SweepSpec
 from hpo.core.storage import fetch
-from trainables.data import Splits, SweepData, describe_duplicates, load_splits, special_ids, tokenize
+from trainables.data import SpecialIds, Splits, SweepData, describe_duplicates, load_splits, special_ids, tokenize
 from trainables.model import base_source, load_tokenizer, model_family
 
 
@@ -40,12 +40,7 @@ def prepare(spec: SweepSpec, echo: Callable[[str], None] = print, alongside: Cal
     its checks, while the tokenizer loads and the texts are tokenized in another thread: the fast
     tokenizer and Ray's start-up (mostly waiting on its own processes) overlap instead of adding up.
     """
-    splits = load_splits(spec.data, fetch)
-    for split, counts in splits.class_counts.items():
-        echo(f"{split:>10}: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
-    for warning in splits.warnings:
-        echo(f"warning: {warning}")
-    echo(describe_duplicates(splits.duplicates))
+    splits = load_data(spec, echo)
     if alongside is None:
         return _tokenized(spec, splits, echo)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hpo-tokenize") as pool:
@@ -54,17 +49,36 @@ def prepare(spec: SweepSpec, echo: Callable[[str], None] = print, alongside: Cal
         return future.result()
 
 
-def _tokenized(spec: SweepSpec, splits: Splits, echo: Callable[[str], None]) -> Prepared:
+def load_data(spec: SweepSpec, echo: Callable[[str], None] = print) -> Splits:
+    """The data's splits, checked (``DataError`` on what a sweep cannot use); their classes, warnings and
+    duplicate counts are echoed."""
+    splits = load_splits(spec.data, fetch)
+    for split, counts in splits.class_counts.items():
+        echo(f"{split:>10}: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
+    for warning in splits.warnings:
+        echo(f"warning: {warning}")
+    echo(describe_duplicates(splits.duplicates))
+    return splits
+
+
+def load_base_model(spec: SweepSpec) -> tuple[str, Any, SpecialIds]:
+    """The base model (Hub id or folder), its tokenizer and how that frames a text. ``ModelError`` for a
+    model that cannot be loaded, a family without an adapter or another framing, before any trial starts."""
     source = base_source(spec.model)
-    model_family(source)  # a family without an adapter is refused here, before any trial starts
+    model_family(source)
     tokenizer = load_tokenizer(source)
+    return source, tokenizer, special_ids(tokenizer)
+
+
+def _tokenized(spec: SweepSpec, splits: Splits, echo: Callable[[str], None]) -> Prepared:
+    source, tokenizer, special = load_base_model(spec)
     max_length = spec.max_length_bound()
     start = time.perf_counter()
     data = SweepData(
         train=tokenize(tokenizer, splits.train, max_length),
         validation=tokenize(tokenizer, splits.validation, max_length),
         test=tokenize(tokenizer, splits.test, max_length),
-        special=special_ids(tokenizer),
+        special=special,
         label_names=splits.label_names,
         max_length=max_length,
     )
