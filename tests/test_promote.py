@@ -184,7 +184,8 @@ def test_gate_refuses_a_collapsed_model(dry_run, tiny_sweep, tmp_path):
     import torch
     from safetensors.torch import load_file, save_file
 
-    from hpo.promotion.promote import evaluate_folder, run_gates
+    from hpo.promotion.gates import Measured, run_gates
+    from hpo.promotion.promote import evaluate_folder
     from hpo.core.results import load_sweep
 
     collapsed = tmp_path / "collapsed"
@@ -199,7 +200,7 @@ def test_gate_refuses_a_collapsed_model(dry_run, tiny_sweep, tmp_path):
 
     metrics = evaluate_folder(collapsed, load_splits(sweep.spec.data), marker["training"])
     assert metrics["test_recall_positive"] == 0.0
-    gates = {name: ok for name, _, ok in run_gates(collapsed, sweep, metrics)}
+    gates = {name: ok for name, _, ok in run_gates(Measured(collapsed, metrics, sweep.spec.data.label_names, {}), sweep.spec.promotion.gate)}
     assert gates["recall of positive"] is False
     assert not all(gates.values())
 

@@ -307,6 +307,13 @@ class GateSpec(StrictModel):
         "refitted on the same training set and scored on the same test split (0: at least as good; negative: "
         "allowed to lose by that much).",
     )
+    max_latency_ms_p95: float | None = Field(
+        None,
+        gt=0,
+        le=600_000,
+        description="Most milliseconds the model may take per text at batch 1 (p95 of transformers' pipeline, "
+        "measured on the machine that promotes, as on the card); none: no latency gate.",
+    )
 
 
 class FinalistsSpec(StrictModel):

@@ -112,11 +112,6 @@ def serving(folder: Path, texts: list[str], seed: int) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------------- gate and output
-def gate_rows(evidence: dict[str, Any], gate: Any) -> list[tuple[str, str, bool]]:
-    b = evidence["baselines"]
-    return [baseline.lift_gate(evidence["model_accuracy"], b["tfidf"]["test_accuracy"], gate.min_lift_over_baseline)] if "model_accuracy" in evidence else []
-
-
 def print_evidence(evidence: dict[str, Any], gate: Any, echo: Callable[[str], None]) -> None:
     from trainables.data import describe_duplicates
 

@@ -22,6 +22,7 @@ from typing import Any
 from hpo.core.errors import GateError, HpoError, PromotionError
 from hpo.core.results import PROMOTED_MARKER, Sweep, load_sweep, stored_model
 from hpo.core.storage import META_DIR, Location
+from hpo.promotion.gates import Measured, pipeline_labels, run_gates
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
 
@@ -268,34 +269,6 @@ def evaluate_folder(folder: Path, splits: Any, training: dict[str, Any], device_
     return metrics
 
 
-def run_gates(folder: Path, sweep: Sweep, metrics: dict[str, Any]) -> list[tuple[str, str, bool]]:
-    """Each gate as (name, what was measured vs required, passed)."""
-    from transformers import AutoConfig
-
-    gate = sweep.spec.promotion.gate
-    names = sweep.data.get("label_names") or sweep.spec.data.label_names
-    rows = [("test accuracy", f"{metrics['test_accuracy']:.4f} >= {gate.min_test_accuracy}", metrics["test_accuracy"] >= gate.min_test_accuracy)]
-    for name in names:
-        r = metrics[f"test_recall_{name}"]
-        rows.append((f"recall of {name}", f"{r:.4f} >= {gate.min_class_recall}", r >= gate.min_class_recall))
-    config = AutoConfig.from_pretrained(folder)
-    saved = [config.id2label[i] for i in range(len(config.id2label))]
-    rows.append(("config id2label", f"{saved} == {names}", saved == list(names)))
-    if gate.sanity_examples:
-        predicted = pipeline_labels(folder, [ex.text for ex in gate.sanity_examples])
-        for ex, got in zip(gate.sanity_examples, predicted):
-            rows.append((f"sanity: {ex.text[:40]!r}", f"{got} (expected {ex.label})", got == ex.label))
-    return rows
-
-
-def pipeline_labels(folder: Path, texts: list[str]) -> list[str]:
-    """Labels from ``transformers.pipeline`` on the saved folder: what a user of the model gets."""
-    from transformers import pipeline
-
-    clf = pipeline("text-classification", model=str(folder), device="cpu")
-    return [r["label"] for r in clf(texts, truncation=True, batch_size=32)]
-
-
 def differing_metrics(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     """The metrics whose values differ between ``a`` and ``b`` (one missing counts as differing)."""
     return [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
@@ -349,7 +322,8 @@ def promote(path: str, opts: PromoteOptions, echo: Callable[[str], None] = print
         _keep(model_dir, stored)
         metrics = evaluate_folder(model_dir, splits, marker["training"])
     measured = evidence.collect(sweep, splits, metrics, model_dir, marker, echo)
-    gates = run_gates(model_dir, sweep, metrics) + evidence.gate_rows(measured, sweep.spec.promotion.gate) if sweep.spec.promotion.gate.enabled else []
+    labels = list(sweep.data.get("label_names") or sweep.spec.data.label_names)
+    gates = run_gates(Measured(model_dir, metrics, labels, measured), sweep.spec.promotion.gate)
     card.print_metrics(metrics, sweep, echo)
     evidence.print_evidence(measured, sweep.spec.promotion.gate, echo)
     card.print_gates(gates, echo)
@@ -378,9 +352,9 @@ def promote(path: str, opts: PromoteOptions, echo: Callable[[str], None] = print
     differ = differing_metrics(metrics, published)
     if differ:
         raise PromotionError(f"the published copy scores differently from the local model on {differ}: see the table above")
-    labels = pipeline_labels(target, [sweep.spec.promotion.gate.sanity_examples[0].text] if sweep.spec.promotion.gate.sanity_examples else ["a test"])
-    if any(label.startswith("LABEL_") for label in labels):
-        raise PromotionError(f"the published model's pipeline returns {labels}, not the label names")
+    predicted = pipeline_labels(target, [sweep.spec.promotion.gate.sanity_examples[0].text] if sweep.spec.promotion.gate.sanity_examples else ["a test"])
+    if any(label.startswith("LABEL_") for label in predicted):
+        raise PromotionError(f"the published model's pipeline returns {predicted}, not the label names")
     echo("verified: the published copy's test metrics are identical to the local model's")
     result = PromotionResult(trial.trial_id, rnd, model_dir, metrics, published, gates, url, commit, files, measured, finalists, comparison)
     try:
