@@ -46,24 +46,24 @@ def test_searchers_and_schedulers_are_chosen_by_type_from_their_registries():
     from pathlib import Path
 
     from hpo.core.errors import SpecError
-    from hpo.core.spec import SCHEDULERS, SEARCHERS, AshaScheduler, FifoScheduler, HyperBandScheduler
+    from hpo.core.spec import SCHEDULERS, SEARCHERS, AshaScheduler, FifoScheduler, MedianScheduler
     from hpo.tune.scheduler import make_scheduler
     from tests.conftest import tiny_spec
 
-    assert list(SEARCHERS) == ["tpe", "random"] and list(SCHEDULERS) == ["asha", "fifo", "hyperband"]
+    assert list(SEARCHERS) == ["tpe", "random"] and list(SCHEDULERS) == ["asha", "fifo", "median"]
     raw = tiny_spec(Path("runs"))
     raw["searcher"], raw["scheduler"] = {"seed": 3}, {"max_rounds": 4}  # no type: the first registered
     spec = parse_spec(raw)
     assert isinstance(spec.searcher, TPESearcher) and isinstance(spec.scheduler, AshaScheduler)
     raw["searcher"] = {"type": "random", "seed": 3}
-    raw["scheduler"] = {"type": "hyperband", "max_rounds": 9, "reduction_factor": 3}
+    raw["scheduler"] = {"type": "median", "max_rounds": 9, "grace_period": 2}
     spec = parse_spec(raw)
     assert isinstance(spec.searcher.sampler(), optuna.samplers.RandomSampler)
-    assert isinstance(spec.scheduler, HyperBandScheduler) and spec.scheduler.rungs() == []
+    assert isinstance(spec.scheduler, MedianScheduler) and spec.scheduler.rungs() == []
     from ray.tune.schedulers import FIFOScheduler as RayFifo
-    from ray.tune.schedulers import HyperBandScheduler as RayHyperBand
+    from ray.tune.schedulers import MedianStoppingRule
 
-    assert isinstance(make_scheduler(spec), RayHyperBand)
+    assert isinstance(make_scheduler(spec), MedianStoppingRule)
     assert isinstance(make_scheduler(spec.model_copy(update={"scheduler": FifoScheduler(type="fifo")})), RayFifo)
     # a key of another member is refused with the keys this member allows; an unknown type names the allowed
     raw["scheduler"] = {"type": "fifo", "reduction_factor": 2}

@@ -247,13 +247,13 @@ class FifoScheduler(SchedulerBase):
 
 
 @_register(SCHEDULERS)
-class HyperBandScheduler(SchedulerBase):
-    """Ray Tune's synchronous HyperBand: trials in brackets of different early-stopping aggressiveness;
-    within a bracket, trials pause at each milestone until the bracket's others arrive, and the best
-    1/reduction_factor go on (from their checkpoints)."""
+class MedianScheduler(SchedulerBase):
+    """Ray Tune's median stopping rule: from grace_period on, a trial whose best value so far is worse than
+    the median of the other trials' running averages at the same round is stopped. Needs no rungs and no
+    pausing, so it suits sweeps whose trials differ in length."""
 
-    type: Literal["hyperband"] = Field(description="hyperband: Ray Tune's synchronous HyperBand.")
-    reduction_factor: float = Field(3.0, gt=1.0, le=100, description="HyperBand keeps 1 in reduction_factor trials at each milestone.")
+    type: Literal["median"] = Field(description="median: Ray Tune's median stopping rule.")
+    min_samples_required: int = Field(3, ge=1, le=1000, description="Other trials that must have reached a round before the rule judges a trial there.")
 
 
 SchedulerSpec = _tagged_union(SCHEDULERS, "scheduler")

@@ -21,7 +21,7 @@ from typing import Any
 
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 
-from hpo.core.spec import AshaScheduler, FifoScheduler, HyperBandScheduler, SweepSpec
+from hpo.core.spec import AshaScheduler, FifoScheduler, MedianScheduler, SweepSpec
 from hpo.tune._internals import asha_time_attr, count_asha_stop
 from trainables.report import ITERATION, RoundReport
 
@@ -130,12 +130,12 @@ def _fifo(s: FifoScheduler) -> TrialScheduler:
     return FIFOScheduler()
 
 
-@_builds(HyperBandScheduler)
-def _hyperband(s: HyperBandScheduler) -> TrialScheduler:
-    from ray.tune.schedulers import HyperBandScheduler as RayHyperBand
+@_builds(MedianScheduler)
+def _median(s: MedianScheduler) -> TrialScheduler:
+    from ray.tune.schedulers import MedianStoppingRule
 
-    # stop_last_trials: a bracket's survivors end at max_t (max_rounds), not run on past it.
-    return RayHyperBand(time_attr=ITERATION, max_t=s.max_rounds, reduction_factor=s.reduction_factor, stop_last_trials=True)
+    # The metric and mode come from the tuner's config; rounds, not seconds, are the time axis.
+    return MedianStoppingRule(time_attr=ITERATION, grace_period=s.grace_period, min_samples_required=s.min_samples_required)
 
 
 def make_scheduler(spec: SweepSpec) -> TrialScheduler:
