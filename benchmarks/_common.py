@@ -115,9 +115,14 @@ def with_overrides(spec: Any, overrides: dict[str, Any]) -> Any:
     The models are frozen; a dump, merge and re-parse (instead of ``model_copy(update=...)``) also
     runs the spec's validators, so a misspelt override fails here instead of being ignored.
     """
-    from hpo.core.spec import parse_spec
+    from hpo.core.spec import SCHEDULERS, SEARCHERS, parse_spec
 
-    return parse_spec(merged(spec.model_dump(mode="json"), overrides), "benchmark overrides")
+    base = spec.model_dump(mode="json")
+    for section, registry in (("searcher", SEARCHERS), ("scheduler", SCHEDULERS)):
+        new_type = overrides.get(section, {}).get("type")
+        if new_type and new_type != base[section]["type"]:  # another class: keep the keys it has too
+            base[section] = {k: v for k, v in base[section].items() if k in registry[new_type].model_fields}
+    return parse_spec(merged(base, overrides), "benchmark overrides")
 
 
 def write_outputs(out: Path, name: str, payload: dict[str, Any], markdown: str) -> None:

@@ -84,21 +84,17 @@ def bare_worker(job_file: str) -> int:
 
     from benchmarks._common import with_overrides
     from hpo.core.spec import load_spec
-    from trainables.prepare import prepare
-    from trainables.trial import run_trial
+    from hpo.sweep.prepare import prepare
+    from hpo.tune.run import init_ray, trainable
 
     job = json.loads(Path(job_file).read_text())
     spec = with_overrides(load_spec(job["spec"], {"name": job["name"], "storage": job["storage"]}), job["overrides"])
     prepared = prepare(spec, print)
-    ray.init(address="local", include_dashboard=False, log_to_driver=False, configure_logging=False)
+    init_ray(None)
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # as the driver: no progress output
-    trainable = tune.with_resources(
-        tune.with_parameters(run_trial, spec=spec, data=prepared.data, source=prepared.source),
-        {"cpu": spec.resources.cpu, "gpu": 0},
-    )
     t0 = time.perf_counter()
     tuner = tune.Tuner(
-        trainable,
+        trainable(spec, prepared.data, prepared.source),  # the trial function and resources the driver passes
         param_space=_tune_space(spec.search_space),
         tune_config=tune.TuneConfig(
             metric=spec.metric,

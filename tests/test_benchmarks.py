@@ -1,0 +1,48 @@
+"""Every benchmark at its smoke size, so none can rot: each runs the product's own code end to end and
+writes its JSON and table. No figure is asserted (timings belong in the benchmarks, not in tests); what is
+asserted is that each ran, measured both sides, and wrote what the docs quote."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO, cli_env
+
+pytestmark = pytest.mark.slow
+
+
+def _bench(args: list[str], tmp_path, timeout: float = 900) -> subprocess.CompletedProcess:
+    out = subprocess.run(
+        [sys.executable, "benchmarks/run.py", *args, "--out", str(tmp_path / "results")],
+        cwd=REPO, env=cli_env(tmp_path), capture_output=True, text=True, timeout=timeout,
+    )
+    assert out.returncode == 0, (out.stdout[-3000:], out.stderr[-3000:])
+    return out
+
+
+def _result(tmp_path, name: str) -> dict:
+    assert (tmp_path / "results" / f"{name}.md").read_text().strip()
+    return json.loads((tmp_path / "results" / f"{name}.json").read_text())
+
+
+def test_throughput_search_sweep_and_replay_at_smoke_size(tmp_path):
+    _bench(["all", "--quick", "--reps", "1", "--threads", "1"], tmp_path)
+    throughput = _result(tmp_path, "throughput-quick")
+    assert throughput["benchmark"] == "throughput" and throughput["machine"]["cpu_count"] >= 1
+    search = _result(tmp_path, "search-quick")
+    assert {r["arm"] for r in search["runs"]} == {"asha_tpe", "random_fifo"}
+    assert all(r["best_value"] is not None and r["trial_rounds"] > 0 for r in search["runs"])
+    sweep = _result(tmp_path, "sweep-quick")
+    assert sweep["runs"] and all(r["n_trials"] > 0 for r in sweep["runs"])
+    _bench(["replay", "--from", str(tmp_path / "results" / "search-quick.json")], tmp_path)
+    assert _result(tmp_path, "replay")["benchmark"] == "replay"
+
+
+def test_scale_runs_hpo_and_bare_tune_on_the_same_trials(tmp_path):
+    _bench(["scale", "--quick", "--trials", "2", "3"], tmp_path)
+    scale = _result(tmp_path, "scale-quick")
+    assert scale["benchmark"] == "scale" and scale["sizes"] == [2, 3]
