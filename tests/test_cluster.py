@@ -112,6 +112,7 @@ def sweep_losing_a_node(spec_file: Path, env: dict, cwd: Path, both_busy) -> tup
     return result, killed_at
 
 
+@pytest.mark.slow
 def test_worker_node_lost_mid_sweep(tmp_path):
     spec_file = small_spec(tmp_path, "nodeloss", trials=4, train_size=1200)
     path = tmp_path / "runs" / "nodeloss"
@@ -128,6 +129,7 @@ def test_worker_node_lost_mid_sweep(tmp_path):
     print(f"node-loss recovery: trial {restarted.trial_id} reported its next round {recovery:.1f}s after the node died")
 
 
+@pytest.mark.slow
 def test_driver_killed_and_resumed(tmp_path):
     spec_file = small_spec(tmp_path, "crash", trials=6)
     env = cli_env(tmp_path)

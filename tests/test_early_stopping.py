@@ -84,6 +84,7 @@ def _frozen_sweep(tmp_path, name, scheduler):
     return load_sweep(tmp_path / "runs" / name), result.stdout
 
 
+@pytest.mark.slow
 def test_a_sweep_stops_trials_that_learned_nothing_at_the_first_rung(tmp_path):
     sweep, stdout = _frozen_sweep(tmp_path, "frozen", {"type": "asha", "max_rounds": 4, "grace_period": 1, "reduction_factor": 2, "stop_single_class": True})
     assert [t.outcome for t in sweep.trials] == [STOPPED, STOPPED], [(t.trial_id, t.outcome, t.error) for t in sweep.trials]
@@ -96,6 +97,7 @@ def test_a_sweep_stops_trials_that_learned_nothing_at_the_first_rung(tmp_path):
     assert "every trial still predicted one class at round 1" in " ".join(stdout.split())
 
 
+@pytest.mark.slow
 def test_patience_ends_a_trial_that_stopped_improving_as_converged(tmp_path):
     sweep, stdout = _frozen_sweep(tmp_path, "patient", {"type": "fifo", "max_rounds": 4, "grace_period": 1, "patience": 1})
     study = _study(sweep.path, "patient")

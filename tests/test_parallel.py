@@ -42,6 +42,7 @@ def test_resources_name_the_workers_and_refuse_a_gpu_count_that_cannot_be_split(
     assert sizes == {"{'gpu': 2}": 2, "{'workers': 3}": 3, "{'gpu': 0.5}": 1, "{}": 1}
 
 
+@pytest.mark.slow
 def test_two_workers_train_exactly_like_one_process_with_the_same_global_batch(tmp_path, monkeypatch):
     import ray
 
@@ -76,6 +77,7 @@ def test_two_workers_train_exactly_like_one_process_with_the_same_global_batch(t
     torch.testing.assert_close(torch.from_numpy(same), torch.from_numpy(predict(alone.model, data, SPECIAL, 32, 64, torch.device("cpu"))), atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_a_two_worker_trial_runs_two_processes_and_resumes_after_the_driver_is_killed(tmp_path):
     spec = tiny_spec(tmp_path / "runs", name="ddp")
     spec["data"].update(train_size=600, test_size=100)

@@ -31,6 +31,7 @@ def _files(*roots: Path):
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+@pytest.mark.slow
 def test_a_signal_stops_the_sweep_saves_it_and_it_resumes_with_no_secret_anywhere(sig, tmp_path):
     secrets = {"WANDB_API_KEY": "planted" + uuid.uuid4().hex, "HF_TOKEN": "hf_planted" + uuid.uuid4().hex}
     # W&B does not answer here: with tracking.mode auto and a key the sweep must fall back to offline
