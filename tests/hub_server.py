@@ -231,6 +231,7 @@ class FakeHub:
         self._repos: dict[str, _Repo] = {}
         self._pending_uploads: dict[str, tuple[str, str, int]] = {}  # signature -> (repo_id, sha256, size)
         self._fail_next_commit: int | None = None
+        self._fail_commits_left = 0
         self._counter = 0
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -265,8 +266,8 @@ class FakeHub:
                 raise KeyError(f"{repo_id}@{revision}")
             return {path: blob.data for path, blob in sorted(commit.files.items())}
 
-    def fail_next_commit(self, status: int = 500) -> None:
-        """Make the next ``POST .../commit/...`` fail with ``status`` once.
+    def fail_next_commit(self, status: int = 500, times: int = 1) -> None:
+        """Make the next ``times`` ``POST .../commit/...`` fail with ``status``.
 
         The failure happens after the request has been parsed and validated (so after every LFS upload
         of that commit), and leaves every repo unchanged. Uploaded LFS objects stay in storage, but no
@@ -274,6 +275,7 @@ class FakeHub:
         """
         with self._lock:
             self._fail_next_commit = status
+            self._fail_commits_left = times
 
     # -- helpers -----------------------------------------------------------------------------------
 
@@ -776,7 +778,10 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 raise _HttpError(400, f"FakeHub does not implement commit operation {key!r}")
         if hub._fail_next_commit is not None:
-            status, hub._fail_next_commit = hub._fail_next_commit, None
+            status = hub._fail_next_commit
+            hub._fail_commits_left -= 1
+            if hub._fail_commits_left <= 0:
+                hub._fail_next_commit = None
             raise _HttpError(status, "FakeHub: injected commit failure")
         commit = hub._add_commit(repo, revision, title, header.get("description") or "", files)
         return self._json(

@@ -42,3 +42,4 @@ def test_the_other_gates_read_the_metrics_and_the_baseline():
     rows = _rows(_measured(5.0, tfidf=0.88), GateSpec(min_test_accuracy=0.85, min_class_recall=0.85))
     assert rows["test accuracy"].passed and rows["recall of negative"].passed and not rows["recall of positive"].passed
     assert not rows["lift over TF-IDF baseline"].passed and rows["lift over TF-IDF baseline"].measured.startswith("-2.00 points")
+

@@ -159,15 +159,28 @@ def _copy_sweep(tiny_sweep, name: str, **gate) -> Path:
 def test_hub_error_mid_upload_publishes_nothing_and_a_retry_does_not_retrain(dry_run, tiny_sweep, hub):
     sweep = _copy_sweep(tiny_sweep, "flaky")
     env = hub_env(tiny_sweep["env"], hub)
-    hub.fail_next_commit()
+    hub.fail_next_commit(status=500, times=4)  # more than the retries: the upload fails
     first = run_cli(["promote", str(sweep), "--repo-id", "acme/flaky"], env, tiny_sweep["tmp"])
     assert first.returncode == 1, first.stdout[-3000:]
+    assert first.stdout.count("retrying in") == 3
     assert "nothing was published" in first.stdout and "rerun the same command" in first.stdout
     repo = hub.repos()["acme/flaky"]
     assert [c.title for c in repo.commits] == ["initial commit"]
     second = run_cli(["promote", str(sweep), "--repo-id", "acme/flaky"], env, tiny_sweep["tmp"])
     assert second.returncode == 0, second.stdout[-3000:]
     assert "reusing the retrained model" in second.stdout and "verified" in second.stdout
+
+
+def test_a_hub_answering_503_twice_is_asked_again_and_the_model_published(dry_run, tiny_sweep, hub):
+    sweep = _copy_sweep(tiny_sweep, "busy")
+    hub.fail_next_commit(status=503, times=2)
+    result = run_cli(["promote", str(sweep), "--repo-id", "acme/busy"], hub_env(tiny_sweep["env"], hub), tiny_sweep["tmp"])
+    assert result.returncode == 0, result.stdout[-3000:]
+    lines = [line for line in result.stdout.splitlines() if "retrying in" in line]
+    assert len(lines) == 2 and all("the commit to acme/busy" in line and "503" in line for line in lines), lines
+    assert "(attempt 2 of 4)" in lines[0] and "(attempt 3 of 4)" in lines[1]
+    assert [c.title for c in hub.repos()["acme/busy"].commits][-1] == "hpo promote: retrained sweep winner"
+    assert "verified" in result.stdout
 
 
 def test_failed_gate_publishes_nothing_and_exits_3(dry_run, tiny_sweep, hub):

@@ -7,6 +7,7 @@ client's: from ``HF_TOKEN`` or ``hf auth login``; it is never written anywhere b
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -35,9 +36,13 @@ def publish(api: Any, repo_id: str, model_dir: Path, files: list[str], private: 
 
     retry = f"the retrained model is kept in {model_dir}; rerun the same command to retry without retraining"
     try:
-        repo = api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
+        repo = with_retries(lambda: api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True), f"creating {repo_id}", echo)
         ops = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(model_dir / name)) for name in files]
-        info = api.create_commit(repo_id, operations=ops, commit_message="hpo promote: retrained sweep winner", repo_type="model")
+        info = with_retries(
+            lambda: api.create_commit(repo_id, operations=ops, commit_message="hpo promote: retrained sweep winner", repo_type="model"),
+            f"the commit to {repo_id}",
+            echo,
+        )
     except HfHubHTTPError as err:
         raise PromotionError(f"publishing to {repo_id} failed, nothing was published (the commit is atomic): {_short(err)}; {retry}") from None
     except Exception as err:
@@ -49,7 +54,11 @@ def publish(api: Any, repo_id: str, model_dir: Path, files: list[str], private: 
     echo(f"published {len(files)} files to {url} in commit {commit}")
     target = work / f"published-{commit[:12]}"
     try:
-        api.snapshot_download(repo_id=repo_id, revision=commit, repo_type="model", local_dir=str(target))
+        with_retries(
+            lambda: api.snapshot_download(repo_id=repo_id, revision=commit, repo_type="model", local_dir=str(target)),
+            f"the download of {repo_id}@{commit[:12]}",
+            echo,
+        )
     except Exception as err:
         if not (isinstance(err, HfHubHTTPError) or is_network_error(err)):
             raise
@@ -58,6 +67,38 @@ def publish(api: Any, repo_id: str, model_dir: Path, files: list[str], private: 
             "(it republishes the kept model without retraining)"
         ) from None
     return url, commit, target
+
+
+# Answers worth asking again: rate limited, or the server (or a proxy before it) failing for a while.
+TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+_CONNECTION_ERRORS = {"RequestError", "TransportError", "ConnectionError", "TimeoutException", "Timeout", "RemoteProtocolError"}
+
+
+def is_transient(err: BaseException) -> bool:
+    """A failure the same request may not meet again: a transient HTTP status, a reset or refused connection,
+    a time-out. (A missing local file or a 4xx answer is not.)"""
+    status = getattr(getattr(err, "response", None), "status_code", None)
+    if status is not None:
+        return status in TRANSIENT_STATUS
+    names = {c.__name__ for c in type(err).__mro__}
+    return isinstance(err, (ConnectionError, TimeoutError)) or bool(names & _CONNECTION_ERRORS)
+
+
+def with_retries(
+    call: Callable[[], Any], what: str, echo: Callable[[str], None], attempts: int = 4, first_wait_s: float = 1.0, sleep: Callable[[float], None] = time.sleep
+) -> Any:
+    """``call()``, asked again after a transient failure, waiting 1, 2, 4 s between attempts; each retry is said
+    in one line. Any other failure, or the last attempt's, is raised as it came."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return call()
+        except Exception as err:
+            if attempt == attempts or not is_transient(err):
+                raise
+            wait = first_wait_s * 2 ** (attempt - 1)
+            echo(f"the Hub failed {what} ({_short(err)[:160]}); retrying in {wait:g} s (attempt {attempt + 1} of {attempts})")
+            sleep(wait)
+    raise AssertionError("unreachable")  # the loop returns or raises
 
 
 def is_network_error(err: BaseException) -> bool:
