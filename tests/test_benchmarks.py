@@ -35,7 +35,8 @@ def test_throughput_search_sweep_and_replay_at_smoke_size(tmp_path):
     assert throughput["benchmark"] == "throughput" and throughput["machine"]["cpu_count"] >= 1
     search = _result(tmp_path, "search-quick")
     assert {r["arm"] for r in search["runs"]} == {"asha_tpe", "random_fifo"}
-    assert all(r["best_value"] is not None and r["trial_rounds"] > 0 for r in search["runs"])
+    assert all(r["analysis"]["best_value"] is not None and r["analysis"]["trial_rounds"] > 0 for r in search["runs"])
+    assert set(search["summary"]["arms"]) == {"asha_tpe", "random_fifo"} and "compute_ratio_of_medians" in search["summary"]
     sweep = _result(tmp_path, "sweep-quick")
     assert sweep["runs"] and all(r["n_trials"] > 0 for r in sweep["runs"])
     _bench(["replay", "--from", str(tmp_path / "results" / "search-quick.json")], tmp_path)
