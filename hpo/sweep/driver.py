@@ -304,8 +304,10 @@ def _quiet_tune(verbose: bool) -> Iterator[None]:
 def _fit(tuner: Any, path: str, mode: str, echo: Callable[[str], None], verbose: bool = False) -> SweepOutcome:
     start = time.perf_counter()
     from hpo.tune.console import close_all
+    from hpo.tune.upload_order import state_uploaded_last
 
-    with sweep_environment(mode), _stop_on_signals(echo) as received, _quiet_tune(verbose):
+    # state_uploaded_last: a driver killed at any moment leaves no stored state newer than the trials' results
+    with sweep_environment(mode), _stop_on_signals(echo) as received, _quiet_tune(verbose), state_uploaded_last():
         try:
             results = tuner.fit()
         finally:
