@@ -215,3 +215,32 @@ def test_wandb_lists_the_installed_packages_where_hpo_lists_them_once(monkeypatc
     for _ in range(3):
         assert sorted((p.key, p.version) for p in wandb.util.working_set()) == listed
     assert len(calls) == 1
+
+
+def test_tunes_syncer_builds_each_experiment_upload_where_hpo_orders_it(tmp_path):
+    """Tune's syncer builds an upload with ``_FilesystemSyncer._sync_up_command`` (Ray's ``_upload_to_fs_path``
+    and its keywords) and runs it in a thread; hpo builds its own there. Tune pickles the syncer, its last
+    upload included, with each trial: pickled, hpo's upload is Tune's function again."""
+    import pyarrow.fs
+    from ray import cloudpickle
+    from ray.train._internal.storage import _FilesystemSyncer, _upload_to_fs_path
+
+    from hpo.tune.upload_order import StateLastUpload, state_uploaded_last
+
+    stock = _FilesystemSyncer._sync_up_command
+    (tmp_path / "stage" / "trial").mkdir(parents=True)
+    (tmp_path / "stage" / "trial" / "result.json").write_text("{}\n")
+    (tmp_path / "stage" / "experiment_state-x.json").write_text("{}")
+    syncer = _FilesystemSyncer(storage_filesystem=pyarrow.fs.LocalFileSystem())
+    built = []
+    with _internals.experiment_uploads_built_by(lambda local, upload: built.append((local, upload))):
+        assert syncer.sync_up(str(tmp_path / "stage"), str(tmp_path / "a"))
+        syncer.wait()
+    assert built == [(str(tmp_path / "stage"), _upload_to_fs_path)]
+    assert (tmp_path / "a" / "trial" / "result.json").is_file() and _FilesystemSyncer._sync_up_command is stock
+    with state_uploaded_last():
+        syncer.sync_up(str(tmp_path / "stage"), str(tmp_path / "b"))
+        assert isinstance(syncer._current_cmd[0], StateLastUpload)
+        syncer.wait()
+    assert (tmp_path / "b" / "experiment_state-x.json").read_text() == "{}"
+    assert cloudpickle.loads(cloudpickle.dumps(syncer))._current_cmd[0] is _upload_to_fs_path

@@ -330,8 +330,9 @@ def test_submit_refuses_what_the_cluster_cannot_read(s3, tmp_path):
 # --------------------------------------------------------------------- resume after a driver crash
 def _planted_experiment(root: Location) -> None:
     """An experiment as a driver killed mid-upload leaves it: Tune's saved state knows trial ``a1`` up to
-    round 2 (still running) and ``b2`` (ended); ``a1``'s results were uploaded later, up to round 4; ``c3``
-    started after the state was saved; ``notes`` is a user's own folder."""
+    round 2 (still running) and ``b2`` (ended); ``a1``'s results and W&B run were uploaded later, up to round 4;
+    ``c3`` started after the state was saved, and ``d4`` too, only its first checkpoint stored (by its own
+    process); ``notes`` is a user's own folder."""
     def state(tid: str, status: str, last: int) -> list[str]:
         return [json.dumps({"trial_id": tid, "status": status, "config": {"lr": 0.1}}), json.dumps({"last_result": {"training_iteration": last}})]
 
@@ -344,7 +345,9 @@ def _planted_experiment(root: Location) -> None:
         trial.child("result.json").write_text(rows(tid, n))
         trial.child("progress.csv").write_text(csv_rows(n))
         trial.child(f"checkpoint_00000{n - 1}", "state.bin").write_bytes(b"x" * 10)
-    root.child("exp_c3", "wandb", "offline-run-1", "run-c3.wandb").write_bytes(b"records")
+    for tid in ("a1", "b2", "c3"):
+        root.child(f"exp_{tid}", "wandb", "offline-run-1", f"run-{tid}.wandb").write_bytes(b"records")
+    root.child("exp_d4", "checkpoint_000000", "state.bin").write_bytes(b"x" * 10)
     root.child("notes", "todo.txt").write_text("mine")
 
 
@@ -355,8 +358,8 @@ def test_trial_folders_newer_than_tunes_saved_state_are_settled_before_resume(wh
     root = Location.parse(tmp_path / "exp") if where == "local" else Location.parse(f"s3://sweeps/settle-{tmp_path.name}/exp")
     _planted_experiment(root)
     done = settle(root)
-    assert done.orphans == ["exp_c3"] and done.cut == {"a1": 2}
-    assert not root.child("exp_c3").exists()
+    assert done.orphans == ["exp_c3", "exp_d4"] and done.cut == {"a1": 2}
+    assert not root.child("exp_c3").exists() and not root.child("exp_d4").exists()
     moved = root.child("hpo", "orphans", "exp_c3")
     assert moved.child("result.json").is_file() and moved.child("wandb", "offline-run-1", "run-c3.wandb").read_bytes() == b"records"
     assert not [f for f in moved.list_files(recursive=True) if "checkpoint_" in f.path], "an orphan's checkpoints are of no use"
@@ -364,6 +367,10 @@ def test_trial_folders_newer_than_tunes_saved_state_are_settled_before_resume(wh
     assert kept == [1, 2], "rounds past the checkpoint Tune resumes from are run again, so they are not kept twice"
     assert root.child("exp_a1", "progress.csv").read_text().splitlines()[1:] == ["0.1,1", "0.2,2"]
     assert len(root.child("exp_b2", "result.json").read_text().splitlines()) == 3  # an ended trial is left as it is
+    # a1's run is written again in full by the resumed sweep; the copy holding rounds 3 and 4 is set aside
+    assert done.superseded == ["exp_a1"] and not root.child("exp_a1", "wandb").exists()
+    assert root.child("hpo", "superseded", "exp_a1", "wandb", "offline-run-1", "run-a1.wandb").read_bytes() == b"records"
+    assert root.child("exp_b2", "wandb", "offline-run-1", "run-b2.wandb").is_file()
     assert root.child("notes", "todo.txt").read_text() == "mine"
     again = settle(root)
-    assert not again.orphans and not again.cut
+    assert not again.orphans and not again.cut and not again.superseded

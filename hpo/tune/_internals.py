@@ -2,7 +2,8 @@
 
 hpo extends Ray Tune's ``OptunaSearch``, ``SearchGenerator``, ASHA scheduler and W&B callback where their
 public API stops short (a resumed searcher that agrees with Tune's trials, ASHA's one-class rule, W&B runs
-that survive a driver crash), and reads Tune's experiment state file. Those extensions touch attributes
+that survive a driver crash, the order in which Tune uploads its experiment folder), and reads Tune's
+experiment state file. Those extensions touch attributes
 and file formats that Ray and Optuna may change in any release. They are reached only through this
 module (and the two modules that subclass Tune's callbacks: ``hpo.tune.wandb_callback``, ``hpo.tune.result_loggers``), and ``tests/test_internals.py`` checks each one against the installed versions: an upgrade that
 changes one fails there, with the name, instead of inside a sweep. ``pyproject.toml`` bounds Ray and
@@ -11,6 +12,9 @@ Optuna to the versions this was checked with (docs/upgrading.md).
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,6 +89,37 @@ def checkpoint_round(checkpoint_manager: Any) -> int | None:
     if latest is None or latest.checkpoint is None:
         return 0
     return int(latest.metrics.get("training_iteration", 0))
+
+
+# ------------------------------------------------------- Tune's upload of its experiment folder
+
+
+# What builds an upload: (the local folder, Tune's own upload of it) -> the upload to run instead, or None.
+UploadBuilder = Callable[[str, Callable[..., None]], "Callable[..., None] | None"]
+
+
+@contextmanager
+def experiment_uploads_built_by(build: UploadBuilder) -> Iterator[None]:
+    """While the block runs, each upload of a local folder that Tune's syncer starts runs what
+    ``build(local_dir, tune_upload)`` returns instead of ``tune_upload`` (None: Tune's own).
+
+    Tune's syncer (``_FilesystemSyncer``) builds an upload with ``_sync_up_command`` in Tune's loop, right after
+    it saved the experiment state into the folder, and runs it in a thread with the keywords of Ray's
+    ``_upload_to_fs_path``: ``local_path``, ``fs``, ``fs_path``, ``exclude``."""
+    from ray.train._internal.storage import _FilesystemSyncer
+
+    stock = _FilesystemSyncer._sync_up_command
+
+    def sync_up_command(self: Any, local_path: str, uri: str, exclude: list | None = None) -> tuple:
+        upload, kwargs = stock(self, local_path, uri, exclude)
+        replaced = build(local_path, upload) if not exclude and os.path.isdir(local_path) else None
+        return (replaced or upload), kwargs
+
+    _FilesystemSyncer._sync_up_command = sync_up_command
+    try:
+        yield
+    finally:
+        _FilesystemSyncer._sync_up_command = stock
 
 
 # -------------------------------------------------------------------- Ray's W&B integration, W&B

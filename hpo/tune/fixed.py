@@ -100,7 +100,9 @@ def run_fixed(run: FixedRun, spec: SweepSpec, data: Any, source: Any, echo: Call
 def _fit(tuner: Any, run: Location, echo: Callable[[str], None]) -> bool:
     """Tune's run, stopped by Ctrl-C or SIGTERM the way a sweep is (its state saved, the running trials'
     checkpoints kept); a finished run loses its checkpoints."""
-    with sweep_environment("disabled"), stop_on_signals(echo) as received, quiet_tune(False):
+    from hpo.tune.upload_order import state_uploaded_last
+
+    with sweep_environment("disabled"), stop_on_signals(echo) as received, quiet_tune(False), state_uploaded_last():
         tuner.fit()
     if received:
         return False

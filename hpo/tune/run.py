@@ -245,9 +245,11 @@ class RunEnd:
 def fit(tuner: Any, wandb_mode: str, echo: Callable[[str], None], verbose: bool = False) -> RunEnd:
     """Run Tune under hpo's signal handling and quiet output; Ray stays up (the caller shuts it down)."""
     from hpo.tune.console import close_all
+    from hpo.tune.upload_order import state_uploaded_last
 
     start = time.perf_counter()
-    with sweep_environment(wandb_mode), stop_on_signals(echo) as received, quiet_tune(verbose):
+    # state_uploaded_last: a driver killed at any moment leaves no stored state newer than the trials' results
+    with sweep_environment(wandb_mode), stop_on_signals(echo) as received, quiet_tune(verbose), state_uploaded_last():
         try:
             results = tuner.fit()
         finally:

@@ -1,0 +1,70 @@
+"""Tune's upload of the sweep folder to storage, in an order that a crash cannot turn into lost rounds.
+
+Tune keeps the experiment folder on the driver (its staging copy). Every ten seconds or so it saves its
+experiment state there (the trial list with each trial's last result and checkpoint, the searcher's state)
+and uploads the whole folder in a background thread, one file after another in the order the local folder
+lists them: state files and trial folders (``result.json``, ``progress.csv``, the W&B run) mixed. A driver
+killed during an upload left a stored state newer than some trials' stored results. The resumed sweep then
+continued such a trial from a checkpoint rounds past its stored results, and the rounds between were never
+written again (seen in the S3 crash test: rounds 1, 2, 5, 6), or took an ended trial for complete while its
+stored results lacked its last rounds, which its W&B run held.
+
+Here each upload sends the trial folders first, then Tune's state files as Tune had saved them when it started
+the upload (a state saved while a slow upload is still going on goes with the next upload), the experiment
+state itself last. A failed trial folder leaves the stored state as it was. The stored state is thus never
+newer than the stored trial folders, and ``hpo.tune.settle`` only ever cuts a trial's stored results back to
+the checkpoint Tune continues it from.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from hpo.core.results import EXPERIMENT_STATE_PREFIX
+from hpo.tune._internals import experiment_uploads_built_by
+
+
+class StateLastUpload:
+    """One upload of Tune's experiment folder: its subfolders (the trials), then its top-level files as they were
+    when the upload was built. Called by Tune's syncer in its thread, with the keywords of ``tune_upload``."""
+
+    def __init__(self, local_dir: str, tune_upload: Callable[..., None]):
+        self._tune_upload = tune_upload
+        files = []
+        for entry in sorted(os.scandir(local_dir), key=lambda e: e.name):
+            if entry.is_file():
+                try:
+                    files.append((entry.name, open(entry.path, "rb").read()))
+                except FileNotFoundError:  # replaced just now: the next upload has it
+                    continue
+        # the experiment state goes last: it names the trials (and searcher state) the other files describe
+        self._state = sorted(files, key=lambda f: f[0].startswith(EXPERIMENT_STATE_PREFIX))
+
+    @property
+    def state_files(self) -> list[str]:
+        return [name for name, _ in self._state]
+
+    def __call__(self, local_path: str, fs: Any, fs_path: str, exclude: list | None = None) -> None:
+        fs.create_dir(fs_path, recursive=True)
+        for entry in sorted(os.scandir(local_path), key=lambda e: e.name):
+            if entry.is_dir():
+                self._tune_upload(local_path=entry.path, fs=fs, fs_path=f"{fs_path}/{entry.name}", exclude=exclude)
+        for name, data in self._state:
+            with fs.open_output_stream(f"{fs_path}/{name}") as out:
+                out.write(data)
+
+    def __reduce__(self) -> tuple:
+        # Tune pickles its storage context, with the syncer's last upload, into each trial's saved state and sends
+        # it to each trial's process: pickled, this is Tune's own upload, and the state read here stays here.
+        return copy.copy, (self._tune_upload,)
+
+
+@contextmanager
+def state_uploaded_last() -> Iterator[None]:
+    """While the block runs (a sweep's ``Tuner.fit``), Tune uploads its experiment folder in this module's order."""
+    with experiment_uploads_built_by(StateLastUpload):
+        yield
