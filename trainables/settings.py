@@ -8,13 +8,21 @@ Only pydantic is imported here: the settings load in a blink and can be imported
 from __future__ import annotations
 
 import json
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 
 class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Every settings and spec model: unknown keys refused, values taken as they are written. YAML (and Python)
+    accept what a spec should not, so nothing is converted: ``true`` is not the count 1, ``3.0`` or ``"3"`` not
+    the integer 3, ``.inf`` and ``.nan`` are no number (a whole number is still a valid float)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+
+# A seed: numpy's generators refuse a negative one; 32 bits are what every library takes (finalists add a few to training.seed).
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
 
 
 def _exactly_one_of(*keys: str) -> dict:
@@ -32,7 +40,7 @@ class OfflinePreset(StrictModel):
     dim: int = Field(64, ge=16, le=1024, description="Hidden size; divisible by heads.")
     heads: int = Field(2, ge=1, le=16, description="Attention heads.")
     hidden_dim: int = Field(256, ge=16, le=4096, description="Feed-forward width.")
-    seed: int = Field(0, description="Seed of the random initialisation (the 'pretrained' base).")
+    seed: Seed = Field(0, description="Seed of the random initialisation (the 'pretrained' base).")
 
     @model_validator(mode="after")
     def _heads_divide_dim(self) -> OfflinePreset:
@@ -102,7 +110,7 @@ class DataSpec(StrictModel):
         description="Refuse a split whose largest class is more than this times its smallest (default: no limit; "
         "an imbalanced split is reported with a warning, and a class missing from a split is always refused).",
     )
-    seed: int = Field(13, description="Seed of the samples and of the validation split.")
+    seed: Seed = Field(13, description="Seed of the samples and of the validation split.")
     drop_test_duplicates: bool = Field(
         True,
         description="Drop from the test split every text that also appears in train or validation (compared "
@@ -118,6 +126,13 @@ class DataSpec(StrictModel):
         if self.label_names is not None and len(set(self.label_names)) != len(self.label_names):
             raise ValueError(f"label_names must be distinct, got {self.label_names}")
         return self
+
+    @field_validator("label_column")
+    @classmethod
+    def _not_the_texts(cls, v: str, info: ValidationInfo) -> str:
+        if v == info.data.get("text_column"):
+            raise ValueError("that is the text column: the labels are a column of their own (data.text_column names the texts')")
+        return v
 
 
 # ------------------------------------------------------------------------------------------ training
@@ -141,7 +156,7 @@ class TrainingSpec(StrictModel):
         "auto", description="auto: bf16 autocast on a GPU that supports it, fp32 elsewhere."
     )
     length_grouping: bool = Field(True, description="Batch texts of similar length together.")
-    seed: int = Field(0, description="Seed of the classification head's initialisation, the batch order and dropout (finalists add 1, 2, ...).")
+    seed: Seed = Field(0, description="Seed of the classification head's initialisation, the batch order and dropout (finalists add 1, 2, ...).")
 
     def updated(self, values: dict) -> TrainingSpec:
         """These values with ``values`` (a trial's sampled ones) on top, validated."""

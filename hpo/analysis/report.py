@@ -56,6 +56,8 @@ def make_console() -> Console:
 def print_status(path: str, console: Console | None = None) -> Sweep:
     console = console or make_console()
     sweep = load_sweep(path)
+    for problem in sweep.damaged:
+        console.print(f"warning: {problem}", highlight=False, markup=False, soft_wrap=True)
     baselines = read_baselines(sweep.path)
     console.print(describe_baselines(baselines) if baselines else "baselines: not computed (yet)", highlight=False, soft_wrap=True)
     console.print(trials_table(sweep))

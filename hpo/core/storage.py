@@ -26,6 +26,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from hpo.core.errors import ExperimentError, StorageError
+from hpo.core.paths import local_path
+from trainables.errors import shown
 from trainables.model import cache_root
 
 __all__ = ["Location", "cache_root", "fetch", "is_remote"]
@@ -76,7 +78,10 @@ class Location:
             import pyarrow.fs
 
             local = text[len("file://") :] if text.startswith("file://") else text
-            return cls(pyarrow.fs.LocalFileSystem(), Path(local).expanduser().resolve().as_posix())
+            try:
+                return cls(pyarrow.fs.LocalFileSystem(), local_path(local).as_posix())
+            except ValueError as err:
+                raise StorageError(f"{shown(text)}: {err}") from None
         parts = urlsplit(text)
         if parts.username or parts.password:
             raise StorageError(
