@@ -76,14 +76,19 @@ def _fifo(tmp: Path) -> Path:
     return path
 
 
-def _stored_sweep(tmp: Path, spec: bytes | None = None, params: bytes | None = None) -> Path:
-    """A sweep folder as ``hpo sweep`` leaves it (its stored spec, one trial), with one file changed by hand."""
+def _stored_sweep(tmp: Path, spec: bytes | None = None, params: bytes | None = None, **files: bytes) -> Path:
+    """A sweep folder as ``hpo sweep`` leaves it (its stored spec, one trial), with one file changed by hand
+    (``files``: more files of its own, by their path under ``hpo/`` with ``__`` for ``/``)."""
     sweep = tmp / "sweep"
     (sweep / "hpo").mkdir(parents=True)
     (sweep / "hpo" / "spec.yaml").write_bytes(spec if spec is not None else yaml.safe_dump(tiny_spec(tmp / "runs")).encode())
     trial = sweep / "tiny_00001"
     trial.mkdir()
     (trial / "params.json").write_bytes(params if params is not None else b'{"learning_rate": 0.001}')
+    for name, content in files.items():
+        path = sweep / "hpo" / name.replace("__", "/")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
     return sweep
 
 
@@ -155,7 +160,13 @@ CASES = [
     ("promote --work-dir an existing file", lambda t: (t / "work").write_text("x"), ["promote", "{tmp}", "--dry-run", "{tmp}/out", "--work-dir", "{tmp}/work"], 2, ["--work-dir", "a file is there"]),
     ("dashboard --port 70000", lambda t: t, ["dashboard", "{tmp}", "--port", "70000"], 2, ["--port", "'70000'", "1 to 65535"]),
     ("dashboard --port 0", lambda t: t, ["dashboard", "{tmp}", "--port", "0"], 2, ["--port", "'0'", "1 to 65535"]),
+    ("schema -o under an unknown ~user", lambda t: t, ["schema", "-o", "~no_such_user_hpo/s.json"], 2, ["-o '~no_such_user_hpo/s.json'", "no user"]),
+    ("schema -o a folder", lambda t: t, ["schema", "-o", "{tmp}"], 2, ["-o", "a folder; give the schema file's name"]),
+    ("storage file:// with no path", lambda t: _spec(t, storage="file://"), ["sweep", "{spec}"], 2, ["storage: empty"]),
     # values YAML or Python accept and the spec does not
+    ("model name empty", lambda t: _spec(t, model={"name": ""}), ["sweep", "{spec}"], 2, ["model.name", "at least 1 character"]),
+    ("W&B project empty", lambda t: _spec(t, tracking__project=""), ["sweep", "{spec}"], 2, ["tracking.project"]),
+    ("W&B project with a slash", lambda t: _spec(t, tracking__project="team/project"), ["sweep", "{spec}"], 2, ["tracking.project", "'team/project'"]),
     ("negative data.seed", lambda t: _spec(t, data__seed=-1), ["sweep", "{spec}"], 2, ["data.seed", "-1"]),
     ("negative training.seed", lambda t: _spec(t, training__seed=-3), ["sweep", "{spec}"], 2, ["training.seed", "-3"]),
     ("model name not a Hub id", lambda t: _spec(t, model={"name": "not a/valid//id"}), ["sweep", "{spec}"], 2, ["model.name", "'not a/valid//id'", "Hub model id"]),
@@ -179,6 +190,9 @@ CASES = [
     # sweep folders damaged by hand
     ("status of a sweep whose stored spec is not UTF-8", lambda t: _stored_sweep(t, spec=b"name: \xff\xfe\n"), ["status", "{tmp}/sweep"], 1, ["hpo/spec.yaml", "not UTF-8"]),
     ("status of a sweep with a params.json cut short", lambda t: _stored_sweep(t, params=b'{"learning_rate": 0.0'), ["status", "{tmp}/sweep"], 0, ["warning:", "tiny_00001/params.json", "not valid JSON"]),
+    ("status of a sweep with its data.json cut short", lambda t: _stored_sweep(t, **{"data.json": b'{"fingerprint": "ab'}), ["status", "{tmp}/sweep"], 0, ["warning:", "hpo/data.json", "not valid JSON"]),
+    ("status of a sweep with the finalists' plan cut short", lambda t: _stored_sweep(t, **{"finalists__plan.json": b'{"metric": "val_'}), ["status", "{tmp}/sweep"], 0, ["warning:", "finalists/plan.json: damaged (not valid JSON"]),
+    ("status of a file", lambda t: (t / "afile").write_text("x"), ["status", "{tmp}/afile"], 1, ["afile: a file, not a sweep folder"]),
     ("promote a sweep with a params.json cut short", lambda t: _stored_sweep(t, params=b'{"learning_rate": 0.0'), ["promote", "{tmp}/sweep", "--dry-run", "{tmp}/out"], 1, ["tiny_00001/params.json", "not valid JSON"]),
 ]
 

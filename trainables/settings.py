@@ -55,7 +55,7 @@ class ModelSpec(StrictModel):
 
     model_config = ConfigDict(json_schema_extra=_exactly_one_of("name", "offline_preset", "offline_pretrained"))
 
-    name: str | None = Field(None, description="Hub model id or local model directory.")
+    name: str | None = Field(None, min_length=1, description="Hub model id or local model directory.")
     offline_preset: OfflinePreset | None = Field(None, description="A small random-init DistilBERT, built offline.")
     offline_pretrained: Literal["minilm-l6"] | None = Field(
         None,
@@ -85,17 +85,17 @@ class DataSpec(StrictModel):
 
     model_config = ConfigDict(json_schema_extra=_exactly_one_of("hub_id", "files"))
 
-    hub_id: str | None = Field(None, description="Hub dataset id, e.g. stanfordnlp/imdb.")
+    hub_id: str | None = Field(None, min_length=1, description="Hub dataset id, e.g. stanfordnlp/imdb.")
     files: dict[Literal["train", "test"], str] | None = Field(
         None,
         description="parquet/csv/json(l) files for the train and test splits: local paths, or URIs in object "
         "storage (s3://, gs://) that a cluster's driver can read.",
         json_schema_extra={"required": ["train", "test"]},
     )
-    train_split: str = Field("train", description="Split of a Hub dataset to train on (and to take validation from).")
-    test_split: str = Field("test", description="Split of a Hub dataset held out for promotion's test.")
-    text_column: str = Field("text", description="Column holding the texts.")
-    label_column: str = Field("label", description="Column holding the labels (ids or names).")
+    train_split: str = Field("train", min_length=1, description="Split of a Hub dataset to train on (and to take validation from).")
+    test_split: str = Field("test", min_length=1, description="Split of a Hub dataset held out for promotion's test.")
+    text_column: str = Field("text", min_length=1, description="Column holding the texts.")
+    label_column: str = Field("label", min_length=1, description="Column holding the labels (ids or names).")
     label_names: list[str] | None = Field(
         None,
         description="Names of label ids 0..n-1. Required for plain int labels; must match the "

@@ -6,7 +6,7 @@ from __future__ import annotations
 from trainables.errors import DataError, HpoError, ModelError
 
 __all__ = [
-    "DataError", "ExperimentError", "GateError", "HpoError", "Interrupted", "ModelError", "OutOfMemory", "PromotionError",
+    "DamagedFile", "DataError", "ExperimentError", "GateError", "HpoError", "Interrupted", "ModelError", "OutOfMemory", "PromotionError",
     "SpecError", "StorageError", "Unreachable", "UsageError", "is_out_of_memory",
 ]
 
@@ -42,6 +42,11 @@ class Unreachable(HpoError):
 
 class ExperimentError(HpoError):
     """An experiment directory is missing, unreadable, or holds no usable trial."""
+
+
+class DamagedFile(ExperimentError, ValueError):
+    """A file of a sweep is not what was written (cut short, or edited by hand); a ``ValueError`` too, as a JSON
+    parse error is, for readers that take an unreadable optional file as missing."""
 
 
 class PromotionError(HpoError):

@@ -95,9 +95,12 @@ def parse_results(text: str) -> list[dict[str, Any]]:
         line = line.strip()
         if line:
             try:
-                rows.append(json.loads(line))
+                row = json.loads(line)
             except json.JSONDecodeError:  # a line being written right now
                 break
+            if not isinstance(row, dict):
+                break
+            rows.append(row)
     return rows
 
 
@@ -138,9 +141,12 @@ def parse_experiment_state(text: str) -> dict[str, dict[str, Any]]:
     ``config``, ``error``, ``last_result`` / ``metric_analysis`` (per metric: max, min, last...),
     ``start_time`` (when Tune set it RUNNING) and ``last_result_time``. Unreadable text gives ``{}``."""
     try:
-        data = json.loads(text or "{}")
-    except json.JSONDecodeError:
+        return _trial_states(json.loads(text or "{}"))
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError):  # cut short or edited: as if not written yet
         return {}
+
+
+def _trial_states(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
     out = {}
     for entry in data.get("trial_data", []):
         meta = json.loads(entry[0]) if isinstance(entry[0], str) else entry[0]
@@ -175,6 +181,8 @@ def load_sweep(path: str | Path | Location) -> Sweep:
     """Read a sweep folder, local or in object storage (``s3://``, ``gs://``), without starting Ray."""
     folder = Location.parse(path)
     spec_file = folder.child(META_DIR, SPEC_FILE)
+    if folder.is_file():
+        raise ExperimentError(f"{folder}: a file, not a sweep folder; give the folder `hpo sweep` printed")
     spec_bytes = _read_bytes(spec_file)
     if spec_bytes is None:
         raise ExperimentError(f"{folder}: not a sweep folder (no {META_DIR}/{SPEC_FILE}); give the path `hpo sweep` printed")

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, Field, Strict, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from hpo.core.errors import SpecError
 from hpo.core.paths import local_path, regular_file
@@ -162,15 +162,19 @@ class SchedulerSpec(StrictModel):
 
 
 class BudgetSpec(StrictModel):
-    num_trials: Annotated[int, Strict()] = Field(8, ge=1, description="Trials to run in all.")
-    max_concurrent: Annotated[int, Strict()] = Field(2, ge=1, description="Trials running at once (at most num_trials).")
+    num_trials: int = Field(8, ge=1, description="Trials to run in all.")
+    max_concurrent: int = Field(2, ge=1, description="Trials running at once (at most num_trials).")
     time_limit_s: float | None = Field(None, gt=0, description="Stop launching after this long.")
 
 
+# W&B refuses these in a project's name, and names longer than 128 characters.
+_WANDB_NAME = r"^[^/\\#?%:]{1,128}$"
+
+
 class TrackingSpec(StrictModel):
-    project: str = Field("hpo", description="W&B project.")
-    entity: str | None = Field(None, description="W&B entity (team or user); default: the key's own.")
-    group: str | None = Field(None, description="W&B group; defaults to the sweep name.")
+    project: str = Field("hpo", pattern=_WANDB_NAME, description="W&B project (at most 128 characters, none of / \\ # ? % :).")
+    entity: str | None = Field(None, pattern=_WANDB_NAME, description="W&B entity (team or user); default: the key's own.")
+    group: str | None = Field(None, min_length=1, max_length=128, description="W&B group; defaults to the sweep name.")
     mode: Literal["auto", "online", "offline", "disabled"] = Field(
         "auto", description="auto: online when WANDB_API_KEY is set, offline otherwise."
     )
@@ -279,7 +283,7 @@ class SweepSpec(StrictModel):
     @field_validator("storage")
     @classmethod
     def _storage_given(cls, v: str) -> str:
-        if not v.strip():
+        if not v.removeprefix("file://").strip():
             raise ValueError("empty: give a folder (e.g. runs) or a URI (s3://BUCKET/PATH)")
         return v
 
