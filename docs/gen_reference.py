@@ -22,7 +22,7 @@ from typing import Any
 
 import annotated_types
 from markdown.extensions.toc import slugify
-from pydantic import BaseModel, Strict
+from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 DOCS = Path(__file__).resolve().parent
@@ -42,8 +42,9 @@ def spec_reference() -> str:
         "Every key a sweep spec (`search_spaces/*.yaml`) accepts, generated from the pydantic models that validate it",
         "(`hpo/core/spec.py`, composing a trial's settings from `trainables/settings.py`). A key not listed in its section",
         "is refused (*unknown key*); a key left out takes its default. `NAME` stands for a key you choose (a",
-        "searched parameter), `[]` for each item of a list. The same models give the JSON Schema that editors use",
-        "(`hpo schema`, see [the sweep spec](../spec.md#editor-support)).",
+        "searched parameter), `[]` for each item of a list. Values are taken as written: an integer is a whole number",
+        "(not `true`, `3.0` or `\"3\"`), a number is finite (not `.inf` or `.nan`), a key appears once in its mapping.",
+        "The same models give the JSON Schema that editors use (`hpo schema`, see [the sweep spec](../spec.md#editor-support)).",
         "",
     ]
     for section in _sections(SweepSpec, "", None):
@@ -135,8 +136,6 @@ def _bounds(field: FieldInfo) -> str:
             words.append(f"at least {meta.min_length} {unit}")
         if isinstance(meta, annotated_types.MaxLen):
             words.append(f"at most {meta.max_length} {unit}")
-    if any(isinstance(m, Strict) for m in field.metadata):
-        words.append("strict (no conversion from text)")
     extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
     if "pattern" in extra:
         words.append(f"matching `{extra['pattern']}`")

@@ -144,6 +144,16 @@ def _count(text: str) -> int:
     return value
 
 
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a port: a whole number from 1 to 65535")
+    return value
+
+
 def _usage(message: str) -> Exception:
     from hpo.core.errors import UsageError
 
@@ -214,7 +224,7 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser("dashboard", help="optuna-dashboard on a sweep's study")
     d.add_argument("path", help="experiment folder")
     d.add_argument("--host", default="127.0.0.1", help="address to serve on (0.0.0.0: every interface of this machine)")
-    d.add_argument("--port", type=int, default=8080, help="port to serve on")
+    d.add_argument("--port", type=_port, default=8080, help="port to serve on (1 to 65535)")
     d.set_defaults(run=_dashboard)
     return p
 
@@ -238,7 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HpoError as err:
         if args.debug:
             raise
-        print(f"hpo {args.command}: error: {err}", file=sys.stderr)
+        print(f"hpo {args.command}: error: {_bounded(str(err))}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
         print(f"hpo {args.command}: interrupted", file=sys.stderr)
@@ -246,8 +256,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as err:  # a bug or an unforeseen failure: one line, the traceback under --debug
         if args.debug:
             raise
-        print(f"hpo {args.command}: unexpected error: {type(err).__name__}: {err} (rerun with --debug for the traceback)", file=sys.stderr)
+        from hpo.core.errors import OutOfMemory, is_out_of_memory
+
+        if is_out_of_memory(err):  # Ray's memory monitor, wherever it surfaced: one line, its report under --debug
+            print(f"hpo {args.command}: error: {OutOfMemory(*_RUNNING.get(args.command, ('the command',)))}", file=sys.stderr)
+            return 1
+        text = _bounded(" ".join(str(err).split()))
+        print(f"hpo {args.command}: unexpected error: {type(err).__name__}: {text} (rerun with --debug for the traceback)", file=sys.stderr)
         return 1
+
+
+# What each command runs on Ray, for the one line that says Ray's memory monitor stopped it.
+_RUNNING = {
+    "sweep": ("the sweep's trials", "continue it with `hpo resume PATH` (the experiment folder printed above): its trials continue from their checkpoints"),
+    "resume": ("the sweep's trials",),
+    "promote": ("the finalists' runs or the retrain",),
+}
+
+_LINE_MAX = 900  # characters of one line of a message; every value in it is cut shorter where it is written
+
+
+def _bounded(message: str) -> str:
+    """Each line of a message at most ``_LINE_MAX`` characters: a message, never a dump."""
+    return "\n".join(line if len(line) <= _LINE_MAX else line[: _LINE_MAX - 25] + f" ... ({len(line):,} characters)" for line in message.split("\n"))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -215,14 +215,15 @@ def test_imbalanced_data_is_accepted_with_a_warning_and_rare_classes_are_refused
     labels = [name for name, n in sizes.items() for _ in range(n)]
     frame = pd.DataFrame({"text": [f"question {i}" for i in range(len(labels))], "label": labels})
     train = _write(tmp_path, frame, "trec.parquet")
-    splits = load_splits(DataSpec(files={"train": train, "test": train}, test_size=1000, drop_test_duplicates=False))
+    test = _write(tmp_path, frame.assign(text=[f"held-out question {i}" for i in range(len(labels))]), "trec-test.parquet")
+    splits = load_splits(DataSpec(files={"train": train, "test": test}, test_size=1000))
     assert splits.class_counts["train"]["ABBR"] > 0
     assert len(splits.warnings) == 1 and "imbalanced 14.5:1" in splits.warnings[0] and "val_f1_macro" in splits.warnings[0]
     rare = frame[frame.label != "ABBR"].copy()
     rare = pd.concat([rare, pd.DataFrame({"text": ["q a", "q b", "q c", "q d", "q e", "q f", "q g", "q h"], "label": ["ABBR"] * 8})])
     rare_file = _write(tmp_path, rare, "rare.parquet")
     with pytest.raises(DataError, match=r"validation split has fewer than 5 examples of class\(es\) \['ABBR'\]"):
-        load_splits(DataSpec(files={"train": rare_file, "test": train}, drop_test_duplicates=False))
+        load_splits(DataSpec(files={"train": rare_file, "test": test}))
 
 
 def test_a_sample_that_is_not_representative_is_refused(monkeypatch, tmp_path):
@@ -242,3 +243,12 @@ def test_balance_strategies():
     assert len(idx) == 40 and w.tolist() == pytest.approx([40 / 60, 40 / 20]) and report["dropped"] == 0
     idx, w, _ = balance(labels, ["a", "b"], "none", seed=0)
     assert len(idx) == 40 and w is None
+
+
+def test_a_text_has_content_when_something_visible_is_left():
+    from trainables.data import has_content
+
+    for text in ("a fine film", "👍👍", "10/10", "<b>great</b>", "!!!"):
+        assert has_content(text), text
+    for text in ("", "   \n", "<br /><br />", "\u200b\u200d\ufeff", "&nbsp;<p></p>", None, 3):
+        assert not has_content(text), text

@@ -92,7 +92,7 @@ def test_the_cycle_finder_finds_a_loop():
 
 def test_settings_and_the_report_contract_import_no_framework():
     """The settings and the report contract load anywhere, fast: pydantic at most, no torch, ray or hpo."""
-    allowed = {"__future__", "collections", "dataclasses", "typing", "json", "pydantic", "trainables"}
+    allowed = {"__future__", "collections", "dataclasses", "typing", "json", "reprlib", "pydantic", "trainables"}
     for name in ("settings", "report", "errors"):
         roots = {t.split(".")[0] for t in _imports(REPO / "trainables" / f"{name}.py")}
         assert roots <= allowed, (name, roots - allowed)

@@ -133,10 +133,11 @@ def test_cli_bad_spec_exits_2_names_key_and_launches_nothing(tmp_path):
 def test_cli_bad_data_fails_before_ray_starts(tmp_path):
     import pandas as pd
 
-    one_class = tmp_path / "one.parquet"
+    one_class, test = tmp_path / "one.parquet", tmp_path / "test.parquet"
     pd.DataFrame({"text": ["good film"] * 30, "label": [1] * 30}).to_parquet(one_class)
+    pd.DataFrame({"text": ["fine film", "dull film"] * 15, "label": [1, 0] * 15}).to_parquet(test)
     raw = tiny_spec(tmp_path / "runs")
-    raw["data"] = {**raw["data"], "files": {"train": str(one_class), "test": str(one_class)}, "train_size": None, "test_size": None}
+    raw["data"] = {**raw["data"], "files": {"train": str(one_class), "test": str(test)}, "train_size": None, "test_size": None}
     path = write_spec(tmp_path / "one.yaml", raw)
     result = run_cli(["sweep", str(path)], cli_env(tmp_path), tmp_path, timeout=120)
     assert result.returncode == 2, result.stdout
@@ -176,3 +177,62 @@ def test_every_spec_field_has_a_description():
 
     missing = [path for path, field in spec_fields() if not field.description]
     assert not missing, f"spec fields without a description: {missing}"
+
+
+def test_yaml_is_read_as_written_exponents_are_numbers_and_a_key_twice_is_refused():
+    import yaml
+
+    from hpo.core.spec import load_yaml
+
+    assert load_yaml("low: 1e-5\nhigh: 1.0e-3\nname: '1e-5'\n") == {"low": 1e-5, "high": 1e-3, "name": "1e-5"}
+    # a merge key may be overridden: that is what it is for
+    assert load_yaml("base: &b {epochs: 2, batch_size: 8}\ntraining:\n  <<: *b\n  epochs: 3\n")["training"] == {"epochs": 3, "batch_size": 8}
+    with pytest.raises(yaml.YAMLError, match=r"the key 'epochs' appears twice in one mapping \(first on line 2\)"):
+        load_yaml("training:\n  epochs: 2\n  epochs: 3\n")
+
+
+def test_a_spec_written_with_1e_minus_5_loads_with_that_number(tmp_path):
+    raw = tiny_spec(tmp_path / "runs")
+    text = write_spec(tmp_path / "s.yaml", raw).read_text().replace("low: 0.0005", "low: 5e-4")
+    assert "low: 5e-4" in text
+    (tmp_path / "s.yaml").write_text(text)
+    assert load_spec(tmp_path / "s.yaml").search_space["learning_rate"].low == 5e-4
+
+
+def test_home_folders_expand_in_paths(tmp_path, monkeypatch):
+    import getpass
+    import os
+
+    from hpo.core.paths import local_path
+
+    home = tmp_path / "home"
+    (home / "data").mkdir(parents=True)
+    raw = tiny_spec(tmp_path / "runs")
+    for split, path in raw["data"]["files"].items():
+        (home / "data" / Path(path).name).symlink_to(path)
+        raw["data"]["files"][split] = f"~/data/{Path(path).name}"
+    raw["storage"] = "~/runs"
+    monkeypatch.setenv("HOME", str(home))
+    spec = load_spec(write_spec(tmp_path / "s.yaml", raw))
+    assert spec.storage == str((home / "runs").resolve())
+    assert spec.data.files["train"] == str(Path(tiny_spec(tmp_path)["data"]["files"]["train"]).resolve())
+    user = getpass.getuser()
+    assert local_path(f"~{user}/x") == Path(os.path.expanduser(f"~{user}")).resolve() / "x"
+    with pytest.raises(ValueError, match="no user 'no_such_user_hpo' on this machine"):
+        local_path("~no_such_user_hpo/x")
+
+
+def test_counts_are_whole_numbers_and_floats_finite():
+    raw = tiny_spec(Path("runs"))
+    for where, value in ((("budget", "num_trials"), True), (("promotion", "finalists", "seeds"), 2.0), (("training", "epochs"), "3"),
+                         (("scheduler", "reduction_factor"), float("inf")), (("training", "dropout"), float("nan"))):
+        bad = copy.deepcopy(raw)
+        node = bad
+        for key in where[:-1]:
+            node = node.setdefault(key, {})
+        node[where[-1]] = value
+        with pytest.raises(SpecError, match=".".join(where)):
+            parse_spec(bad)
+    ok = copy.deepcopy(raw)
+    ok["resources"]["cpu"], ok["scheduler"]["reduction_factor"] = 1, 3  # a whole number is a valid float
+    assert parse_spec(ok).scheduler.reduction_factor == 3.0

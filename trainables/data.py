@@ -10,7 +10,9 @@ from __future__ import annotations
 import hashlib
 import html
 import math
+import os
 import re
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +21,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from trainables.errors import DataError, ModelError
+from trainables.errors import DataError, ModelError, shown
 from trainables.settings import DataSpec
 
 _BUILDERS = {".parquet": "parquet", ".csv": "csv", ".json": "json", ".jsonl": "json", ".tsv": "csv"}
@@ -83,8 +85,11 @@ def _load_raw(spec: DataSpec, fetch: Fetch) -> dict[str, Any]:
                 raise DataError(
                     f"data.files: use one format for both files, one of {sorted(_BUILDERS)}; got {sorted(suffixes)}"
                 )
+            local = {split: _fetched(split, path, fetch) for split, path in spec.files.items()}
+            if "test" in local:
+                _check_distinct(spec.files, local)
             # One load per file: the splits may differ in extra columns, and each error names its file.
-            return {split: read_file(path, split, fetch) for split, path in spec.files.items()}
+            return {split: _read_local(split, spec.files[split], local[split]) for split in spec.files}
         splits = {"train": spec.train_split} if spec.test_fraction is not None else {"train": spec.train_split, "test": spec.test_split}
         return {split: datasets.load_dataset(spec.hub_id, split=name) for split, name in splits.items()}
     except DataError:
@@ -99,21 +104,48 @@ DATA_SUFFIXES = tuple(sorted(_BUILDERS))  # the data file formats a sweep reads
 def read_file(path: str, split: str = "train", fetch: Fetch = local_file) -> Any:
     """One data file (parquet, csv, tsv, json, jsonl) as a ``datasets.Dataset``, read exactly as a sweep
     reads it; ``DataError`` naming ``data.files.SPLIT`` and the file when it cannot be used."""
+    return _read_local(split, path, _fetched(split, path, fetch))
+
+
+def _read_local(split: str, path: str, local: str) -> Any:
     suffix = Path(urlsplit(path).path).suffix.lower()
     if suffix not in _BUILDERS:
         raise DataError(f"data.files.{split}: {path} is not a data file hpo reads; use one of {', '.join(DATA_SUFFIXES)}")
     kwargs = {"delimiter": "\t"} if suffix == ".tsv" else {}
-    return _load_file(_BUILDERS[suffix], split, path, kwargs, fetch)
+    return _load_file(_BUILDERS[suffix], split, path, local, kwargs)
 
 
-def _load_file(builder: str, split: str, path: str, kwargs: dict[str, Any], fetch: Fetch) -> Any:
+def _fetched(split: str, path: str, fetch: Fetch) -> str:
+    try:
+        return fetch(path)
+    except FileNotFoundError:
+        raise DataError(f"data.files.{split}: no such file {path}") from None
+
+
+def _digest(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _check_distinct(files: dict[str, str], local: dict[str, str]) -> None:
+    """The test file must not be the train file: a model scored on what it trained on measures its memory."""
+    train, test = local["train"], local["test"]
+    if os.path.samefile(train, test):
+        what = "the train file" + ("" if files["train"] == files["test"] else f" {files['train']} under another name")
+    elif os.path.getsize(train) == os.path.getsize(test) and _digest(train) == _digest(test):
+        what = f"a byte-for-byte copy of the train file {files['train']}"
+    else:
+        return
+    raise DataError(f"data.files.test: {files['test']} is {what}; a model scored on its own training texts measures memory, not skill: give a held-out test file")
+
+
+def _load_file(builder: str, split: str, path: str, local: str, kwargs: dict[str, Any]) -> Any:
     import datasets
 
     datasets.disable_progress_bars()
-    try:
-        local = fetch(path)
-    except FileNotFoundError:
-        raise DataError(f"data.files: no such file {path}") from None
     empty = DataError(f"data.files.{split}: {path} has 0 rows")
     if Path(local).stat().st_size == 0:
         raise empty
@@ -179,25 +211,25 @@ def label_names_of(feature: Any, values: list[Any], spec: DataSpec) -> tuple[lis
     if names:
         if spec.label_names is not None and list(spec.label_names) != list(names):
             raise DataError(
-                f"data.label_names {spec.label_names} disagree with the dataset's own label names {list(names)} "
-                f"(id 0 = {names[0]!r}); remove data.label_names or list the dataset's names in id order"
+                f"data.label_names {shown(spec.label_names)} disagree with the dataset's own label names {shown(list(names))} "
+                f"(id 0 = {shown(names[0])}); remove data.label_names or list the dataset's names in id order"
             )
         return list(names), {i: i for i in range(len(names))}
     if all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in distinct):
         if spec.label_names is None:
             raise DataError(
-                f"data.label_names: the label column {spec.label_column!r} holds bare ids {distinct[:10]}; "
+                f"data.label_names: the label column {shown(spec.label_column)} holds bare ids {shown(distinct)}; "
                 "name them in id order, e.g. label_names: [negative, positive]"
             )
         bad = [v for v in distinct if not 0 <= v < len(spec.label_names)]
         if bad:
-            raise DataError(f"label ids {bad} are outside 0..{len(spec.label_names) - 1} (data.label_names has {len(spec.label_names)} names)")
+            raise DataError(f"label ids {shown(bad)} are outside 0..{len(spec.label_names) - 1} (data.label_names has {len(spec.label_names)} names)")
         return list(spec.label_names), {i: i for i in range(len(spec.label_names))}
     strings = [str(v) for v in distinct]
     order = list(spec.label_names) if spec.label_names is not None else strings
     unknown = [s for s in strings if s not in order]
     if unknown:
-        raise DataError(f"labels {unknown} are not in data.label_names {order}")
+        raise DataError(f"{len(unknown)} label(s) {shown(unknown)} are not in data.label_names {shown(order)}")
     return order, {name: i for i, name in enumerate(order)}
 
 
@@ -215,15 +247,16 @@ def _bool_names(spec: DataSpec) -> list[str]:
 def _to_labelled(ds: Any, spec: DataSpec, split: str, names_and_map=None) -> tuple[Labelled, list[str], dict]:
     missing = [c for c in (spec.text_column, spec.label_column) if c not in ds.column_names]
     if missing:
-        raise DataError(f"{split} split: missing column(s) {missing}; it has {ds.column_names} (set data.text_column / data.label_column)")
+        raise DataError(f"{split} split: missing column(s) {shown(missing)}; it has {shown(ds.column_names)} (set data.text_column / data.label_column)")
     texts = ds[spec.text_column]
-    raw = ds[spec.label_column]
+    raw = list(ds[spec.label_column])
     unlabelled = [i for i, v in enumerate(raw) if v is None or (isinstance(v, float) and math.isnan(v))]
     if unlabelled:
         raise DataError(
             f"{split} split, column {spec.label_column!r}: {len(unlabelled)} row(s) have no label (empty or NaN), "
             f"first at row {unlabelled[0]}; drop those rows or label them"
         )
+    _check_label_kinds(raw, spec.label_column, split)
     if names_and_map is None:
         names_and_map = label_names_of(ds.features[spec.label_column], raw, spec)
     names, mapping = names_and_map
@@ -232,14 +265,52 @@ def _to_labelled(ds: Any, spec: DataSpec, split: str, names_and_map=None) -> tup
         if v not in mapping:
             where = "data.label_names" if spec.label_names is not None else "the labels of the train split"
             raise DataError(
-                f"{split} split, column {spec.label_column!r}, row {row}: label {v!r} is not one of {names} ({where}); "
+                f"{split} split, column {spec.label_column!r}, row {row}: label {shown(v)} is not one of {shown(names)} ({where}); "
                 "fix the row, or list the label in data.label_names"
             )
         labels[row] = mapping[v]
-    empty = [i for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]
-    if empty:
-        raise DataError(f"{split} split: {len(empty)} empty or missing text(s) in {spec.text_column!r}, first at row {empty[0]}")
+    blank = [i for i, t in enumerate(texts) if not has_content(t)]
+    if blank:
+        raise DataError(
+            f"{split} split, column {spec.text_column!r}: {len(blank)} text(s) with nothing to learn from (empty or missing text, "
+            f"or only markup, whitespace or invisible characters), first at row {blank[0]}: {shown(texts[blank[0]])}; drop or fix those rows"
+        )
     return Labelled(list(texts), labels), names, mapping
+
+
+def _check_label_kinds(values: list[Any], column: str, split: str) -> None:
+    """Labels are class ids (whole numbers) or names (strings), one kind in a column: a hand-made file that mixes
+    ``1`` and ``"positive"`` would otherwise get a class named "1"."""
+    if values and all(isinstance(v, (bool, np.bool_)) for v in values):
+        return  # a true/false column: false is id 0, true id 1
+    ids, names = None, None
+    for row, v in enumerate(values):
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (str, int, float, np.integer, np.floating)):
+            raise DataError(
+                f"{split} split, column {column!r}, row {row}: label {shown(v)} is a {type(v).__name__}; a label is a class id "
+                "(0, 1, ...), a class name, or true/false in the whole column"
+            )
+        if isinstance(v, str) and not v.strip().lstrip("-").isdigit():
+            names = v if names is None else names
+        else:
+            ids = v if ids is None else ids
+    if ids is not None and names is not None:
+        raise DataError(
+            f"{split} split, column {column!r}: mixes label ids and names ({shown(ids)} and {shown(names)}); use one kind in the "
+            "whole column: ids 0..n-1 named by data.label_names, or the names themselves"
+        )
+
+
+_WORD = re.compile(r"\w")
+
+
+def has_content(text: Any) -> bool:
+    """Whether a text holds something to learn from: a letter, digit, punctuation mark or symbol once markup is
+    removed and entities decoded (not only whitespace, zero-width or other invisible characters)."""
+    if not isinstance(text, str):
+        return False
+    visible = html.unescape(_MARKUP.sub(" ", text))
+    return _WORD.search(visible) is not None or any(unicodedata.category(c)[0] in "LNPS" for c in visible)
 
 
 # ------------------------------------------------------------------------------------- sampling

@@ -8,13 +8,21 @@ Only pydantic is imported here: the settings load in a blink and can be imported
 from __future__ import annotations
 
 import json
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 
 class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Every settings and spec model: unknown keys refused, values taken as they are written. YAML (and Python)
+    accept what a spec should not, so nothing is converted: ``true`` is not the count 1, ``3.0`` or ``"3"`` not
+    the integer 3, ``.inf`` and ``.nan`` are no number (a whole number is still a valid float)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+
+# A seed: numpy's generators refuse a negative one; 32 bits are what every library takes (finalists add a few to training.seed).
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
 
 
 def _exactly_one_of(*keys: str) -> dict:
@@ -32,7 +40,7 @@ class OfflinePreset(StrictModel):
     dim: int = Field(64, ge=16, le=1024, description="Hidden size; divisible by heads.")
     heads: int = Field(2, ge=1, le=16, description="Attention heads.")
     hidden_dim: int = Field(256, ge=16, le=4096, description="Feed-forward width.")
-    seed: int = Field(0, description="Seed of the random initialisation (the 'pretrained' base).")
+    seed: Seed = Field(0, description="Seed of the random initialisation (the 'pretrained' base).")
 
     @model_validator(mode="after")
     def _heads_divide_dim(self) -> OfflinePreset:
@@ -47,7 +55,7 @@ class ModelSpec(StrictModel):
 
     model_config = ConfigDict(json_schema_extra=_exactly_one_of("name", "offline_preset", "offline_pretrained"))
 
-    name: str | None = Field(None, description="Hub model id or local model directory.")
+    name: str | None = Field(None, min_length=1, description="Hub model id or local model directory.")
     offline_preset: OfflinePreset | None = Field(None, description="A small random-init DistilBERT, built offline.")
     offline_pretrained: Literal["minilm-l6"] | None = Field(
         None,
@@ -83,15 +91,15 @@ class DataSpec(StrictModel):
         }
     )
 
-    hub_id: str | None = Field(None, description="Hub dataset id, e.g. stanfordnlp/imdb.")
+    hub_id: str | None = Field(None, min_length=1, description="Hub dataset id, e.g. stanfordnlp/imdb.")
     files: dict[Literal["train", "test"], str] | None = Field(
         None,
         description="parquet/csv/json(l) files for the train and test splits (train alone with test_fraction): "
         "local paths, or URIs in object storage (s3://, gs://) that a cluster's driver can read.",
         json_schema_extra={"required": ["train"]},
     )
-    train_split: str = Field("train", description="Split of a Hub dataset to train on (and to take validation from).")
-    test_split: str = Field("test", description="Split of a Hub dataset held out for promotion's test.")
+    train_split: str = Field("train", min_length=1, description="Split of a Hub dataset to train on (and to take validation from).")
+    test_split: str = Field("test", min_length=1, description="Split of a Hub dataset held out for promotion's test.")
     test_fraction: float | None = Field(
         None,
         gt=0.0,
@@ -100,8 +108,8 @@ class DataSpec(StrictModel):
         "test_split): the share of train held out, stratified and seeded, as the test split promotion scores on. "
         "It is drawn before anything else, so trials never see it.",
     )
-    text_column: str = Field("text", description="Column holding the texts.")
-    label_column: str = Field("label", description="Column holding the labels (ids or names).")
+    text_column: str = Field("text", min_length=1, description="Column holding the texts.")
+    label_column: str = Field("label", min_length=1, description="Column holding the labels (ids or names).")
     label_names: list[str] | None = Field(
         None,
         description="Names of label ids 0..n-1. Required for plain int labels; must match the "
@@ -116,7 +124,7 @@ class DataSpec(StrictModel):
         description="Refuse a split whose largest class is more than this times its smallest (default: no limit; "
         "an imbalanced split is reported with a warning, and a class missing from a split is always refused).",
     )
-    seed: int = Field(13, description="Seed of the samples and of the validation split.")
+    seed: Seed = Field(13, description="Seed of the samples and of the validation split.")
     drop_test_duplicates: bool = Field(
         True,
         description="Drop from the test split every text that also appears in train or validation (compared "
@@ -137,6 +145,13 @@ class DataSpec(StrictModel):
         if self.label_names is not None and len(set(self.label_names)) != len(self.label_names):
             raise ValueError(f"label_names must be distinct, got {self.label_names}")
         return self
+
+    @field_validator("label_column")
+    @classmethod
+    def _not_the_texts(cls, v: str, info: ValidationInfo) -> str:
+        if v == info.data.get("text_column"):
+            raise ValueError("that is the text column: the labels are a column of their own (data.text_column names the texts')")
+        return v
 
 
 # ------------------------------------------------------------------------------------------ training
@@ -169,7 +184,7 @@ class TrainingSpec(StrictModel):
         "auto", description="auto: bf16 autocast on a GPU that supports it, fp32 elsewhere."
     )
     length_grouping: bool = Field(True, description="Batch texts of similar length together.")
-    seed: int = Field(0, description="Seed of the classification head's initialisation, the batch order and dropout (finalists add 1, 2, ...).")
+    seed: Seed = Field(0, description="Seed of the classification head's initialisation, the batch order and dropout (finalists add 1, 2, ...).")
 
     def updated(self, values: dict) -> TrainingSpec:
         """These values with ``values`` (a trial's sampled ones) on top, validated."""

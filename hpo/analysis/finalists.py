@@ -89,7 +89,7 @@ def finished_curves(folder: Location, metric: str) -> Curves:
             results, params = trial.child("result.json"), trial.child("params.json")
             if not (results.is_file() and params.is_file()):
                 continue
-            curve = out.setdefault(json.dumps(json.loads(params.read_text()), sort_keys=True), {})
+            curve = out.setdefault(json.dumps(params.read_json(), sort_keys=True), {})
             for row in parse_results(results.read_text()):
                 rnd = int(row.get("training_iteration", 0))
                 curve[rnd] = RoundReport.from_result(row).value(metric)

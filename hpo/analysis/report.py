@@ -56,6 +56,8 @@ def make_console() -> Console:
 def print_status(path: str, console: Console | None = None) -> Sweep:
     console = console or make_console()
     sweep = load_sweep(path)
+    for problem in sweep.damaged:
+        console.print(f"warning: {problem}", highlight=False, markup=False, soft_wrap=True)
     baselines = read_baselines(sweep.path)
     console.print(describe_baselines(baselines) if baselines else "baselines: not computed (yet)", highlight=False, soft_wrap=True)
     console.print(trials_table(sweep))
@@ -73,8 +75,13 @@ def print_status(path: str, console: Console | None = None) -> Sweep:
 def print_finalists(sweep: Sweep, console: Console) -> None:
     """The finalists' runs over seeds, once ``hpo promote`` planned them (as far as they ran)."""
     from hpo.analysis.finalists import load_for_status, print_table
+    from hpo.core.errors import DamagedFile
 
-    outcome = load_for_status(sweep)
+    try:
+        outcome = load_for_status(sweep)
+    except DamagedFile as err:
+        console.print(f"warning: {err}; the finalists are not shown", highlight=False, markup=False, soft_wrap=True)
+        return
     if outcome is not None:
         print_table(outcome, lambda line: console.print(line, highlight=False, markup=False))
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from trainables.errors import DataError, HpoError, ModelError
 
 __all__ = [
-    "DataError", "ExperimentError", "GateError", "HpoError", "Interrupted", "ModelError", "PromotionError", "SpecError",
-    "StorageError", "UsageError",
+    "DamagedFile", "DataError", "ExperimentError", "GateError", "HpoError", "Interrupted", "ModelError", "OutOfMemory", "PromotionError",
+    "SpecError", "StorageError", "Unreachable", "UsageError", "is_out_of_memory",
 ]
 
 
@@ -36,8 +36,17 @@ class Interrupted(HpoError):
     exit_code = 130
 
 
+class Unreachable(HpoError):
+    """A service the command needs cannot be reached (exit 1: a network problem, not bad input)."""
+
+
 class ExperimentError(HpoError):
     """An experiment directory is missing, unreadable, or holds no usable trial."""
+
+
+class DamagedFile(ExperimentError, ValueError):
+    """A file of a sweep is not what was written (cut short, or edited by hand); a ``ValueError`` too, as a JSON
+    parse error is, for readers that take an unreadable optional file as missing."""
 
 
 class PromotionError(HpoError):
@@ -55,3 +64,33 @@ class StorageError(HpoError):
     Found before any data is loaded or Ray is started."""
 
     exit_code = 2
+
+
+# What Ray says when its memory monitor kills workers (ray.exceptions.OutOfMemoryError, or a RuntimeError from
+# Ray Train or Tune carrying the same report).
+_RAY_OOM = ("killed due to the node running low on memory", "killed due to memory pressure (OOM)")
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """Whether ``err``, or an error it was raised from, is Ray's memory monitor killing workers (not a GPU's
+    own out-of-memory error, which names the GPU)."""
+    seen: BaseException | None = err
+    for _ in range(20):  # a chain, bounded
+        if seen is None:
+            return False
+        if (type(seen).__name__ == "OutOfMemoryError" and type(seen).__module__.startswith("ray")) or any(s in str(seen) for s in _RAY_OOM):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+class OutOfMemory(HpoError):
+    """Ray's memory monitor killed the workers running ``what`` (trials, finalists, the retrain): one line that says
+    what to lower and how to go on (``again``); Ray's memory report only with --debug."""
+
+    def __init__(self, what: str, again: str = "rerun the same command: it continues from the checkpoints"):
+        self.what = what
+        super().__init__(
+            f"{what}: the node ran out of memory and Ray's memory monitor killed the workers; lower budget.max_concurrent, "
+            f"training.batch_size or training.max_length (or free memory on the node), then {again}"
+        )

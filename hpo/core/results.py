@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from hpo.core.errors import ExperimentError, SpecError
-from hpo.core.spec import SweepSpec, parse_spec
+from hpo.core.spec import SweepSpec, describe_yaml_error, load_yaml, parse_spec
 from hpo.core.storage import DATA_FILE, META_DIR, SPEC_FILE, Location
 from trainables.report import CONVERGED_EARLY as CONVERGED
 from trainables.report import ERRORED, FAILED, FINISHED, PENDING, RUNNING, STOPPED, RoundReport, best_of, outcome
@@ -66,6 +66,7 @@ class Sweep:
     spec: SweepSpec
     data: dict[str, Any]
     trials: list[TrialRecord]
+    damaged: list[str] = field(default_factory=list)  # files changed by hand or cut short: which, and what was done
 
     def ranked(self) -> list[tuple[TrialRecord, float, int]]:
         """Trials with at least one round, best first, with their best value and round."""
@@ -94,17 +95,40 @@ def parse_results(text: str) -> list[dict[str, Any]]:
         line = line.strip()
         if line:
             try:
-                rows.append(json.loads(line))
+                row = json.loads(line)
             except json.JSONDecodeError:  # a line being written right now
                 break
+            if not isinstance(row, dict):
+                break
+            rows.append(row)
     return rows
 
 
-def _read_text(loc: Location) -> str | None:
+def _read_bytes(loc: Location) -> bytes | None:
     try:
-        return loc.read_text()
+        return loc.read_bytes()
     except FileNotFoundError:
         return None
+
+
+def _read_text(loc: Location) -> str | None:
+    """A file's text (None when there is none); a byte that is not UTF-8 reads as U+FFFD, and the parse that follows
+    says what is wrong with the file."""
+    data = _read_bytes(loc)
+    return None if data is None else data.decode("utf-8", errors="replace")
+
+
+def _json_object(loc: Location, text: str | None, damaged: list[str]) -> dict[str, Any]:
+    """The JSON object a file of ours holds (``{}`` when there is none); a damaged one is noted in ``damaged``."""
+    try:
+        value = json.loads(text or "{}")
+    except ValueError as err:
+        damaged.append(f"{loc}: not valid JSON ({err}); read as empty")
+        return {}
+    if not isinstance(value, dict):
+        damaged.append(f"{loc}: not a JSON object; read as empty")
+        return {}
+    return value
 
 
 # Tune's experiment state file is read as a file (its JSON layout is checked against the installed Ray by
@@ -117,9 +141,12 @@ def parse_experiment_state(text: str) -> dict[str, dict[str, Any]]:
     ``config``, ``error``, ``last_result`` / ``metric_analysis`` (per metric: max, min, last...),
     ``start_time`` (when Tune set it RUNNING) and ``last_result_time``. Unreadable text gives ``{}``."""
     try:
-        data = json.loads(text or "{}")
-    except json.JSONDecodeError:
+        return _trial_states(json.loads(text or "{}"))
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError):  # cut short or edited: as if not written yet
         return {}
+
+
+def _trial_states(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
     out = {}
     for entry in data.get("trial_data", []):
         meta = json.loads(entry[0]) if isinstance(entry[0], str) else entry[0]
@@ -154,21 +181,26 @@ def load_sweep(path: str | Path | Location) -> Sweep:
     """Read a sweep folder, local or in object storage (``s3://``, ``gs://``), without starting Ray."""
     folder = Location.parse(path)
     spec_file = folder.child(META_DIR, SPEC_FILE)
-    spec_text = _read_text(spec_file)
-    if spec_text is None:
+    if folder.is_file():
+        raise ExperimentError(f"{folder}: a file, not a sweep folder; give the folder `hpo sweep` printed")
+    spec_bytes = _read_bytes(spec_file)
+    if spec_bytes is None:
         raise ExperimentError(f"{folder}: not a sweep folder (no {META_DIR}/{SPEC_FILE}); give the path `hpo sweep` printed")
     import yaml
 
     try:
-        spec = parse_spec(yaml.safe_load(spec_text), str(spec_file))
-    except (yaml.YAMLError, SpecError) as err:
-        cause = " ".join(str(err).split())[:300]
+        spec = parse_spec(load_yaml(spec_bytes.decode()), str(spec_file))
+    except (UnicodeDecodeError, yaml.YAMLError, SpecError) as err:
+        if isinstance(err, UnicodeDecodeError):
+            cause = f"not UTF-8 text (byte {err.start})"
+        else:
+            cause = " ".join((describe_yaml_error(err) if isinstance(err, yaml.YAMLError) else str(err)).split())[:300]
         raise ExperimentError(
             f"{spec_file}: the sweep's stored spec is unreadable ({cause}); `hpo sweep` wrote it: put back the resolved "
             "spec of this sweep (or a copy of the spec you ran, with the same name and storage)"
         ) from None
-    data_text = _read_text(folder.child(META_DIR, DATA_FILE))
-    data = json.loads(data_text) if data_text else {}
+    damaged: list[str] = []
+    data = _json_object(folder.child(META_DIR, DATA_FILE), _read_text(folder.child(META_DIR, DATA_FILE)), damaged)
     statuses = tune_states(folder)
     subs = [d for d in folder.list_dirs() if d.name != META_DIR]
     # Object storage answers each read in milliseconds to tens of them: read the trials side by side.
@@ -187,14 +219,14 @@ def load_sweep(path: str | Path | Location) -> Sweep:
         if error_text is not None:
             error = (error_text.strip().splitlines()[-1:] or [""])[0]
         status = st.get("status") or ("ERROR" if error is not None else "RUNNING")
-        params = json.loads(params_text or "{}")
+        params = _json_object(sub.child("params.json"), params_text, damaged)
         trials.append(TrialRecord(trial_id, sub.name, sub, params, status, rounds, error))
     # Trials Tune knows of that have no folder yet (pending).
     known = {t.trial_id for t in trials}
     for trial_id, st in statuses.items():
         if trial_id not in known:
             trials.append(TrialRecord(trial_id, f"{spec.name}_{trial_id}", folder.child(f"{spec.name}_{trial_id}"), st["config"], st["status"]))
-    return Sweep(folder, spec, data, trials)
+    return Sweep(folder, spec, data, trials, damaged)
 
 
 PROMOTED_MARKER = "promotion.json"  # beside the promoted model: which trial and round it is, the retrain's cost

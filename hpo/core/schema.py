@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from hpo.core.errors import UsageError
+from hpo.core.paths import local_path
 from hpo.core.spec import SweepSpec
+from trainables.errors import shown
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -33,7 +35,12 @@ def schema_text() -> str:
 def write_schema(path: str) -> None:
     """Write the schema to ``path``: a new file, or one that holds an earlier sweep-spec schema (never another
     file the user did not mean to replace)."""
-    target = Path(path).expanduser()
+    try:
+        target = local_path(path)
+    except ValueError as err:
+        raise UsageError(f"-o {shown(path)}: {err}") from None
+    if target.is_dir():
+        raise UsageError(f"-o {shown(path)}: a folder; give the schema file's name, e.g. {target / 'sweep-spec.schema.json'}")
     if not target.parent.is_dir():
         raise UsageError(f"-o {path}: no such folder {str(target.parent)!r}")
     if target.exists() and not _is_spec_schema(target):

@@ -9,35 +9,18 @@ from __future__ import annotations
 
 import math
 import re
-import reprlib
 import typing
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import (
-    BaseModel,
-    Discriminator,
-    Field,
-    Strict,
-    Tag,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
 from hpo.core.errors import SpecError
-from trainables.settings import (
-    DataSpec,
-    ModelSpec,
-    OfflinePreset,
-    ResourcesSpec,
-    StrictModel,
-    TrainingSpec,
-    TrialSettings,
-    searchable_fields,
-)
+from hpo.core.paths import local_path, regular_file
+from trainables.errors import shown
+from trainables.settings import DataSpec, ModelSpec, OfflinePreset, ResourcesSpec, StrictModel, TrainingSpec, TrialSettings, searchable_fields
 
 # The sweep spec composes the settings of one trial (``trainables.settings``); they are named here too.
 __all__ = [
@@ -83,6 +66,8 @@ class IntRange(StrictModel):
     def _order(self) -> IntRange:
         if not self.low < self.high:
             raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        if self.step > self.high - self.low:
+            raise ValueError(f"step ({self.step}) is larger than the range {self.low}..{self.high}: only {self.low} could be drawn; lower step or widen the range")
         if self.log and (self.low < 1 or self.step != 1):
             raise ValueError("log int ranges need low >= 1 and step 1")
         return self
@@ -90,7 +75,18 @@ class IntRange(StrictModel):
 
 class Choice(StrictModel):
     type: Literal["choice"] = Field(description="One of the listed values.")
-    values: list[Union[int, float, str, bool]] = Field(min_length=1, description="The values to choose from.")
+    values: list[Union[int, float, str, bool]] = Field(min_length=1, description="The values to choose from, all of one type (numbers, strings or booleans).")
+
+    @field_validator("values")
+    @classmethod
+    def _one_type(cls, values: list) -> list:
+        first_of_kind: dict[str, Any] = {}  # ints and floats are both numbers: 1e-5 and 1 may go together
+        for v in values:
+            first_of_kind.setdefault("number" if type(v) in (int, float) else type(v).__name__, v)
+        if len(first_of_kind) > 1:
+            each = ", ".join(f"{shown(v)} ({type(v).__name__})" for v in first_of_kind.values())
+            raise ValueError(f"the values mix types: {each}; give values of one type (YAML reads 32 as a number, '32' as a string, true as a boolean)")
+        return values
 
 
 Param = Annotated[Union[LogUniform, Uniform, IntRange, Choice], Field(discriminator="type")]
@@ -260,15 +256,19 @@ SchedulerSpec = _tagged_union(SCHEDULERS, "scheduler")
 
 
 class BudgetSpec(StrictModel):
-    num_trials: Annotated[int, Strict()] = Field(8, ge=1, description="Trials to run in all.")
-    max_concurrent: Annotated[int, Strict()] = Field(2, ge=1, description="Trials running at once (at most num_trials).")
+    num_trials: int = Field(8, ge=1, description="Trials to run in all.")
+    max_concurrent: int = Field(2, ge=1, description="Trials running at once (at most num_trials).")
     time_limit_s: float | None = Field(None, gt=0, description="Stop launching after this long.")
 
 
+# W&B refuses these in a project's name, and names longer than 128 characters.
+_WANDB_NAME = r"^[^/\\#?%:]{1,128}$"
+
+
 class TrackingSpec(StrictModel):
-    project: str = Field("hpo", description="W&B project.")
-    entity: str | None = Field(None, description="W&B entity (team or user); default: the key's own.")
-    group: str | None = Field(None, description="W&B group; defaults to the sweep name.")
+    project: str = Field("hpo", pattern=_WANDB_NAME, description="W&B project (at most 128 characters, none of / \\ # ? % :).")
+    entity: str | None = Field(None, pattern=_WANDB_NAME, description="W&B entity (team or user); default: the key's own.")
+    group: str | None = Field(None, min_length=1, max_length=128, description="W&B group; defaults to the sweep name.")
     mode: Literal["auto", "online", "offline", "disabled"] = Field(
         "auto", description="auto: online when WANDB_API_KEY is set, offline otherwise."
     )
@@ -369,7 +369,7 @@ class SweepSpec(StrictModel):
     metric: Literal["val_accuracy", "val_f1_macro", "val_loss"] = Field("val_accuracy", description="Validation metric the search optimizes and the winner is chosen by.")
     mode: Literal["max", "min"] = Field("max", description="max or min of the metric (min only for val_loss).")
     tracking: TrackingSpec = Field(TrackingSpec(), description="Weights & Biases logging.")
-    storage: str = Field("runs", description="Local folder or a URI Ray accepts (s3://, gs://).")
+    storage: str = Field("runs", description="Local folder or a URI Ray accepts (s3://, gs://).", json_schema_extra={"minLength": 1})
     checkpoints: CheckpointSpec = Field(CheckpointSpec(), description="Checkpoints kept and the sweep's disk budget.")
     failures: FailureSpec = Field(FailureSpec(), description="Retries of trials that crash.")
     promotion: PromotionSpec = Field(PromotionSpec(), description="How hpo promote retrains, gates and publishes the winner.")
@@ -377,8 +377,15 @@ class SweepSpec(StrictModel):
     @field_validator("name")
     @classmethod
     def _name_ok(cls, v: str) -> str:
-        if not _NAME.match(v):
+        if not _NAME.fullmatch(v):
             raise ValueError("use letters, digits, '.', '_' and '-' (at most 96), starting with a letter or digit")
+        return v
+
+    @field_validator("storage")
+    @classmethod
+    def _storage_given(cls, v: str) -> str:
+        if not v.removeprefix("file://").strip():
+            raise ValueError("empty: give a folder (e.g. runs) or a URI (s3://BUCKET/PATH)")
         return v
 
     @model_validator(mode="after")
@@ -452,14 +459,8 @@ def _describe(err: dict[str, Any], raw: Any) -> list[str]:
     if kind == "value_error" and loc == "(top level)":
         # The cross-field check collects all its problems in one message, one per line.
         return msg.removeprefix("Value error, ").split("\n")
-    shown = "{...}" if isinstance(value, dict) else _SHORT.repr(value)
-    return [f"{loc}: {msg.removeprefix('Value error, ')} (got {shown})"]
-
-
-# A value shown in a message is cut short: YAML aliases can make a small file hold a huge value.
-_SHORT = reprlib.Repr()
-_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxtuple, _SHORT.maxdict, _SHORT.maxset = 2, 4, 4, 4, 4
-_SHORT.maxstring, _SHORT.maxother, _SHORT.maxlong = 80, 80, 40
+    got = "{...}" if isinstance(value, dict) else shown(value)
+    return [f"{loc}: {msg.removeprefix('Value error, ')} (got {got})"]
 
 
 def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
@@ -519,9 +520,13 @@ def load_spec(path: str | Path, overrides: dict[str, Any] | None = None, text: s
     source = str(path)
     if text is None:
         try:
-            if Path(path).stat().st_size > MAX_SPEC_BYTES:
-                raise SpecError(source, [f"the file is {Path(path).stat().st_size:,} bytes; a sweep spec is at most {MAX_SPEC_BYTES:,}"])
-            text = Path(path).read_text()
+            file = regular_file(str(path))  # never opened when it is a FIFO or a device: reading would wait forever
+        except ValueError as err:
+            raise SpecError(source, [f"cannot read the file: {err}"]) from None
+        try:
+            if file.stat().st_size > MAX_SPEC_BYTES:
+                raise SpecError(source, [f"the file is {file.stat().st_size:,} bytes; a sweep spec is at most {MAX_SPEC_BYTES:,}"])
+            text = file.read_text()
         except OSError as err:
             raise SpecError(source, [f"cannot read the file: {err.strerror}"]) from None
         except UnicodeDecodeError as err:
@@ -529,11 +534,9 @@ def load_spec(path: str | Path, overrides: dict[str, Any] | None = None, text: s
     if len(text.encode()) > MAX_SPEC_BYTES:
         raise SpecError(source, [f"the file is {len(text.encode()):,} bytes; a sweep spec is at most {MAX_SPEC_BYTES:,}"])
     try:
-        raw = yaml.safe_load(text)
+        raw = load_yaml(text)
     except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise SpecError(source, [f"{where}not valid YAML: {getattr(err, 'problem', err)}"]) from None
+        raise SpecError(source, [describe_yaml_error(err)]) from None
     if isinstance(raw, dict):
         raw = {**raw, **{k: v for k, v in (overrides or {}).items() if v is not None}}
     try:
@@ -546,31 +549,94 @@ def load_spec(path: str | Path, overrides: dict[str, Any] | None = None, text: s
     return resolve_paths(spec, source)
 
 
+class _SpecLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping: YAML requires keys to be distinct, and
+    PyYAML would keep the last one silently (a merge key ``<<`` may still be overridden)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, typing.Hashable):  # the base loader says so
+                continue
+            if key in first:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {shown(key)} appears twice in one mapping (first on line {first[key]}); remove one", key_node.start_mark
+                )
+            first[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep)
+
+
+# ``1e-5`` is a number in YAML 1.2 but a string in PyYAML's YAML 1.1, which wants ``1.0e-5``; values are taken as
+# they are written (no string becomes a number later), so the spec reads it as the number everyone means.
+_SpecLoader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"))
+
+
+def load_yaml(text: str) -> Any:
+    """A YAML document as Python values, refusing duplicate keys (``yaml.YAMLError``)."""
+    return yaml.load(text, Loader=_SpecLoader)
+
+
+def describe_yaml_error(err: yaml.YAMLError) -> str:
+    """Where and what, in one line."""
+    mark = getattr(err, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+    return f"{where}not valid YAML: {getattr(err, 'problem', None) or err}"
+
+
 def _is_uri(s: str) -> bool:
     return "://" in s
 
 
+_HUB_PART = r"[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,94}[A-Za-z0-9_])?"
+
+
+def is_hub_id(text: str, owner: bool = False) -> bool:
+    """``NAME`` or ``OWNER/NAME`` as the Hub allows it (``owner``: ``OWNER/`` required)."""
+    pattern = rf"{_HUB_PART}/{_HUB_PART}" if owner else rf"(?:{_HUB_PART}/)?{_HUB_PART}"
+    return re.fullmatch(pattern, text) is not None and "--" not in text and ".." not in text and not text.endswith(".git")
+
+
 def resolve_paths(spec: SweepSpec, source: str = "<spec>") -> SweepSpec:
-    """Make local paths absolute and check that data files exist (before anything starts)."""
+    """Make local paths absolute (``~`` and ``~user`` expanded, links resolved), check that data files are files,
+    and that a model or dataset that is not local is named as the Hub names one (before anything starts)."""
     problems = []
-    data, model = spec.data, spec.model
+    data, model, storage = spec.data, spec.model, spec.storage
     if data.files is not None:
-        files = {}
+        files = dict(data.files)
         for split, f in data.files.items():
             if _is_uri(f):  # object storage: read (and checked) where the data is loaded
-                files[split] = f
                 continue
-            p = Path(f).expanduser()
-            if not p.is_file():
-                problems.append(f"data.files.{split}: no such file {f!r} (relative paths are from {Path.cwd()})")
-            files[split] = str(p.resolve())
+            try:
+                files[split] = str(regular_file(f))
+            except ValueError as err:
+                relative = "" if Path(f).is_absolute() or f.startswith("~") else f" (relative paths are from {Path.cwd()})"
+                problems.append(f"data.files.{split}: {shown(f)}: {err}{relative}")
         data = data.model_copy(update={"files": files})
-    if model.name is not None and (model.name.startswith((".", "/", "~")) or Path(model.name).is_dir()):
-        p = Path(model.name).expanduser()
-        if not p.is_dir():
-            problems.append(f"model.name: no such model directory {model.name!r}")
-        model = model.model_copy(update={"name": str(p.resolve())})
-    storage = spec.storage if _is_uri(spec.storage) else str(Path(spec.storage).expanduser().resolve())
+    if data.hub_id is not None and not is_hub_id(data.hub_id):
+        problems.append(f"data.hub_id: {shown(data.hub_id)} is not a Hub dataset id (NAME or OWNER/NAME: letters, digits, '-', '_', '.')")
+    if model.name is not None:
+        try:
+            folder = local_path(model.name)
+        except ValueError as err:
+            problems.append(f"model.name: {shown(model.name)}: {err}")
+        else:
+            if folder.is_dir():
+                model = model.model_copy(update={"name": str(folder)})
+            elif model.name.startswith((".", "/", "~")):
+                problems.append(f"model.name: no such model directory {shown(model.name)}")
+            elif not is_hub_id(model.name):
+                problems.append(
+                    f"model.name: {shown(model.name)} is neither a local model folder nor a Hub model id (NAME or OWNER/NAME: "
+                    "letters, digits, '-', '_', '.')"
+                )
+    if not _is_uri(storage):
+        try:
+            storage = str(local_path(storage))
+        except ValueError as err:
+            problems.append(f"storage: {shown(storage)}: {err}")
     if problems:
         raise SpecError(source, problems)
     return spec.model_copy(update={"data": data, "model": model, "storage": storage})

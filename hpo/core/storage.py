@@ -25,7 +25,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from hpo.core.errors import ExperimentError, StorageError
+from hpo.core.errors import DamagedFile, ExperimentError, StorageError
+from hpo.core.paths import local_path
+from trainables.errors import shown
 from trainables.model import cache_root
 
 __all__ = ["Location", "cache_root", "fetch", "is_remote"]
@@ -76,7 +78,10 @@ class Location:
             import pyarrow.fs
 
             local = text[len("file://") :] if text.startswith("file://") else text
-            return cls(pyarrow.fs.LocalFileSystem(), Path(local).expanduser().resolve().as_posix())
+            try:
+                return cls(pyarrow.fs.LocalFileSystem(), local_path(local).as_posix())
+            except ValueError as err:
+                raise StorageError(f"{shown(text)}: {err}") from None
         parts = urlsplit(text)
         if parts.username or parts.password:
             raise StorageError(
@@ -204,7 +209,13 @@ class Location:
         return self.read_bytes().decode()
 
     def read_json(self) -> Any:
-        return json.loads(self.read_text())
+        """The JSON value in this file; ``DamagedFile`` names the file when it is not UTF-8 or not JSON."""
+        try:
+            return json.loads(self.read_text())
+        except UnicodeDecodeError as err:
+            raise DamagedFile(f"{self.uri}: damaged (not UTF-8 text, byte {err.start}); restore it from a copy or delete it") from None
+        except ValueError as err:
+            raise DamagedFile(f"{self.uri}: damaged (not valid JSON: {err}); restore it from a copy or delete it") from None
 
     def write_bytes(self, data: bytes) -> None:
         try:

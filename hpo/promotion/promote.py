@@ -9,8 +9,8 @@ instead of training again.
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import re
 import shutil
 import time
 from collections.abc import Callable
@@ -19,12 +19,15 @@ from pathlib import Path
 from typing import Any
 
 
-from hpo.core.errors import GateError, HpoError, PromotionError
+from hpo.core.errors import ExperimentError, GateError, HpoError, OutOfMemory, PromotionError, UsageError, is_out_of_memory
+from hpo.core.paths import folder_or_nothing
 from hpo.core.results import PROMOTED_MARKER, Sweep, load_sweep, stored_model
+from hpo.core.spec import is_hub_id
 from hpo.core.storage import META_DIR, Location
 from hpo.promotion.gates import Measured, pipeline_labels, run_gates
+from hpo.tune.run import check_address
+from trainables.errors import shown
 
-_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
 
 
 @dataclass
@@ -57,20 +60,27 @@ class PromotionResult:
 
 
 # ------------------------------------------------------------------------------------ the steps
-def _check_target(opts: PromoteOptions) -> None:
-    from hpo.core.errors import UsageError
-
-    if opts.repo_id is not None and not _REPO_ID.match(opts.repo_id):
+def _check_target(opts: PromoteOptions) -> PromoteOptions:
+    """The command line's targets, before anything is read: a Hub repo id, and folders that can be folders
+    (returned as absolute paths, ``~`` expanded)."""
+    if opts.repo_id is not None and not is_hub_id(opts.repo_id, owner=True):
         raise UsageError(
-            f"--repo-id {opts.repo_id!r} is not a Hub repo id: use OWNER/NAME (letters, digits, '-', '_', '.'; at most 96 each)"
+            f"--repo-id {shown(opts.repo_id)} is not a Hub repo id: use OWNER/NAME (letters, digits, '-', '_', '.'; at most 96 each)"
         )
+    folders = {}
+    for flag, key in (("--dry-run", "dry_run_dir"), ("--work-dir", "work_dir")):
+        given = getattr(opts, key)
+        try:
+            folders[key] = given if given is None else str(folder_or_nothing(given))
+        except ValueError as err:
+            raise UsageError(f"{flag} {shown(given)}: {err}; give a new or empty folder") from None
+    return dataclasses.replace(opts, **folders)
 
 
 def check_dry_run_dir(target: Path, sweep: Sweep) -> None:
     """``--dry-run DIR`` replaces DIR's content: only a new or empty folder, or an earlier dry run of this
     sweep's promotion, may be replaced; never the sweep itself or a folder inside it."""
     from hpo.promotion.card import MODEL_FILES
-    from hpo.core.errors import UsageError
 
     target = target.resolve()
     if sweep.path.is_local:
@@ -138,7 +148,7 @@ def show_top(sweep: Sweep, echo: Callable[[str], None], n: int = 5) -> None:
 
 
 def _work_dir(sweep: Sweep, opts: PromoteOptions) -> Path:
-    return Path(opts.work_dir).resolve() if opts.work_dir else sweep.path.mirror(META_DIR, "promotion")
+    return Path(opts.work_dir) if opts.work_dir else sweep.path.mirror(META_DIR, "promotion")
 
 
 def _trained_marker(work: Path, stored: Location) -> dict[str, Any] | None:
@@ -204,8 +214,13 @@ def retrain(
 
         device_type = "cuda"
         echo(f"retraining {trial_id} for {rounds} round(s) on {len(train)} texts ({gpus} GPUs, data-parallel)")
-        curve = retrain_parallel(source=prepared.source, label_names=data.label_names, hp=hp, train=train, special=data.special, rounds=rounds,
-                                 schedule_rounds=spec.planned_rounds(hp.epochs), class_weights=weights, out=out, workers=gpus, use_gpu=True)
+        try:
+            curve = retrain_parallel(source=prepared.source, label_names=data.label_names, hp=hp, train=train, special=data.special, rounds=rounds,
+                                     schedule_rounds=spec.planned_rounds(hp.epochs), class_weights=weights, out=out, workers=gpus, use_gpu=True)
+        except Exception as err:
+            if is_out_of_memory(err):
+                raise OutOfMemory(f"the retrain of {trial_id}", "rerun the same command: the finalists' runs are kept, the retrain starts again") from err
+            raise
         for i, figures in enumerate(curve, 1):
             echo(f"  round {i}/{rounds}: train_loss {figures['train_loss']:.4f} ({figures['train_seconds']:.0f}s)")
     else:
@@ -236,8 +251,6 @@ def retrain(
 def available_gpus(wanted: int | None) -> int:
     """The GPUs a retrain uses: ``wanted`` (checked against this machine's), or all of them."""
     import torch
-
-    from hpo.core.errors import UsageError
 
     have = torch.cuda.device_count()
     if wanted is None:
@@ -279,9 +292,15 @@ def promote(path: str, opts: PromoteOptions, echo: Callable[[str], None] = print
     from hpo.promotion import evidence
     from hpo.promotion import hub
 
-    _check_target(opts)
+    opts = _check_target(opts)
     available_gpus(opts.gpus)  # a wrong --gpus is refused before anything is loaded
+    check_address(opts.address)
     sweep = load_sweep(path)
+    if sweep.damaged:
+        raise ExperimentError(
+            f"{sweep.path}: files of the sweep are damaged, so its winner is not known for sure: {'; '.join(sweep.damaged)}. "
+            "Put them back from a copy, or delete the damaged trial's folder, then rerun the same command"
+        )
     trial, value, rnd = sweep.winner(ended_only=True)
     if opts.dry_run_dir:
         check_dry_run_dir(Path(opts.dry_run_dir), sweep)

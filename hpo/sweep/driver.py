@@ -11,14 +11,14 @@ from typing import Any, Callable
 
 from hpo.sweep.baseline import read as read_baselines
 from hpo.sweep.baseline import start as start_baselines
-from hpo.core.errors import ExperimentError, HpoError, Interrupted, SpecError
+from hpo.core.errors import ExperimentError, HpoError, Interrupted, OutOfMemory, SpecError
 from hpo.sweep.preflight import check_hub, check_wandb
 from hpo.core.spec import SweepSpec, dump_spec
 from hpo.core.storage import DATA_FILE, META_DIR, SPEC_FILE, Location, is_remote
 from hpo.sweep.tracking import group_of, log_sweep_run, make_callback, resolve_mode, trial_story
 from hpo.sweep.prepare import load_base_model, load_data, prepare
+from hpo.tune.run import build_tuner, check_address, fit, init_ray, live_hosts, quiet_tune, restore
 from trainables.data import Splits
-from hpo.tune.run import build_tuner, fit, init_ray, live_hosts, quiet_tune, restore
 
 log = logging.getLogger("hpo")
 
@@ -92,12 +92,15 @@ class SweepOutcome:
 
 
 def _fit(tuner: Any, path: str, mode: str, echo: Callable[[str], None], verbose: bool = False) -> SweepOutcome:
-    end = fit(tuner, mode, echo, verbose)
+    again = f"continue the sweep with: hpo resume {shlex.quote(path)} (its trials continue from their checkpoints)"
+    end = fit(tuner, mode, echo, verbose, again)
     if end.interrupted_by:
         raise Interrupted(f"the sweep was interrupted ({end.interrupted_by}) after {end.seconds:.0f}s; its state is saved. Continue it with: hpo resume {shlex.quote(path)}")
     echo(f"sweep finished in {end.seconds:.0f}s")
     _log_sweep_run(path, mode, echo)
     if end.n_errored == end.n_trials:
+        if end.out_of_memory:
+            raise OutOfMemory(f"every trial errored ({end.n_errored}), {end.out_of_memory} of them", again)
         raise HpoError(f"every trial errored ({end.n_errored}); first error: {end.first_error}")
     return SweepOutcome(path, mode, end.n_trials, end.n_errored)
 
@@ -146,6 +149,7 @@ def _check_before_start(
 ) -> str:
     """What a sweep checks in seconds, before it loads data or starts Ray: resources, storage, the Hub (not
     for the model with ``hub_model`` False) and W&B. Returns the W&B mode the sweep will use."""
+    check_address(address)  # a cluster that does not answer is said in seconds, before anything is loaded
     check_fits(spec, address, num_cpus)
     path.check_writable()  # a bad bucket, endpoint or folder is found before anything is loaded or started
     if path.child("tuner.pkl").exists():
@@ -185,8 +189,11 @@ def resume_sweep(path: str, address: str | None = None, echo: Callable[[str], No
     from hpo.core.results import load_sweep
     from hpo.tune.settle import settle
 
+    check_address(address)
     loc = Location.parse(path)
     sweep = load_sweep(loc)
+    for problem in sweep.damaged:
+        echo(f"warning: {problem}")
     spec = sweep.spec
     if not loc.child("tuner.pkl").exists():
         raise ExperimentError(f"{path} has no Tune state (tuner.pkl) to resume from; start it with `hpo sweep`")

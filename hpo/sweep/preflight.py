@@ -13,13 +13,11 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from hpo.core.errors import HpoError, SpecError
+from hpo.core.errors import SpecError, Unreachable
+
+__all__ = ["Unreachable", "check_hub", "check_wandb"]
 
 TIMEOUT_S = 8.0
-
-
-class Unreachable(HpoError):
-    """A service the sweep needs cannot be reached (exit 1: a network problem, not bad input)."""
 
 
 def _offline() -> bool:

@@ -10,10 +10,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from hpo.core.errors import OutOfMemory, is_out_of_memory
 from hpo.core.results import tune_states
 from hpo.core.spec import SweepSpec
 from hpo.core.storage import Location, is_remote
-from hpo.tune.run import init_ray, quiet_tune, ray_storage, stop_on_signals, sweep_environment, trainable
+from hpo.tune.run import init_ray, quiet_tune, ray_storage, run_tune, stop_on_signals, sweep_environment, trainable
 
 
 @dataclass(frozen=True)
@@ -103,9 +104,11 @@ def _fit(tuner: Any, run: Location, echo: Callable[[str], None]) -> bool:
     from hpo.tune.upload_order import state_uploaded_last
 
     with sweep_environment("disabled"), stop_on_signals(echo) as received, quiet_tune(False), state_uploaded_last():
-        tuner.fit()
+        results = run_tune(tuner, "the finalists' runs")
     if received:
         return False
+    if any(is_out_of_memory(r.error) for r in results if r.error is not None):
+        raise OutOfMemory("the finalists' runs")  # their checkpoints are kept: the rerun continues them
     for trial in run.list_dirs():
         for sub in trial.list_dirs():
             if sub.name.startswith("checkpoint_"):

@@ -9,15 +9,19 @@ import gc
 import logging
 import os
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
+from hpo.core.errors import OutOfMemory, Unreachable, UsageError, is_out_of_memory
 from hpo.core.spec import SweepSpec
 from hpo.core.storage import Location, is_remote
+from trainables.errors import shown
 
 log = logging.getLogger("hpo")
 
@@ -30,6 +34,33 @@ def ray_storage(storage: Location) -> dict[str, Any]:
     return {"storage_path": storage.path, "storage_filesystem": storage.fs}
 
 
+ADDRESS_WAIT_S = 20.0  # how long a cluster's address may take to answer before hpo says so
+
+
+def check_address(address: str | None) -> None:
+    """A cluster's ``--address`` answers, checked in seconds: Ray itself would retry a silent address for minutes
+    without a word. ``auto`` (and ``local``) are Ray's to find; ``init_ray`` says when it finds none."""
+    if address is None or address in ("auto", "local"):
+        return
+    parts = urlsplit(address if "://" in address else f"ray://{address}")
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError:  # a port that is no number, or past 65535
+        host, port = None, None
+    if not host or port is None:
+        raise UsageError(
+            f"--address {shown(address)}: not a Ray cluster address; use HOST:PORT (the head node's port, e.g. 10.0.0.5:6379), "
+            "ray://HOST:10001, or auto (the cluster this machine belongs to)"
+        )
+    try:
+        socket.create_connection((host, port), timeout=ADDRESS_WAIT_S).close()
+    except OSError as err:
+        raise Unreachable(
+            f"--address {address}: nothing answers at {host}:{port} within {ADDRESS_WAIT_S:.0f} s ({' '.join(str(err).split())[:200]}); "
+            "start the cluster (ray start --head) or give its address"
+        ) from None
+
+
 def init_ray(address: str | None, num_cpus: int | None = None) -> None:
     """Embedded Ray by default (``address='local'`` never joins a stale cluster); else connect."""
     import ray
@@ -38,7 +69,11 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> None:
         return
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
     if address is not None:
-        ray.init(address=address, **kwargs)
+        check_address(address)
+        try:
+            ray.init(address=address, **kwargs)
+        except ConnectionError as err:  # e.g. auto with no cluster on this machine
+            raise Unreachable(f"--address {address}: no Ray cluster there ({' '.join(str(err).split())[:200]}); start one (ray start --head) or give its address") from None
         return
     try:
         ray.init(address="local", num_cpus=num_cpus, **kwargs)
@@ -240,10 +275,12 @@ class RunEnd:
     first_error: str | None
     interrupted_by: str | None
     seconds: float
+    out_of_memory: int = 0  # trials Ray's memory monitor killed (their last error)
 
 
-def fit(tuner: Any, wandb_mode: str, echo: Callable[[str], None], verbose: bool = False) -> RunEnd:
-    """Run Tune under hpo's signal handling and quiet output; Ray stays up (the caller shuts it down)."""
+def fit(tuner: Any, wandb_mode: str, echo: Callable[[str], None], verbose: bool = False, again: str | None = None) -> RunEnd:
+    """Run Tune under hpo's signal handling and quiet output; Ray stays up (the caller shuts it down). Ray's
+    memory monitor ending the run is ``OutOfMemory`` (``again``: how to go on)."""
     from hpo.tune.console import close_all
     from hpo.tune.upload_order import state_uploaded_last
 
@@ -251,15 +288,26 @@ def fit(tuner: Any, wandb_mode: str, echo: Callable[[str], None], verbose: bool 
     # state_uploaded_last: a driver killed at any moment leaves no stored state newer than the trials' results
     with sweep_environment(wandb_mode), stop_on_signals(echo) as received, quiet_tune(verbose), state_uploaded_last():
         try:
-            results = tuner.fit()
+            results = run_tune(tuner, "the sweep's trials", again)
         finally:
             close_all()
     if received:
         return RunEnd(0, 0, None, received[0], time.perf_counter() - start)
     del tuner  # let Tune's callbacks go while Ray is still up (their finalizers talk to Ray)
     gc.collect()
-    errors = [str(r.error) for r in results if r.error is not None]
-    return RunEnd(len(results), len(errors), errors[0] if errors else None, None, time.perf_counter() - start)
+    errors = [r.error for r in results if r.error is not None]
+    first = " ".join(str(errors[0]).split())[:300] if errors else None  # Ray's errors run to pages: the gist
+    return RunEnd(len(results), len(errors), first, None, time.perf_counter() - start, sum(map(is_out_of_memory, errors)))
+
+
+def run_tune(tuner: Any, running: str, again: str | None = None) -> Any:
+    """``tuner.fit()``; Ray's memory monitor ending it is ``OutOfMemory`` naming what was ``running``."""
+    try:
+        return tuner.fit()
+    except Exception as err:
+        if is_out_of_memory(err):
+            raise (OutOfMemory(running, again) if again else OutOfMemory(running)) from err
+        raise
 
 
 def restore(experiment: Location, spec: SweepSpec, data: Any, source: Any) -> Any:
