@@ -11,6 +11,13 @@ import errno
 import os
 import stat
 from pathlib import Path
+from urllib.parse import urlsplit
+
+def is_uri(text: str) -> bool:
+    """Whether ``text`` names a place by URI (``s3://``, ``gs://``, ``file://``...) rather than a local path; the
+    one test of it in hpo ("C:" is a drive, not a scheme)."""
+    return "://" in text and len(urlsplit(text).scheme) > 1
+
 
 _LOOP = "a symbolic link loop (a link that leads back to itself)"
 

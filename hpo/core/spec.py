@@ -18,9 +18,9 @@ import yaml
 from pydantic import BaseModel, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
 from hpo.core.errors import SpecError
-from hpo.core.paths import local_path, regular_file
+from hpo.core.paths import is_uri, local_path, regular_file
 from trainables.errors import shown
-from trainables.settings import DataSpec, ModelSpec, OfflinePreset, ResourcesSpec, StrictModel, TrainingSpec, TrialSettings, searchable_fields
+from trainables.settings import DataSpec, ModelSpec, OfflinePreset, ResourcesSpec, Seed, StrictModel, TrainingSpec, TrialSettings, searchable_fields
 
 # The sweep spec composes the settings of one trial (``trainables.settings``); they are named here too.
 __all__ = [
@@ -139,7 +139,7 @@ def _tagged_union(registry: dict[str, type[StrictModel]], section: str) -> Any:
 
 
 class SearcherBase(StrictModel, ABC):
-    seed: int = Field(0, ge=0, description="Seed of the sampler: the same spec proposes the same configurations.")
+    seed: Seed = Field(0, description="Seed of the sampler: the same spec proposes the same configurations.")
 
     @abstractmethod
     def sampler(self) -> Any:
@@ -586,10 +586,6 @@ def describe_yaml_error(err: yaml.YAMLError) -> str:
     return f"{where}not valid YAML: {getattr(err, 'problem', None) or err}"
 
 
-def _is_uri(s: str) -> bool:
-    return "://" in s
-
-
 _HUB_PART = r"[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,94}[A-Za-z0-9_])?"
 
 
@@ -607,7 +603,7 @@ def resolve_paths(spec: SweepSpec, source: str = "<spec>") -> SweepSpec:
     if data.files is not None:
         files = dict(data.files)
         for split, f in data.files.items():
-            if _is_uri(f):  # object storage: read (and checked) where the data is loaded
+            if is_uri(f):  # object storage: read (and checked) where the data is loaded
                 continue
             try:
                 files[split] = str(regular_file(f))
@@ -632,7 +628,7 @@ def resolve_paths(spec: SweepSpec, source: str = "<spec>") -> SweepSpec:
                     f"model.name: {shown(model.name)} is neither a local model folder nor a Hub model id (NAME or OWNER/NAME: "
                     "letters, digits, '-', '_', '.')"
                 )
-    if not _is_uri(storage):
+    if not is_uri(storage):
         try:
             storage = str(local_path(storage))
         except ValueError as err:

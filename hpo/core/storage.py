@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from hpo.core.errors import DamagedFile, ExperimentError, StorageError
+from hpo.core.paths import is_uri
 from hpo.core.paths import local_path
 from trainables.errors import shown
 from trainables.model import cache_root
@@ -44,18 +45,13 @@ def fetch(path: str) -> str:
     return str(Location.parse(path).fetched())
 
 
-def _is_uri(text: str) -> bool:
-    scheme = urlsplit(text).scheme
-    return len(scheme) > 1  # "C:" is a drive, not a scheme
-
-
 def is_remote(where: str | os.PathLike | Location) -> bool:
     """Whether ``where`` is in object storage, without contacting it (building an S3 filesystem from a
     URI may ask the bucket for its region)."""
     if isinstance(where, Location):
         return not where.is_local
     text = os.fspath(where)
-    return _is_uri(text) and not text.startswith("file://")
+    return is_uri(text) and not text.startswith("file://")
 
 
 @dataclass(frozen=True, eq=False)
