@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 from hpo.sweep.baseline import read as read_baselines
 from hpo.sweep.baseline import start as start_baselines
+from hpo.sweep.gpus import announce as announce_gpus
 from hpo.core.errors import ExperimentError, HpoError, Interrupted, SpecError
 from hpo.sweep.preflight import check_hub, check_wandb
 from hpo.core.spec import SweepSpec, dump_spec
@@ -346,6 +347,7 @@ def run_sweep(
     """Run a whole sweep and return where it landed. Raises ``HpoError`` on bad data or if every trial errored."""
     path = experiment_location(spec)
     check_fits(spec, address, num_cpus)
+    announce_gpus(spec.resources.gpu, echo)
     path.check_writable()  # a bad bucket, endpoint or folder is found before anything is loaded or started
     if path.child("tuner.pkl").exists():
         raise ExperimentError(f"an experiment already exists at {path}; pick another --name or --storage, or `hpo resume {path}`")
@@ -396,6 +398,7 @@ def resume_sweep(path: str, address: str | None = None, echo: Callable[[str], No
         raise ExperimentError(f"the data changed since {path} started (fingerprint differs); cannot resume on other data")
     init_ray(address, num_cpus)
     check_storage(spec)
+    announce_gpus(spec.resources.gpu, echo)
     settled = settle(loc)  # the trial folders Tune saved after its last state, brought in line with it
     for line in settled.describe():
         echo(line)
