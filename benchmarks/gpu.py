@@ -24,7 +24,7 @@ each max length, so that a run cut short keeps what it measured.
 ``--cpu-smoke`` runs the same code in seconds on a CPU: a tiny model, lengths 32 and 64, 1 and 2
 processes, ``torch.compile`` with its ``eager`` backend (Inductor's C++ build takes minutes on a CPU), bf16
 sides in fp32 (autocast is for CUDA), and a planted memory limit in place of the GPU's for the oversized
-trial (``_MemoryCap``).
+trial (``_memory_cap``).
 The tests run it so that this script cannot rot.
 
 What it needs: torch, transformers, numpy and pyarrow, plus pydantic and PyYAML with their small
@@ -368,31 +368,22 @@ def packing(plan: Plan, setup: Setup, device: Any, threads: int, smoke: bool) ->
 
 
 # ------------------------------------------------------------------------------------ 3. out of memory
-class _MemoryCap:
-    """CPU smoke only: a planted memory limit. Any operation whose result is larger than ``cap`` bytes raises
-    ``torch.OutOfMemoryError``, as the CUDA caching allocator does when the GPU is full."""
+def _memory_cap(cap: int) -> Any:
+    """CPU smoke only: a planted memory limit, as a context. Inside it, any operation whose result is larger
+    than ``cap`` bytes raises ``torch.OutOfMemoryError``, as the CUDA caching allocator does when the GPU is full."""
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_leaves
 
-    def __init__(self, cap: int):
-        from torch.utils._python_dispatch import TorchDispatchMode
+    class MemoryCap(TorchDispatchMode):
+        def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+            result = func(*args, **(kwargs or {}))
+            for t in tree_leaves(result):
+                if isinstance(t, torch.Tensor) and t.numel() * t.element_size() > cap:
+                    raise torch.OutOfMemoryError(f"planted limit: {func} would hold {t.numel() * t.element_size() / 2**20:.1f} MiB, the limit is {cap / 2**20:.1f} MiB")
+            return result
 
-        class Mode(TorchDispatchMode):
-            def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
-                import torch
-                from torch.utils._pytree import tree_leaves
-
-                result = func(*args, **(kwargs or {}))
-                for t in tree_leaves(result):
-                    if isinstance(t, torch.Tensor) and t.numel() * t.element_size() > cap:
-                        raise torch.OutOfMemoryError(f"planted limit: {func} would hold {t.numel() * t.element_size() / 2**20:.1f} MiB, the limit is {cap / 2**20:.1f} MiB")
-                return result
-
-        self.mode = Mode()
-
-    def __enter__(self) -> None:
-        self.mode.__enter__()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.mode.__exit__(*exc)
+    return MemoryCap()
 
 
 def _trial(config: dict[str, Any], plan: Plan, data: Any, source: str, device: Any, cap: int | None) -> list[Any]:
@@ -408,7 +399,7 @@ def _trial(config: dict[str, Any], plan: Plan, data: Any, source: str, device: A
         resources=ResourcesSpec(cpu=1, gpu=1 if device.type == "cuda" else 0),
     )
     reports: list[Any] = []
-    with _MemoryCap(cap) if cap else nullcontext():
+    with _memory_cap(cap) if cap else nullcontext():
         train_trial(config, settings, data, source, device, None, lambda report, folder: reports.append(report), time.time())
     return reports
 
@@ -449,13 +440,16 @@ def goals(tp: dict[str, Any]) -> dict[str, Any]:
     def med(length: str, side: str) -> float | None:
         return (tp.get(length, {}).get(side, {}).get("samples_per_s") or {}).get("median")
 
+    def met(value: float | None, goal: float) -> bool | None:
+        return None if value is None else value >= goal
+
     longest = max(tp, key=int) if tp else None
     mfu = tp[longest]["bf16"].get("mfu") if longest else None
-    return {
-        "mfu_bf16_longest": {"length": longest, "value": mfu, "goal": GOAL_MFU, "met": None if mfu is None else mfu >= GOAL_MFU},
-        "bf16_over_fp32": {n: ratio(med(n, "bf16"), med(n, "fp32")) for n in tp} | {"goal": GOAL_BF16},
-        "ours_over_padded": {n: ratio(med(n, "bf16"), med(n, "padded")) for n in tp} | {"goal": GOAL_PADDED},
-    }
+    out: dict[str, Any] = {"mfu_bf16_longest": {"length": longest, "value": mfu, "goal": GOAL_MFU, "met": met(mfu, GOAL_MFU)}}
+    for key, other, goal in (("bf16_over_fp32", "fp32", GOAL_BF16), ("ours_over_padded", "padded", GOAL_PADDED)):
+        by_length = {n: ratio(med(n, "bf16"), med(n, other)) for n in tp}
+        out[key] = {"by_length": by_length, "goal": goal, "met_at_longest": met(by_length.get(longest), goal)}
+    return out
 
 
 def _pct(x: float | None) -> str:
@@ -468,7 +462,7 @@ def markdown(p: dict[str, Any]) -> str:
              f"transformers {m['versions'].get('transformers')}, {m['date_utc']}.", ""]
 
     def ratios(d: dict[str, Any]) -> str:
-        return ", ".join(f"{k}: {fmt(v, 2)}×" for k, v in d.items() if k != "goal")
+        return ", ".join(f"{k}: {fmt(v, 2)}×" for k, v in d["by_length"].items())
 
     if "throughput" in p:
         peak = s.get("peak_bf16_tflops")
@@ -507,7 +501,8 @@ def markdown(p: dict[str, Any]) -> str:
         o, nxt = p["out_of_memory"], p["out_of_memory"]["next"]
         then = f"trained: val_accuracy {fmt(nxt['val_accuracy'], 3)}" if nxt["failure"] is None else f"failed too: {nxt['failure']}"
         ended = f"ended as a failed trial: *{o['failure']}*" if o["failure"] else "did NOT run out of memory: the check did not happen"
-        lines += ["", f"**Out of memory** ({o['limit']}): a trial at batch_size {o['config']['batch_size']}, max_length {o['max_length']} {ended}. "
+        held = "" if o["allocated_gib_after"] is None else f" (GPU memory it held at its peak: {fmt(o['peak_gib'], 1)} GiB; after it: {fmt(o['allocated_gib_after'], 2)} GiB)"
+        lines += ["", f"**Out of memory** ({o['limit']}): a trial at batch_size {o['config']['batch_size']}, max_length {o['max_length']} {ended}{held}. "
                   f"The process went on; the next configuration {nxt['config']} {then}."]
     lines += ["", "```bash", p["command"], "```"]
     return "\n".join(lines)

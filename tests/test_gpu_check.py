@@ -91,6 +91,10 @@ def test_the_gpu_checks_cpu_smoke_runs_the_trials_code_without_them(tmp_path):
             assert r["samples_per_s"]["median"] > 0 and r["flops_real_tokens"] > 0, (length, side)
             assert all(loss == loss for loss in r["train_loss"]), (length, side)  # not NaN
         assert sides["padded"]["padded_tokens"] == 64 * int(length) >= sides["padded"]["real_tokens"]
+    g = p["goals"]
+    assert g["mfu_bf16_longest"] == {"length": "64", "value": None, "goal": 0.35, "met": None}  # a CPU has no bf16 peak
+    for key in ("bf16_over_fp32", "ours_over_padded"):
+        assert set(g[key]["by_length"]) == {"32", "64"} and all(v > 0 for v in g[key]["by_length"].values()), key
     assert set(p["packing"]["runs"]) == {"1", "2"}
     for n, run in p["packing"]["runs"].items():
         assert len(run["processes"]) == int(n) and all(q["samples"] > 0 for q in run["processes"])
@@ -112,3 +116,31 @@ def test_a_vocabulary_file_that_is_not_the_uncased_one_is_refused_by_name(tmp_pa
     wrong.write_text("[PAD]\n[UNK]\n")
     with pytest.raises(BenchError, match=f"{wrong}: not the distilbert-base-uncased vocabulary .*--vocab FILE"):
         vocab_file(wrong)
+
+
+def test_the_peak_is_looked_up_by_the_device_name_with_its_datasheet():
+    from benchmarks._mfu import peak_bf16
+
+    assert peak_bf16("NVIDIA H200") == (989.0, "NVIDIA H200 Tensor Core GPU datasheet (H200 SXM)")
+    assert peak_bf16("NVIDIA H100 80GB HBM3")[0] == 989.0 and peak_bf16("NVIDIA H100 PCIe")[0] == 756.0
+    assert peak_bf16("NVIDIA H200 NVL")[0] == 835.0 and peak_bf16("NVIDIA A100-SXM4-80GB")[0] == 312.0
+    assert peak_bf16("NVIDIA L40S")[0] == 362.0 and peak_bf16("NVIDIA L4")[0] == 121.0 and peak_bf16("NVIDIA A10G")[0] == 70.0
+    assert peak_bf16("Tesla T4") is None
+
+
+def test_the_goals_are_read_from_the_bf16_row_at_the_longest_length():
+    from benchmarks.gpu import goals
+
+    def side(samples_per_s, mfu=None):
+        return {"samples_per_s": {"median": samples_per_s}, "mfu": mfu}
+
+    tp = {
+        "128": {"fp32": side(100.0), "bf16": side(150.0, 0.20), "bf16_compile": side(400.0, 0.6), "padded": side(140.0)},
+        "512": {"fp32": side(40.0), "bf16": side(120.0, 0.36), "bf16_compile": side(200.0, 0.6), "padded": side(70.0)},
+    }
+    g = goals(tp)
+    assert g["mfu_bf16_longest"] == {"length": "512", "value": 0.36, "goal": 0.35, "met": True}
+    assert g["bf16_over_fp32"] == {"by_length": {"128": 1.5, "512": 3.0}, "goal": 2.0, "met_at_longest": True}
+    assert g["ours_over_padded"]["by_length"]["512"] == pytest.approx(120 / 70) and g["ours_over_padded"]["met_at_longest"] is False
+    tp["512"]["padded"] = {"skipped": "transformers.Trainer needs accelerate"}
+    assert goals(tp)["ours_over_padded"]["met_at_longest"] is None
