@@ -125,13 +125,16 @@ def with_overrides(spec: Any, overrides: dict[str, Any]) -> Any:
     return parse_spec(merged(base, overrides), "benchmark overrides")
 
 
-def write_outputs(out: Path, name: str, payload: dict[str, Any], markdown: str) -> None:
-    """``NAME.json`` (everything measured) and ``NAME.md`` (the table docs/performance.md quotes); the table is printed."""
+def write_outputs(out: Path, name: str, payload: dict[str, Any], markdown: str, quiet: bool = False) -> None:
+    """``NAME.json`` (everything measured) and ``NAME.md`` (the table docs/performance.md quotes); the table is printed unless
+    ``quiet`` (a benchmark saving what it has so far)."""
     out.mkdir(parents=True, exist_ok=True)
     if hasattr(os, "getloadavg"):
         payload["machine"]["load_avg_1m_at_end"] = os.getloadavg()[0]
     (out / f"{name}.json").write_text(json.dumps(payload, indent=2, default=str) + "\n")
     (out / f"{name}.md").write_text(markdown + "\n")
+    if quiet:
+        return
     print()
     print(markdown)
     print(f"\n[wrote {out / (name + '.json')} and {name}.md]", flush=True)

@@ -24,39 +24,12 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks._mfu import DISTILBERT_BASE, peak_bf16, training_flops
 from benchmarks._common import QUICKSTART, command_line, fmt, fmt_stat, machine_info, ratio, summarize, with_overrides, write_outputs
 
 MAX_LENGTH = 512
 BATCH = 16
 WARMUP_TEXTS = 32  # two batches: first-call costs (allocator, kernels, Trainer/accelerate set-up) out of the timings
-
-# The architecture of distilbert-base-uncased (DistilBertConfig() defaults), built by the product's own
-# offline-preset code with random weights: no Hub download, same shapes and FLOPs.
-DISTILBERT_BASE = {"layers": 6, "dim": 768, "heads": 12, "hidden_dim": 3072, "seed": 0}
-
-# Dense bf16 tensor-core peaks (TFLOP/s) from the vendors' data sheets; matched in order against
-# torch.cuda.get_device_name(), so the more specific names come first.
-PEAK_BF16_TFLOPS = [
-    ("H100 PCIe", 756.0),
-    ("H100 NVL", 835.0),
-    ("H200 NVL", 835.0),
-    ("GH200", 989.0),
-    ("H100", 989.0),  # SXM ("NVIDIA H100 80GB HBM3")
-    ("H200", 989.0),
-    ("B200", 2250.0),
-    ("A100", 312.0),
-    ("L40S", 362.0),
-    ("A10G", 70.0),
-    ("L4", 121.0),
-]
-
-
-def peak_bf16_tflops(gpu_name: str) -> float | None:
-    for key, peak in PEAK_BF16_TFLOPS:
-        if key.lower() in gpu_name.lower():
-            return peak
-    return None
-
 
 def _sync(device: Any) -> None:
     import torch
@@ -126,16 +99,18 @@ def _usual_dataset(tokenizer: Any, texts: list[str], labels: np.ndarray) -> Any:
     return ds.map(lambda b: tokenizer(b["text"], padding="max_length", truncation=True, max_length=MAX_LENGTH), batched=True)
 
 
-def _run_usual(source: str, label_names: list[str], hp: Any, dataset: Any, tokenizer: Any, device: Any, threads: int, folder: str) -> dict[str, Any]:
+def _run_usual(source: str, label_names: list[str], hp: Any, dataset: Any, tokenizer: Any, device: Any, threads: int, folder: str, bf16: bool = False) -> dict[str, Any]:
+    """``Trainer.train()`` for one epoch over ``dataset`` (rows already padded to max length), timed;
+    ``bf16``: Trainer's own bf16 mixed precision (on a GPU)."""
     import torch
-    from transformers import PrinterCallback, Trainer, TrainingArguments
+    from transformers import PrinterCallback, Trainer
 
     from trainables.model import load_classifier
 
     torch.set_num_threads(threads)
     torch.manual_seed(hp.seed)  # the same initial head as build_state draws
     model = load_classifier(source, label_names, hp)
-    args = TrainingArguments(
+    args, ignored = _training_arguments(
         output_dir=folder,
         per_device_train_batch_size=hp.batch_size,
         num_train_epochs=1,
@@ -144,9 +119,9 @@ def _run_usual(source: str, label_names: list[str], hp: Any, dataset: Any, token
         lr_scheduler_type="linear",
         warmup_steps=0,
         seed=hp.seed,
-        bf16=False,
+        bf16=bf16,
         fp16=False,
-        train_sampling_strategy="random",  # transformers 5's spelling; no length grouping
+        train_sampling_strategy="random",  # transformers 5's spelling (and its default); no length grouping
         save_strategy="no",
         eval_strategy="no",
         logging_strategy="no",
@@ -170,33 +145,28 @@ def _run_usual(source: str, label_names: list[str], hp: Any, dataset: Any, token
         "train_loss": result.training_loss,
         "torch_threads_seen": torch.get_num_threads(),
     }
-    meta = {"optim": getattr(args.optim, "value", str(args.optim)), "max_grad_norm": args.max_grad_norm, "train_sampling_strategy": args.train_sampling_strategy}
+    meta = {"optim": getattr(args.optim, "value", str(args.optim)), "max_grad_norm": args.max_grad_norm, "bf16": args.bf16,
+            "train_sampling_strategy": getattr(args, "train_sampling_strategy", None), "arguments_ignored": ignored}
     del trainer, model
     return {**out, "trainer_args": meta}
 
 
-def _flops(model: Any, data: Any, hp: Any) -> dict[str, float]:
-    """Training FLOPs of one pass over ``data``.
+def _training_arguments(**kwargs: Any) -> tuple[Any, list[str]]:
+    """``TrainingArguments`` from the arguments this transformers release knows (a GPU machine may carry an
+    older one), and the names of those it does not know, which stay at its defaults."""
+    import dataclasses
 
-    Per token: 6·N (N = the encoder's non-embedding parameters; forward 2·N, backward 4·N) plus
-    attention, 12·layers·dim·seq (QKᵀ and AV are 2·seq·dim each forward, ×3 with backward;
-    bidirectional, so no causal halving). The classifier head runs on one token per row: 6·head per
-    row. Counted once on real tokens (each row over its own length) and once on what the model
-    computed (every row at its batch's padded width).
-    """
+    from transformers import TrainingArguments
+
+    known = {f.name for f in dataclasses.fields(TrainingArguments)}
+    return TrainingArguments(**{k: v for k, v in kwargs.items() if k in known}), sorted(set(kwargs) - known)
+
+
+def _flops(model: Any, data: Any, hp: Any) -> dict[str, float]:
+    """Training FLOPs of one pass over ``data`` (``benchmarks._mfu.FLOPS_FORMULA``), on real tokens and as padded."""
     from trainables.training import epoch_batches
 
-    cfg, prefix = model.config, model.base_model_prefix + "."
-    layers, dim = cfg.n_layers, cfg.dim
-    body = sum(p.numel() for name, p in model.named_parameters() if name.startswith(prefix) and "embeddings" not in name)
-    head = sum(p.numel() for name, p in model.named_parameters() if not name.startswith(prefix))
-    lengths = data.lengths(hp.max_length).astype(np.float64)
-    real = float(np.sum(6 * body * lengths + 12 * layers * dim * lengths**2 + 6 * head))
-    padded = 0.0
-    for rows in epoch_batches(data, hp, 0):
-        width = float(lengths[rows].max())
-        padded += len(rows) * (6 * body * width + 12 * layers * dim * width**2 + 6 * head)
-    return {"non_embedding_params": float(body), "head_params": float(head), "flops_real_tokens": real, "flops_padded": padded}
+    return training_flops(model, data.lengths(hp.max_length), epoch_batches(data, hp, 0))
 
 
 def _base_source() -> str:
@@ -211,7 +181,7 @@ def _mfu(source: str, label_names: list[str], hp: Any, data: Any, seconds: list[
     from trainables.model import load_classifier
 
     flops = _flops(load_classifier(source, label_names, hp), data, hp)
-    peak = peak_override or peak_bf16_tflops(gpu)
+    peak = peak_override or (peak_bf16(gpu) or (None,))[0]
     med = float(np.median(seconds))
     out: dict[str, Any] = {**flops, "peak_bf16_tflops": peak, "peak_source": "--peak-tflops" if peak_override else "table by device name"}
     out["achieved_tflops_real"] = flops["flops_real_tokens"] / med / 1e12

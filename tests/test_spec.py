@@ -236,3 +236,26 @@ def test_counts_are_whole_numbers_and_floats_finite():
     ok = copy.deepcopy(raw)
     ok["resources"]["cpu"], ok["scheduler"]["reduction_factor"] = 1, 3  # a whole number is a valid float
     assert parse_spec(ok).scheduler.reduction_factor == 3.0
+
+
+def test_a_gpu_share_must_divide_one_gpu_evenly():
+    from trainables.settings import ResourcesSpec
+
+    for gpu in (0.5, 0.3333, 0.25, 0.125, 1, 2, 0):
+        assert ResourcesSpec(gpu=gpu).gpu == gpu
+    for gpu in (0.3, 0.33, 0.4, 0.75):
+        with pytest.raises(ValueError, match=f"{gpu:g} of a GPU does not share one GPU evenly"):
+            ResourcesSpec(gpu=gpu)
+
+
+def test_cli_refuses_a_gpu_share_that_leaves_part_of_a_gpu_and_launches_nothing(tmp_path):
+    raw = tiny_spec(tmp_path / "runs")
+    raw["resources"] = {"cpu": 1, "gpu": 0.3}
+    path = write_spec(tmp_path / "share.yaml", raw)
+    result = run_cli(["sweep", str(path)], cli_env(tmp_path), tmp_path, timeout=60)
+    assert result.returncode == 2, result.stdout
+    assert "share.yaml" in result.stdout
+    assert "resources.gpu: 0.3 of a GPU does not share one GPU evenly: 1/0.3 = 3.33 trials per GPU" in result.stdout
+    assert "1/N for N trials per GPU: 0.5, 0.3333, 0.25" in result.stdout and "(got 0.3)" in result.stdout
+    assert "Traceback" not in result.stdout
+    assert not (tmp_path / "runs").exists()

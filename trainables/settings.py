@@ -192,13 +192,17 @@ class TrainingSpec(StrictModel):
 
 
 # ------------------------------------------------------------------------------------- resources
+# Ray counts GPU fractions to 4 decimals, so 0.3333 puts 3 trials on a GPU.
+GPU_SHARE_TOLERANCE = 1e-4
+
+
 class ResourcesSpec(StrictModel):
     cpu: float = Field(1.0, gt=0, description="CPUs per trial; with several workers, per worker.")
     gpu: float = Field(
         0.0,
         ge=0,
-        description="GPUs per trial. Fractions below 1 pack trials on one GPU; a whole number N above 1 trains "
-        "data-parallel on N GPUs (N workers, one GPU each).",
+        description="GPUs per trial. A fraction 1/N (0.5, 0.25, ...) packs N trials on one GPU, sharing its memory; a "
+        "whole number N above 1 trains data-parallel on N GPUs (N workers, one GPU each).",
     )
     workers: int | None = Field(
         None,
@@ -215,6 +219,11 @@ class ResourcesSpec(StrictModel):
             raise ValueError(
                 f"{v:g} GPUs cannot be split over workers: use a whole number above 1 (one worker per GPU) or a "
                 "fraction below 1 (trials sharing a GPU)"
+            )
+        if 0 < v < 1 and abs(v - 1 / round(1 / v)) > GPU_SHARE_TOLERANCE:
+            raise ValueError(
+                f"{v:g} of a GPU does not share one GPU evenly: 1/{v:g} = {1 / v:.2f} trials per GPU; a fraction must be "
+                "1/N for N trials per GPU: 0.5, 0.3333, 0.25, 0.2, 0.125, ... (or a whole number of GPUs, or 0)"
             )
         return v
 

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from trainables.data import SweepData
+from trainables.errors import TrialFailed
 from trainables.model import load_classifier
 from trainables.report import RoundReport, ends_on_patience
 from trainables.settings import TrainingSpec, TrialSettings
@@ -83,20 +84,22 @@ def train_trial(config: dict[str, Any], settings: TrialSettings, data: SweepData
         state.load(Path(restore))
         if converged(state, settings, rounds):
             return  # it had ended on patience when the driver died; its last report says so
+    failure = None
     try:
         for figures in train_rounds(state, hp, data.train, data.special, rounds, device):
             if not math.isfinite(figures["train_loss"]):
-                reason = f"diverged: training loss {figures['train_loss']} in round {state.rounds_done}"
-                report(RoundReport.failed(settings.metric, settings.mode, reason, state.rounds_done, rounds), None)
-                return
+                failure, at = TrialFailed.diverged(figures["train_loss"], state.rounds_done), state.rounds_done
+                break
             if _report_round(state, settings, hp, data, device, figures, rounds, entered, report):
                 return  # converged: no improvement for `patience` rounds
-    except torch.OutOfMemoryError:
-        done = state.rounds_done
-        del state
-        torch.cuda.empty_cache()
-        reason = f"out of GPU memory (batch_size {hp.batch_size}, max_length {hp.max_length})"
-        report(RoundReport.failed(settings.metric, settings.mode, reason, done + 1, rounds), None)
+    except torch.OutOfMemoryError:  # torch.cuda.OutOfMemoryError is this class
+        failure, at = TrialFailed.out_of_memory(hp.batch_size, hp.max_length, settings.resources.gpu), state.rounds_done + 1
+    if failure is None:
+        return
+    del state  # out of the except block: the traceback that held the step's tensors is gone, so their memory is free
+    if device.type == "cuda":
+        torch.cuda.empty_cache()  # back to the GPU, for the trials that share it
+    report(RoundReport.failed(settings.metric, settings.mode, str(failure), at, rounds), None)
 
 
 def converged(state: TrainState, settings: TrialSettings, rounds: int) -> bool:

@@ -12,6 +12,7 @@ from typing import Any, Callable
 from hpo.sweep.baseline import read as read_baselines
 from hpo.sweep.baseline import start as start_baselines
 from hpo.core.errors import ExperimentError, HpoError, Interrupted, OutOfMemory, SpecError
+from hpo.sweep.gpus import announce as announce_gpus
 from hpo.sweep.preflight import check_hub, check_wandb
 from hpo.core.spec import SweepSpec, dump_spec
 from hpo.core.storage import DATA_FILE, META_DIR, SPEC_FILE, Location, is_remote
@@ -128,6 +129,7 @@ def run_sweep(
     """Run a whole sweep and return where it landed. Raises ``HpoError`` on bad data or if every trial errored."""
     path = experiment_location(spec)
     mode = _check_before_start(spec, path, address, wandb_mode, echo, num_cpus)
+    announce_gpus(spec.resources.gpu, echo)
     prepared = prepare(spec, echo, alongside=lambda: init_ray(address, num_cpus))
     check_storage(spec)
     path.child(META_DIR, SPEC_FILE).write_text(dump_spec(spec))
@@ -208,6 +210,7 @@ def resume_sweep(path: str, address: str | None = None, echo: Callable[[str], No
         raise ExperimentError(f"the data changed since {path} started (fingerprint differs); cannot resume on other data")
     init_ray(address, num_cpus)
     check_storage(spec)
+    announce_gpus(spec.resources.gpu, echo)
     settled = settle(loc)  # the trial folders Tune saved after its last state, brought in line with it
     for line in settled.describe():
         echo(line)
