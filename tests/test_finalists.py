@@ -31,6 +31,20 @@ def _finalist(rank: int, values: dict[int, float | None], seeds=(1, 2)) -> Final
     return Finalist(rank, trial, 0.9, 3, list(seeds), dict(values))
 
 
+def test_finalist_runs_keep_the_sweeps_rounds_without_early_stopping(tmp_path):
+    from hpo.core.spec import FifoScheduler, parse_spec
+    from hpo.promotion.finalists import without_early_stopping
+    from tests.conftest import tiny_spec
+
+    raw = tiny_spec(tmp_path / "runs")
+    raw["scheduler"]["patience"] = 2
+    spec = parse_spec(raw)
+    fixed = without_early_stopping(spec)
+    assert isinstance(fixed.scheduler, FifoScheduler) and fixed.scheduler.patience is None
+    assert fixed.scheduler.max_rounds == spec.scheduler.max_rounds and fixed.trial_settings().patience is None
+    assert fixed.model_copy(update={"scheduler": spec.scheduler}) == spec  # nothing else changes
+
+
 def test_choose_the_best_mean_and_ties_go_to_the_better_rank():
     a, b, c = _finalist(1, {1: 0.80, 2: 0.70}), _finalist(2, {1: 0.76, 2: 0.77}), _finalist(3, {1: None, 2: 0.9})
     assert choose([a, b], "max") is b  # 0.765 beats the sweep winner's 0.75

@@ -32,7 +32,7 @@ from hpo.analysis.finalists import (
 )
 from hpo.core.errors import Interrupted
 from hpo.core.results import PENDING, RUNNING, Sweep, TrialRecord
-from hpo.core.spec import FifoScheduler
+from hpo.core.spec import FifoScheduler, SweepSpec
 from hpo.core.storage import Location
 
 
@@ -124,13 +124,19 @@ def run_finalists(sweep: Sweep, prepare: Callable[[], Any], address: str | None,
     return outcome
 
 
+def without_early_stopping(spec: SweepSpec) -> SweepSpec:
+    """The sweep's spec with no scheduler stopping a run and no patience: each finalist run ends at its round."""
+    s = spec.scheduler
+    return spec.model_copy(update={"scheduler": FifoScheduler(type="fifo", max_rounds=s.max_rounds, grace_period=s.grace_period)})
+
+
 def _run(sweep: Sweep, prepared: Any, finalists: list[Finalist], folder: Location, address: str | None, echo: Callable[[str], None]) -> None:
     """Finish any interrupted finalist run from its checkpoints, then run what is still missing, each run to
     its round, with the sweep's trainable and LR schedule and without early stopping."""
     from hpo.tune.fixed import FixedRun, continue_runs, run_fixed, with_ray
 
     spec = sweep.spec
-    fixed = spec.model_copy(update={"scheduler": FifoScheduler(max_rounds=spec.scheduler.max_rounds, grace_period=spec.scheduler.grace_period)})
+    fixed = without_early_stopping(spec)
     with with_ray(address):
         if not continue_runs(folder, fixed, prepared.data, prepared.source, echo):
             raise Interrupted(f"the finalists' run was interrupted; its state is saved in {folder}: rerun the same `hpo promote` command to continue it")
