@@ -199,11 +199,16 @@ def test_worker_node_lost_on_s3_storage_resumes_from_the_bucket(s3, tmp_path):
         except Exception:  # nothing stored yet
             return False
 
-    sweep_losing_a_node(spec_file, s3_env(tmp_path, s3), tmp_path, both_busy)
+    result, _ = sweep_losing_a_node(spec_file, s3_env(tmp_path, s3), tmp_path, both_busy)
     copy = download(path, tmp_path / "copy")
     failures = trial_failures(copy)
-    assert [tid for tid, n in failures.items() if n >= 1], f"no trial was on the lost node: {failures}"
+    hit = [tid for tid, n in failures.items() if n >= 1]
+    assert hit, f"no trial was on the lost node: {failures}"
     assert_each_trial_once(copy, 4, rerun=failures)  # the hit trial went on from its checkpoint, not round 1
+    # the console says it in one line per failure; the traceback is in the trial's error.txt
+    assert "Traceback" not in result.stdout, result.stdout[-4000:]
+    said = [line for line in result.stdout.splitlines() if hit[0] in line]
+    assert any(f"{hit[0]} failed (" in line and "run again from its last checkpoint" in line for line in said), said
 
 
 # ------------------------------------------------------------------------------------ bad storage
