@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import random
+from pathlib import Path
+from types import SimpleNamespace
 
-from hpo.tune.console import SweepConsole
+import pyarrow.fs
+
 from hpo.core.results import TrialRecord
+from hpo.tune.console import SweepConsole
+from trainables.report import RoundReport
 
 
 class Trial:
@@ -41,3 +47,65 @@ def test_the_best_so_far_is_the_trial_hpo_status_ranks_first_ties_included():
             view.on_trial_result(step, trials, trial, result)
             best = view._best()
             assert (best and (best[0], best[1], best[2].trial_id)) == status_best(rounds, "val_accuracy", mode)
+
+
+class StoredTrial(Trial):
+    """A trial as Tune restores it after a crash: its status and last result, its folder where Tune stores it
+    (``result.json`` as a sweep writes it), and an empty staging copy (a resumed driver's)."""
+
+    def __init__(self, trial_id: str, root: Path, status: str, values: list[float], planned: int = 4):
+        super().__init__(trial_id)
+        rows = [{**RoundReport(i, planned, {"val_accuracy": v}).to_result(), "training_iteration": i, "trial_id": trial_id} for i, v in enumerate(values, 1)]
+        folder = root / "exp" / f"exp_{trial_id}"
+        folder.mkdir(parents=True)
+        (folder / "params.json").write_text(json.dumps(self.config))
+        (folder / "result.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        self.status, self.last_result, self.rows = status, rows[-1], rows
+        self.path, self.local_path = str(folder), str(root / "staging" / trial_id)
+        self.storage = SimpleNamespace(storage_filesystem=pyarrow.fs.LocalFileSystem())
+        self.max_failures, self.num_failures, self.error_file = 2, 0, None
+
+
+def test_a_resumed_sweeps_view_starts_from_the_stored_rounds(tmp_path, capsys):
+    """After a crash: trial a had ended (its best 0.5050 at round 2, its last 0.4950), b runs on from its 3
+    stored rounds. The view's best is the one ``hpo status`` shows, b ends after 4 rounds, not 1."""
+    a = StoredTrial("a", tmp_path, "TERMINATED", [0.48, 0.5050, 0.49, 0.4950])
+    b = StoredTrial("b", tmp_path, "PENDING", [0.45, 0.47, 0.49])
+    view = SweepConsole("s", "val_accuracy", "max", 3, "disabled", ["learning_rate"])
+    view.setup()
+    trials = [a, b]
+    view.on_step_begin(0, trials)
+    best = view._best()
+    assert (best[0], best[1], best[2].trial_id) == (0.5050, 2, "a")
+    stored = {t.trial_id: t.rows for t in trials}
+    assert (best[0], best[1], best[2].trial_id) == status_best(stored, "val_accuracy", "max")
+    b.status = "RUNNING"
+    result = {**RoundReport(4, 4, {"val_accuracy": 0.50}).to_result(), "training_iteration": 4}
+    view.on_trial_result(1, trials, b, result)
+    b.status = "TERMINATED"
+    view.on_trial_complete(2, trials, b)
+    view.close()
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert "2/3 ended  b finished after 4 round(s): val_accuracy 0.5000 (round 4)  | best 0.5050 (a)" in line, line
+
+
+def test_a_trial_tune_runs_again_after_a_failure_is_one_line(tmp_path, capsys):
+    """A trial whose storage stalled: Tune writes the traceback to its error.txt and runs it again; the
+    console says so in one line, with the error."""
+    trial = StoredTrial("c", tmp_path, "RUNNING", [0.5])
+    error = tmp_path / "staging" / "c" / "error.txt"
+    error.parent.mkdir(parents=True)
+    error.write_text(
+        "Failure # 1 (occurred at 2026-01-01_00-00-00)\nray::ImplicitFunc.train() (pid=1, ip=127.0.0.1)\n"
+        "Traceback (most recent call last):\n  File \"trial.py\", line 1, in report\n"
+        "OSError: When uploading to s3://sweeps/x: AWS Error NETWORK_CONNECTION during PutObject operation: Timeout was reached\n"
+    )
+    trial.error_file, trial.num_failures = str(error), 1
+    view = SweepConsole("s", "val_accuracy", "max", 3, "disabled", ["learning_rate"])
+    view.setup()
+    view.on_trial_recover(0, [trial], trial)
+    view.close()
+    out = capsys.readouterr().out
+    assert "Traceback" not in out and len(out.strip().splitlines()) == 1, out
+    assert "c failed (OSError: When uploading to s3://sweeps/x: AWS Error NETWORK_CONNECTION" in out
+    assert "run again from its last checkpoint (failure 1 of 2 allowed)" in out

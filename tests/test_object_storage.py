@@ -89,6 +89,50 @@ def test_a_child_path_is_joined_before_the_query_string(s3):
     assert not child.exists()
 
 
+def test_a_request_to_s3_is_tried_a_bounded_number_of_times(monkeypatch):
+    """A store that answers every request with 503 (busy): a sweep's request is tried ``S3_ATTEMPTS`` times
+    before its error is raised, the check before a sweep starts ``S3_CHECK_ATTEMPTS`` times."""
+    import http.server
+    import threading
+
+    from hpo.core import storage
+    from hpo.core.errors import ExperimentError, StorageError
+
+    monkeypatch.setattr(storage, "S3_ATTEMPTS", 5)  # the test's own count, and a short wait (pyarrow's default is 3)
+    requests: list[str] = []
+
+    class Busy(http.server.BaseHTTPRequestHandler):
+        def busy(self):
+            requests.append(self.command)
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            body = b"<Error><Code>SlowDown</Code><Message>busy</Message></Error>"
+            self.send_response(503)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        do_GET = do_HEAD = do_PUT = busy
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Busy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        loc = Location.parse(f"s3://sweeps/busy?endpoint_override=127.0.0.1:{server.server_port}&scheme=http&region=us-east-1")
+        with pytest.raises(ExperimentError, match="cannot read it: .*HTTP status 503"):
+            loc.child("result.json").read_text()
+        assert len(requests) == 5, requests
+        requests.clear()
+        with pytest.raises(StorageError, match="cannot reach the storage"):
+            loc.check_writable()
+        assert len(requests) == storage.S3_CHECK_ATTEMPTS == 3, requests
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_local_paths_and_file_uris_are_the_same_location(tmp_path):
     assert Location.parse(tmp_path).uri == tmp_path.resolve().as_posix()
     assert Location.parse(f"file://{tmp_path}").uri == tmp_path.resolve().as_posix()
@@ -199,11 +243,16 @@ def test_worker_node_lost_on_s3_storage_resumes_from_the_bucket(s3, tmp_path):
         except Exception:  # nothing stored yet
             return False
 
-    sweep_losing_a_node(spec_file, s3_env(tmp_path, s3), tmp_path, both_busy)
+    result, _ = sweep_losing_a_node(spec_file, s3_env(tmp_path, s3), tmp_path, both_busy)
     copy = download(path, tmp_path / "copy")
     failures = trial_failures(copy)
-    assert [tid for tid, n in failures.items() if n >= 1], f"no trial was on the lost node: {failures}"
+    hit = [tid for tid, n in failures.items() if n >= 1]
+    assert hit, f"no trial was on the lost node: {failures}"
     assert_each_trial_once(copy, 4, rerun=failures)  # the hit trial went on from its checkpoint, not round 1
+    # the console says it in one line per failure; the traceback is in the trial's error.txt
+    assert "Traceback" not in result.stdout, result.stdout[-4000:]
+    said = [line for line in result.stdout.splitlines() if hit[0] in line]
+    assert any(f"{hit[0]} failed (" in line and "run again from its last checkpoint" in line for line in said), said
 
 
 # ------------------------------------------------------------------------------------ bad storage

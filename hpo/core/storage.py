@@ -38,6 +38,15 @@ SPEC_FILE = "spec.yaml"
 DATA_FILE = "data.json"
 JOURNAL_FILE = "optuna.journal"  # the Optuna study behind the TPE searcher
 
+# How many times a request to S3 is tried before its error is raised. The AWS SDK waits longer before each
+# try (about doubling): 7 tries ride out a store that stalls or restarts for some 20-30 s (measured against a
+# closed port: 27 s in all), where pyarrow's default of 3 gave up after 2 s, failing a sweep's upload of its
+# state or a trial. The check before a sweep starts tries as often as pyarrow does, to say at once that a
+# store cannot be reached. (pyarrow does not pickle a retry strategy: the filesystem Tune sends to a trial's
+# process has pyarrow's default.)
+S3_ATTEMPTS = 7
+S3_CHECK_ATTEMPTS = 3
+
 
 def fetch(path: str) -> str:
     """A file given by a local path or a URI in object storage, as a file on this machine (a stored file is
@@ -91,7 +100,7 @@ class Location:
             fs, path = pyarrow.fs.FileSystem.from_uri(text)
         except Exception as err:  # an invalid URI, a scheme this pyarrow lacks, OSError: say which URI and why
             raise StorageError(f"{text}: not a storage URI pyarrow can open: {err}") from None
-        return cls(fs, path.rstrip("/"), parts.scheme, parts.query)
+        return cls(_retrying(fs, S3_ATTEMPTS), path.rstrip("/"), parts.scheme, parts.query)
 
     @property
     def is_local(self) -> bool:
@@ -315,19 +324,31 @@ class Location:
         import pyarrow.fs
 
         bucket = self.path.split("/", 1)[0]
+        fs = _retrying(self.fs, S3_CHECK_ATTEMPTS)
         try:
-            kind = self.fs.get_file_info(bucket).type
+            kind = fs.get_file_info(bucket).type
         except OSError as err:
             raise StorageError(f"{self.uri}: cannot reach the storage: {_cause(err)}") from None
         if kind == pyarrow.fs.FileType.NotFound:
             raise StorageError(f"{self.uri}: the bucket {bucket!r} does not exist (or these credentials cannot see it); create it first")
         probe = self.child(META_DIR, f".write-probe-{uuid.uuid4().hex[:8]}")
         try:
-            with self.fs.open_output_stream(probe.path) as f:
+            with fs.open_output_stream(probe.path) as f:
                 f.write(b"")
-            self.fs.delete_file(probe.path)
+            fs.delete_file(probe.path)
         except OSError as err:
             raise StorageError(f"{self.uri}: cannot write there: {_cause(err)}") from None
+
+
+def _retrying(fs: Any, attempts: int) -> Any:
+    """An S3 filesystem like ``fs`` (the options pyarrow built it with from the URI: region, endpoint,
+    scheme..., which its pickling lists) that tries each request ``attempts`` times; another kind as it is."""
+    import pyarrow.fs
+
+    if not isinstance(fs, pyarrow.fs.S3FileSystem):
+        return fs
+    options = fs.__reduce__()[1][0]
+    return pyarrow.fs.S3FileSystem(**options, retry_strategy=pyarrow.fs.AwsStandardS3RetryStrategy(max_attempts=attempts))
 
 
 def _ensure(path: Path) -> Path:

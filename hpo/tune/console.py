@@ -2,8 +2,14 @@
 
 On a terminal, a few lines redrawn in place (rich): trials running / ended by outcome / pending, the best
 value so far with its trial, round and configuration, rounds done, elapsed and estimated remaining time,
-the W&B mode; each trial that ends prints one line above it. Piped (CI, a log file, ``ray job logs``) only
-those lines are printed. Ray's own tables come back with ``hpo sweep --verbose``.
+the W&B mode; each trial that ends prints one line above it, and so does each trial that failed and that
+Tune runs again (the failure's last line; its traceback is in the trial's ``error.txt``). Piped (CI, a log
+file, ``ray job logs``) only those lines are printed. Ray's own tables and tracebacks come back with
+``hpo sweep --verbose``.
+
+A resumed sweep's view starts from the stored record: the rounds each trial had stored when the driver
+stopped (its round count, the best value so far, by the rule ``hpo status`` applies) and the trials that had
+ended by then.
 """
 
 from __future__ import annotations
@@ -11,6 +17,8 @@ from __future__ import annotations
 import sys
 import time
 import weakref
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from ray.tune import Callback
@@ -37,7 +45,7 @@ def _fmt(value: Any) -> str:
 
 
 class SweepConsole(Callback):
-    """A Tune callback; it holds no state worth saving, so a restored sweep starts a fresh view."""
+    """A Tune callback; it holds no state worth saving: a restored sweep's view starts from the stored rounds."""
 
     def __init__(self, name: str, metric: str, mode: str, num_trials: int, wandb_mode: str, params: list[str]):
         self.name, self.metric, self.mode = name, metric, mode
@@ -55,6 +63,8 @@ class SweepConsole(Callback):
         # every trial at each result and each trial end made the view's cost grow with the sweep.
         self._top: tuple[float, int, Any] | None = None
         self._counted: set[str] = set()  # trials whose rounds (or restored record) the best has seen
+        self._resumed = False  # the stored rounds of the trials Tune restored are read at the first step
+        self._ended_before = 0  # trials that had ended before this run of the sweep (a resume)
 
     def __getstate__(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k in ("name", "metric", "mode", "num_trials", "wandb_mode", "params")}
@@ -77,6 +87,11 @@ class SweepConsole(Callback):
             self._live.start()
         _OPEN.add(self)
 
+    def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
+        if not self._resumed:
+            self._resumed = True
+            self._start_from_stored(trials)
+
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         self._trials = trials
         row = {k: result[k] for k in (*_ROUND_KEYS, self.metric) if k in result}
@@ -95,6 +110,13 @@ class SweepConsole(Callback):
         self._trials = trials
         self._end(trial, "ERROR")
 
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._trials = trials
+        allowed = "" if trial.max_failures < 0 else f" of {trial.max_failures} allowed"
+        line = f"        {trial.trial_id} failed ({last_error(trial)}); run again from its last checkpoint (failure {trial.num_failures}{allowed})"
+        if self._console is not None:
+            self._console.print(line, markup=False, soft_wrap=True)
+
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
         self._trials = trials
         if self._live is not None and iteration % 20 == 0:
@@ -103,6 +125,26 @@ class SweepConsole(Callback):
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         self._trials = trials
         self.close()
+
+    def _start_from_stored(self, trials: list) -> None:
+        """The trials Tune restored that had reported before the driver stopped: their stored rounds, read
+        side by side (one read a trial, from object storage too), and which of them had ended."""
+        from hpo.tune.trial_files import reported_rounds
+
+        restored = [t for t in trials if t.last_result]
+        with ThreadPoolExecutor(min(16, len(restored) or 1)) as pool:
+            stored = list(pool.map(reported_rounds, restored))
+        for trial, rows in zip(restored, stored):
+            if not rows:
+                continue
+            self._rounds[trial.trial_id] = [{k: r[k] for k in (*_ROUND_KEYS, self.metric) if k in r} for r in rows]
+            self._counted.add(trial.trial_id)
+            found = best_of(self._rounds[trial.trial_id], self.metric, self.mode)
+            if found is not None:
+                self._offer(*found, trial)
+            if trial.status == "TERMINATED":  # (an errored trial is run again by the resume)
+                self._ended[trial.trial_id] = self._record(trial).outcome
+        self._ended_before = len(self._ended)
 
     # ------------------------------------------------------------------------------------ drawing
     def _record(self, trial: Any, status: str | None = None) -> TrialRecord:
@@ -136,20 +178,22 @@ class SweepConsole(Callback):
         self._ended[trial.trial_id] = outcome
         mine = record.best(self.metric, self.mode)
         what = f"{self.metric} {mine[0]:.4f} (round {mine[1]})" if mine else "no evaluation"
+        if status == "ERROR":
+            what += f" ({last_error(trial)})"
         line = f"{len(self._ended):>3}/{self.num_trials} ended  {trial.trial_id} {outcome} after {record.rounds_done} round(s): {what}"
         best = self._best()
         if best:
             line += f"  | best {best[0]:.4f} ({best[2].trial_id})"
         line += f"  | {_duration(time.monotonic() - self._start)}{self._remaining()}"
         if self._console is not None:
-            self._console.print(line, markup=False)
+            self._console.print(line, markup=False, soft_wrap=True)
         self._refresh()
 
     def _remaining(self) -> str:
-        done = len(self._ended)
-        if not done or done >= self.num_trials:
+        done = len(self._ended) - self._ended_before  # the pace of this run of the sweep
+        if done <= 0 or len(self._ended) >= self.num_trials:
             return ""
-        left = (time.monotonic() - self._start) * (self.num_trials - done) / done
+        left = (time.monotonic() - self._start) * (self.num_trials - len(self._ended)) / done
         return f", ~{_duration(left)} left"
 
     def _panel(self) -> Any:
@@ -181,6 +225,15 @@ class SweepConsole(Callback):
             self._live.stop()
             self._live = None
         _OPEN.discard(self)
+
+
+def last_error(trial: Any) -> str:
+    """The last line of the trial's latest failure in its ``error.txt`` (Tune writes the whole traceback there)."""
+    try:
+        lines = [line.strip() for line in Path(trial.error_file).read_text().splitlines() if line.strip()]
+    except (OSError, TypeError):  # no error file (yet)
+        return "no error recorded"
+    return (lines[-1] if lines else "no error recorded")[:200]
 
 
 def close_all() -> None:

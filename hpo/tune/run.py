@@ -246,23 +246,30 @@ def sweep_environment(wandb_mode: str) -> Iterator[None]:
                 os.environ[key] = value
 
 
+# Read by Tune when a run starts: its older output engine (silent at verbosity 0), and no traceback on the
+# console for each failed trial (hpo's console prints one line; the traceback is in the trial's error.txt).
+_TUNE_QUIET = {"RAY_AIR_NEW_OUTPUT": "0", "TUNE_PRINT_ALL_TRIAL_ERRORS": "0"}
+
+
 @contextmanager
 def quiet_tune(verbose: bool) -> Iterator[None]:
     """hpo's console view replaces Tune's output: Tune's newer output engine prints its experiment box
     and paths whatever the verbosity, the older one prints nothing at verbosity 0. Optuna's INFO lines go too."""
     import optuna
 
-    saved = os.environ.get("RAY_AIR_NEW_OUTPUT")
+    saved = {key: os.environ.get(key) for key in _TUNE_QUIET}
     level = optuna.logging.get_verbosity()
     if not verbose:
-        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # a value the user set is kept
+        for key, value in _TUNE_QUIET.items():
+            os.environ.setdefault(key, value)  # a value the user set is kept
         optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         yield
     finally:
         optuna.logging.set_verbosity(level)
-        if saved is None:
-            os.environ.pop("RAY_AIR_NEW_OUTPUT", None)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
 
 
 @dataclass(frozen=True)

@@ -33,9 +33,10 @@ from typing import Any
 
 import pyarrow
 import pyarrow.fs
-from ray.air.constants import EXPR_RESULT_FILE, TRAINING_ITERATION
+from ray.air.constants import TRAINING_ITERATION
 
 from hpo.tune._internals import list_packages_once, ray_wandb, record_artifact_use_offline
+from hpo.tune.trial_files import FS_ERRORS, in_storage, reported_rounds
 from hpo.core.stopping import STOPPING
 
 _ray = ray_wandb()
@@ -200,46 +201,18 @@ def trial_outcome(trial, failed: bool) -> str:
     """How a trial that just ended ended, by the rule ``hpo status`` applies to its folder."""
     from hpo.core.results import TrialRecord
 
-    rows = _reported_rounds(trial)
+    rows = reported_rounds(trial)
     last = getattr(trial, "last_result", None) or {}
     if isinstance(last.get(TRAINING_ITERATION), int) and (not rows or last[TRAINING_ITERATION] > rows[-1][TRAINING_ITERATION]):
         rows.append(last)  # its last result, should the result file not have it yet
     return TrialRecord(trial.trial_id, str(trial), None, {}, "ERROR" if failed else "TERMINATED", rows).outcome
 
 
-def _in_storage(trial, name: str) -> tuple:
-    """The filesystem and path of ``name`` in the trial's folder where Tune stores it (possibly a bucket)."""
-    return trial.storage.storage_filesystem, f"{trial.path.rstrip('/')}/{name}"
-
-
-_FS_ERRORS = (OSError, AttributeError, TypeError, pyarrow.ArrowException)
-
-
-def _reported_rounds(trial) -> list[dict]:
-    """The results the trial reported so far, from the longer of Tune's stored copy of its
-    ``result.json`` and this driver's staging copy (a resumed driver's staging copy starts empty)."""
-    from hpo.core.results import parse_results
-
-    texts = []
-    try:
-        fs, path = _in_storage(trial, EXPR_RESULT_FILE)
-        with fs.open_input_stream(path) as f:
-            texts.append(f.read().decode())
-    except _FS_ERRORS:
-        pass
-    try:
-        texts.append(Path(trial.local_path, EXPR_RESULT_FILE).read_text())
-    except _FS_ERRORS:
-        pass
-    rows = max((parse_results(t) for t in texts), key=len, default=[])
-    return [r for r in rows if isinstance(r.get(TRAINING_ITERATION), int)]
-
-
 def _marker_exists(trial) -> bool:
     try:
-        fs, path = _in_storage(trial, LOGGED_MARKER)
+        fs, path = in_storage(trial, LOGGED_MARKER)
         return fs.get_file_info(path).type != pyarrow.fs.FileType.NotFound
-    except _FS_ERRORS:
+    except FS_ERRORS:
         return False
 
 
@@ -247,9 +220,9 @@ def _remove_marker(trial) -> None:
     """Remove the marker of a trial whose run is written again (a restarted trial, a replay)."""
     try:
         if _marker_exists(trial):
-            fs, path = _in_storage(trial, LOGGED_MARKER)
+            fs, path = in_storage(trial, LOGGED_MARKER)
             fs.delete_file(path)
-    except _FS_ERRORS as e:
+    except FS_ERRORS as e:
         log.warning("could not update %s for trial %s: %s", LOGGED_MARKER, trial.trial_id, e)
 
 
@@ -264,12 +237,12 @@ def store_run(fs: Any, folder: str, local: str, run_id: str) -> str | None:
         same = isinstance(fs, pyarrow.fs.LocalFileSystem) and Path(folder, "wandb").resolve() == src.resolve()
         if src.is_dir() and not same:
             pyarrow.fs.copy_files(str(src.resolve()), f"{folder}/wandb", source_filesystem=pyarrow.fs.LocalFileSystem(), destination_filesystem=fs)
-    except _FS_ERRORS as e:
+    except FS_ERRORS as e:
         return f"could not copy the W&B files of trial {run_id} to {folder}: {e}"
     try:
         with fs.open_output_stream(f"{folder}/{LOGGED_MARKER}") as f:
             f.write((json.dumps({"run_id": run_id}) + "\n").encode())
-    except _FS_ERRORS as e:
+    except FS_ERRORS as e:
         return f"could not update {LOGGED_MARKER} for trial {run_id}: {e}"
     return None
 
@@ -382,7 +355,7 @@ class SweepWandbCallback(WandbLoggerCallback):
 
     def _replay(self, trial) -> None:
         """Send the rounds the trial reported before this logger started (none for a new trial)."""
-        rows = _reported_rounds(trial)
+        rows = reported_rounds(trial)
         if rows:
             self._send(trial, *(self._result_item(row) for row in rows))
             self._replayed_upto[trial] = rows[-1][TRAINING_ITERATION]
@@ -460,7 +433,7 @@ class SweepWandbCallback(WandbLoggerCallback):
         for trial in trials:  # ended before a crash, its run never written out: write it now
             ended = trial.status in (trial.TERMINATED, trial.ERROR)
             if ended and trial not in self._trial_logging_actors and not _marker_exists(trial):
-                if _reported_rounds(trial):
+                if reported_rounds(trial):
                     self.log_trial_start(trial)
                     self.log_trial_end(trial, failed=trial.status == trial.ERROR)
         if STOPPING.is_set():
