@@ -109,6 +109,8 @@ BAD = {
     "a files mapping without test or test_fraction": lambda r: _set(r, "data.files", {"train": "data/imdb-sample/train.parquet"}),
     "a missing required key": lambda r: _drop(r, "name"),
     "a name with a space": lambda r: _set(r, "name", "my sweep"),
+    "a key of another searcher": lambda r: _set(r, "searcher", {"type": "random", "n_startup_trials": 3}),
+    "a key of another scheduler": lambda r: _set(r, "scheduler", {"type": "fifo", "reduction_factor": 2}),
 }
 
 
