@@ -115,6 +115,13 @@ def test_test_texts_seen_in_training_are_dropped_by_default_and_counted(tmp_path
 def test_a_test_file_that_copies_train_is_refused_with_the_reason(tmp_path):
     files = _planted_files(tmp_path)
     spec = DataSpec(files={"train": files["train"], "test": files["train"]}, label_names=["negative", "positive"], seed=1)
+    with pytest.raises(DataError, match=r"data.files.test: .* is the train file; a model scored on its own training texts"):
+        load_splits(spec)
+    # the same texts in another file, in another order: not the same bytes, so every test text is dropped as
+    # seen in training, and the empty test split is refused with that reason
+    shuffled = tmp_path / "shuffled.parquet"
+    pd.read_parquet(files["train"]).iloc[::-1].to_parquet(shuffled)
+    spec = DataSpec(files={"train": files["train"], "test": str(shuffled)}, label_names=["negative", "positive"], seed=1)
     with pytest.raises(DataError, match=r"test split has no example .*after dropping 80 of 80 test texts that also appear in train"):
         load_splits(spec)
 
