@@ -22,6 +22,7 @@ import copy
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from hpo.core.results import EXPERIMENT_STATE_PREFIX
@@ -38,7 +39,7 @@ class StateLastUpload:
         for entry in sorted(os.scandir(local_dir), key=lambda e: e.name):
             if entry.is_file():
                 try:
-                    files.append((entry.name, open(entry.path, "rb").read()))
+                    files.append((entry.name, Path(entry.path).read_bytes()))
                 except FileNotFoundError:  # replaced just now: the next upload has it
                     continue
         # the experiment state goes last: it names the trials (and searcher state) the other files describe
