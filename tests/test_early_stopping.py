@@ -3,6 +3,7 @@ when they are the first there, and ``patience`` ends a trial whose metric stoppe
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import optuna
@@ -194,3 +195,34 @@ def test_a_backfill_trial_stops_at_its_next_round_once_it_runs_alone():
     ctl.report("b", 2, 0.60)
     ctl.trials["a"].status = "TERMINATED"  # a ended without the scheduler hearing of it (e.g. removed)
     assert ctl.report("b", 3, 0.70) == TrialScheduler.STOP
+
+
+def _hyperband_decisions(brackets: int) -> list[str]:
+    """Twelve trials reach round 1, each worse than every trial before it."""
+    import numpy as np
+
+    from hpo.core.spec import HyperbandScheduler
+
+    np.random.seed(0)  # Ray places each new trial in a bracket at random
+    spec = HyperbandScheduler(type="hyperband", max_rounds=8, grace_period=1, reduction_factor=2, brackets=brackets)
+    scheduler = make_scheduler(parse_spec_with(spec))
+    scheduler.set_search_properties("val_accuracy", "max")
+    ctl = _Controller(scheduler)
+    for i in range(12):
+        ctl.add(f"t{i}")
+    return [ctl.report(f"t{i}", 1, 0.9 - i / 100) for i in range(12)][1:]
+
+
+def test_hyperband_brackets_judge_trials_at_different_first_rounds():
+    from hpo.core.errors import SpecError
+
+    # one bracket is ASHA: every trial worse than all before it is stopped at the first rung
+    assert set(_hyperband_decisions(1)) == {TrialScheduler.STOP}
+    # two brackets: the trials placed in the second one are not judged before round 2, so some go on
+    decisions = _hyperband_decisions(2)
+    assert TrialScheduler.STOP in decisions and TrialScheduler.CONTINUE in decisions
+    raw = tiny_spec(Path("/nonexistent"))
+    raw["scheduler"] = {"type": "hyperband", "max_rounds": 4, "grace_period": 2, "reduction_factor": 2, "brackets": 2}
+    with pytest.raises(SpecError) as err:  # bracket 2 would first judge at round 4: not below max_rounds
+        parse_spec(raw)
+    assert "scheduler" in str(err.value) and "brackets (2)" in str(err.value) and "max_rounds (4)" in str(err.value)

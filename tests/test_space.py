@@ -50,7 +50,7 @@ def test_searchers_and_schedulers_are_chosen_by_type_from_their_registries():
     from hpo.tune.scheduler import make_scheduler
     from tests.conftest import tiny_spec
 
-    assert list(SEARCHERS) == ["tpe", "random"] and list(SCHEDULERS) == ["asha", "fifo", "median"]
+    assert list(SEARCHERS) == ["tpe", "random"] and list(SCHEDULERS) == ["asha", "fifo", "median", "hyperband"]
     raw = tiny_spec(Path("runs"))
     raw["searcher"], raw["scheduler"] = {"seed": 3}, {"max_rounds": 4}  # no type: the first registered
     spec = parse_spec(raw)

@@ -252,6 +252,32 @@ class MedianScheduler(SchedulerBase):
     min_samples_required: int = Field(3, ge=1, le=1000, description="Other trials that must have reached a round before the rule judges a trial there.")
 
 
+@_register(SCHEDULERS)
+class HyperbandScheduler(SchedulerBase):
+    """Ray Tune's asynchronous HyperBand: ``brackets`` ASHA brackets side by side, bracket ``s`` judging
+    trials first at grace_period x reduction_factor^s rounds, each new trial placed in one of them. It
+    hedges against a grace period too short to tell good trials from slow starters, at the cost of more
+    rounds than ASHA. (Ray's synchronous ``HyperBandScheduler`` pauses trials until a bracket fills, which
+    stalls a sweep whose ``max_concurrent`` is below the bracket size, so the asynchronous form is used.)"""
+
+    type: Literal["hyperband"] = Field(description="hyperband: asynchronous HyperBand (several ASHA brackets).")
+    reduction_factor: float = Field(3.0, gt=1.0, le=100, description="Each bracket keeps 1 in reduction_factor trials at each rung.")
+    brackets: int = Field(2, ge=1, le=8, description="Brackets; bracket s first judges trials at grace_period x reduction_factor^s rounds.")
+
+    @model_validator(mode="after")
+    def _bracket_rungs(self) -> HyperbandScheduler:
+        last = self.grace_period * self.reduction_factor ** (self.brackets - 1)
+        if last >= self.max_rounds:
+            raise ValueError(
+                f"brackets ({self.brackets}): the last bracket would first judge trials at round {last:g}, not below "
+                f"max_rounds ({self.max_rounds}); lower brackets or reduction_factor, or raise max_rounds"
+            )
+        return self
+
+    def rungs(self) -> list[int]:
+        return _geometric_rungs(self.grace_period, self.reduction_factor, self.max_rounds)
+
+
 SchedulerSpec = _tagged_union(SCHEDULERS, "scheduler")
 
 

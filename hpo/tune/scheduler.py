@@ -21,7 +21,7 @@ from typing import Any
 
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 
-from hpo.core.spec import AshaScheduler, FifoScheduler, MedianScheduler, SweepSpec
+from hpo.core.spec import AshaScheduler, FifoScheduler, HyperbandScheduler, MedianScheduler, SweepSpec
 from hpo.tune._internals import asha_time_attr, count_asha_stop
 from trainables.report import ITERATION, RoundReport
 
@@ -136,6 +136,13 @@ def _median(s: MedianScheduler) -> TrialScheduler:
 
     # The metric and mode come from the tuner's config; rounds, not seconds, are the time axis.
     return MedianStoppingRule(time_attr=ITERATION, grace_period=s.grace_period, min_samples_required=s.min_samples_required)
+
+
+@_builds(HyperbandScheduler)
+def _hyperband(s: HyperbandScheduler) -> TrialScheduler:
+    return AsyncHyperBandScheduler(
+        time_attr=ITERATION, max_t=s.max_rounds, grace_period=s.grace_period, reduction_factor=s.reduction_factor, brackets=s.brackets
+    )
 
 
 def make_scheduler(spec: SweepSpec) -> TrialScheduler:
