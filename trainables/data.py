@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from trainables.errors import DataError, ModelError, shown
-from trainables.settings import DataSpec
+from trainables.settings import TRUNCATIONS, DataSpec
 
 _BUILDERS = {".parquet": "parquet", ".csv": "csv", ".json": "json", ".jsonl": "json", ".tsv": "csv"}
 
@@ -512,31 +512,79 @@ def balance(labels: np.ndarray, names: list[str], strategy: str, seed: int) -> t
 
 
 # ----------------------------------------------------------------------------------- tokenized form
+def head_share(max_length: int) -> int:
+    """Tokens ``head_tail`` keeps from the start of a long text: a quarter of ``max_length``; the tail gets
+    the rest but the two special tokens (128 + 382 at 512, the split of Sun et al. 2019)."""
+    return max_length // 4
+
+
+def keep(row: np.ndarray, max_length: int, truncation: str) -> np.ndarray:
+    """The tokens of one text (``row``, no special tokens) a model reading ``max_length`` tokens sees, under
+    ``truncation``: all of them when they fit beside the two special tokens, else the first ones (head), the
+    last ones (tail), or ``head_share(max_length)`` first ones and the last ones for the rest (head_tail)."""
+    room = max_length - 2
+    if len(row) <= room or truncation == "head":
+        return row[:room]
+    if truncation == "tail":
+        return row[len(row) - room :]
+    head = head_share(max_length)
+    return np.concatenate([row[:head], row[len(row) - (room - head) :]])
+
+
+def stored_ends(truncations: tuple[str, ...] | frozenset[str] | set[str]) -> str:
+    """What tokenizing keeps of a text longer than the room for it, so that every one of ``truncations`` can
+    be cut from the stored row: only its head (the head alone is asked for), only its tail, or both ends."""
+    wanted = set(truncations)
+    if wanted <= {"head"}:
+        return "head"
+    if wanted == {"tail"}:
+        return "tail"
+    return "both"
+
+
 @dataclass(frozen=True)
 class Tokenized:
     """Ragged token ids without special tokens, stored flat (cheap to ship through Ray's object store).
 
     Row ``i`` is ``ids[offsets[i]:offsets[i+1]]``; ``[CLS]``/``[SEP]`` are added when batching so one
-    tokenization serves every ``max_length`` a trial may pick.
+    tokenization serves every ``max_length`` a trial may pick. Of a text longer than the sweep's largest
+    ``max_length`` (the bound, less two special tokens: ``room``) a row holds what ``truncations`` need
+    (``stored_ends``): its first ``room`` tokens (head), its last ``room`` (tail), or for both ends the whole
+    text when it has at most ``2 * room`` tokens, else its first ``room`` and its last ``room``. Either way
+    the first and last k <= room tokens of a row are the text's, so ``keep`` cuts every strategy from it.
     """
 
     ids: np.ndarray  # int32, flat
     offsets: np.ndarray  # int64, len n+1
     labels: np.ndarray  # int64
+    truncations: tuple[str, ...] = ("head",)  # the strategies its rows can serve
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def lengths(self, max_length: int) -> np.ndarray:
-        """Length of each row with special tokens, after truncation to ``max_length``."""
+        """Length of each row with special tokens, after truncation to ``max_length``: the same under every
+        strategy (each keeps ``max_length - 2`` tokens of a longer text)."""
         return np.minimum(np.diff(self.offsets), max_length - 2) + 2
+
+    def row(self, i: int, max_length: int, truncation: str = "head") -> np.ndarray:
+        """Row ``i`` as a model reading ``max_length`` tokens sees it under ``truncation``, without special tokens."""
+        return keep(self.ids[self.offsets[i] : self.offsets[i + 1]], max_length, truncation)
+
+    def check(self, truncation: str) -> None:
+        """Refuse a strategy these rows were not tokenized for (their ends would be the wrong ones)."""
+        if truncation not in self.truncations:
+            raise ValueError(
+                f"the texts were tokenized for truncation {' and '.join(self.truncations)}, not {truncation}: "
+                "tokenize them with every strategy the sweep may use"
+            )
 
     def select(self, idx: np.ndarray) -> Tokenized:
         rows = [self.ids[self.offsets[i] : self.offsets[i + 1]] for i in idx]
         offsets = np.zeros(len(idx) + 1, dtype=np.int64)
         offsets[1:] = np.cumsum([len(r) for r in rows])
         flat = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int32)
-        return Tokenized(flat.astype(np.int32), offsets, self.labels[idx])
+        return Tokenized(flat.astype(np.int32), offsets, self.labels[idx], self.truncations)
 
     @staticmethod
     def concat(parts: list[Tokenized]) -> Tokenized:
@@ -545,7 +593,8 @@ class Tokenized:
         for p in parts:
             offsets.append(p.offsets[1:] + base)
             base += int(p.offsets[-1])
-        return Tokenized(np.concatenate([p.ids for p in parts]), np.concatenate(offsets), np.concatenate([p.labels for p in parts]))
+        served = tuple(t for t in parts[0].truncations if all(t in p.truncations for p in parts))
+        return Tokenized(np.concatenate([p.ids for p in parts]), np.concatenate(offsets), np.concatenate([p.labels for p in parts]), served)
 
 
 @dataclass(frozen=True)
@@ -557,23 +606,39 @@ class SpecialIds:
     pad: int
 
 
-def tokenize(tokenizer: Any, part: Labelled, max_length: int, batch: int = 1000) -> Tokenized:
-    """Tokenize once to the longest ``max_length`` of the sweep (minus room for [CLS]/[SEP])."""
+def tokenize(tokenizer: Any, part: Labelled, max_length: int, truncations: tuple[str, ...] = ("head",), batch: int = 1000) -> Tokenized:
+    """Tokenize once to the longest ``max_length`` of the sweep (minus room for [CLS]/[SEP]), keeping of a
+    longer text what every strategy in ``truncations`` needs (``Tokenized``): for the head alone, exactly the
+    head, as the tokenizer truncates it."""
+    room = max_length - 2
+    ends = stored_ends(truncations)
+    # the tokenizer cuts the head itself, unless it was saved to cut the tail (a promoted tail model's)
+    cuts_head = ends == "head" and getattr(tokenizer, "truncation_side", "right") == "right"
     rows: list[list[int]] = []
     for start in range(0, len(part), batch):
         enc = tokenizer(
             part.texts[start : start + batch],
             add_special_tokens=False,
-            truncation=True,
-            max_length=max_length - 2,
+            truncation=cuts_head,
+            max_length=room if cuts_head else None,
             return_attention_mask=False,
             return_token_type_ids=False,
+            **({} if cuts_head else {"verbose": False}),  # whole texts, longer than the model reads: no warning
         )
-        rows.extend(enc["input_ids"])
+        rows.extend(enc["input_ids"] if cuts_head else (_ends(r, room, ends) for r in enc["input_ids"]))
     offsets = np.zeros(len(rows) + 1, dtype=np.int64)
     offsets[1:] = np.cumsum([len(r) for r in rows])
     flat = np.fromiter((t for r in rows for t in r), dtype=np.int32, count=int(offsets[-1]))
-    return Tokenized(flat, offsets, part.labels.copy())
+    return Tokenized(flat, offsets, part.labels.copy(), tuple(t for t in TRUNCATIONS if t in truncations))
+
+
+def _ends(row: list[int], room: int, ends: str) -> list[int]:
+    """What ``Tokenized`` stores of a whole text's ids for ``ends`` (``stored_ends``)."""
+    if ends == "head":
+        return row[:room]
+    if ends == "tail":
+        return row[max(0, len(row) - room) :]
+    return row if len(row) <= 2 * room else row[:room] + row[len(row) - room :]
 
 
 def special_ids(tokenizer: Any) -> SpecialIds:
@@ -599,3 +664,16 @@ class SweepData:
     special: SpecialIds
     label_names: list[str]
     max_length: int
+
+    @property
+    def truncations(self) -> tuple[str, ...]:
+        """The truncation strategies the texts were tokenized for (with ``max_length``, what they hold)."""
+        return self.train.truncations
+
+    def check(self, max_length: int, truncation: str) -> None:
+        """Refuse a trial's length or strategy the texts were not tokenized for: its texts would be cut short
+        or at the wrong end."""
+        if max_length > self.max_length:
+            raise ValueError(f"the texts were tokenized to max_length {self.max_length}, not {max_length}: tokenize them to the sweep's largest")
+        for part in (self.train, self.validation, self.test):
+            part.check(truncation)

@@ -8,6 +8,7 @@ Only pydantic is imported here: the settings load in a blink and can be imported
 from __future__ import annotations
 
 import json
+import typing
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
@@ -158,6 +159,10 @@ class DataSpec(StrictModel):
 # Marks a training field the sweep spec's search_space may search (a sampled value overrides the field).
 SEARCHABLE = {"searchable": True}
 
+# What a text longer than max_length keeps (trainables.data.Tokenized.keep cuts it).
+Truncation = Literal["head", "tail", "head_tail"]
+TRUNCATIONS: tuple[str, ...] = typing.get_args(Truncation)
+
 
 def searchable_fields() -> tuple[str, ...]:
     """The training fields marked searchable, in the model's order."""
@@ -172,7 +177,14 @@ class TrainingSpec(StrictModel):
     weight_decay: float = Field(0.0, ge=0, lt=1, description="AdamW weight decay (not on biases and LayerNorm).", json_schema_extra=SEARCHABLE)
     warmup_ratio: float = Field(0.0, ge=0, lt=1, description="Share of the planned steps spent warming the learning rate up.", json_schema_extra=SEARCHABLE)
     epochs: int = Field(3, ge=1, le=100, description="Passes over the training split a trial may run (rounds = epochs x rounds_per_epoch, at most scheduler.max_rounds).", json_schema_extra=SEARCHABLE)
-    max_length: int = Field(256, ge=8, le=512, description="Tokens per text; longer texts are truncated.", json_schema_extra=SEARCHABLE)
+    max_length: int = Field(256, ge=8, le=512, description="Tokens per text, with the two special tokens; longer texts are truncated (see truncation).", json_schema_extra=SEARCHABLE)
+    truncation: Truncation = Field(
+        "head",
+        description="What a text longer than max_length keeps: head = its first tokens, tail = its last ones, head_tail = "
+        "its first max_length // 4 tokens and its last ones for the rest (128 + 382 at 512, as in Sun et al. 2019). Shorter "
+        "texts are read whole under all three.",
+        json_schema_extra=SEARCHABLE,
+    )
     dropout: float = Field(0.1, ge=0, lt=1, description="Dropout of the encoder's hidden layers.", json_schema_extra=SEARCHABLE)
     attention_dropout: float = Field(0.1, ge=0, lt=1, description="Dropout of the attention weights.", json_schema_extra=SEARCHABLE)
     classifier_dropout: float = Field(0.2, ge=0, lt=1, description="Dropout before the classification head.", json_schema_extra=SEARCHABLE)

@@ -48,20 +48,21 @@ def autocast_dtype(hp: TrainingSpec, device: torch.device) -> torch.dtype | None
     return None
 
 
-def collate(data: Tokenized, rows: np.ndarray, max_length: int, special: SpecialIds) -> dict[str, torch.Tensor]:
-    """[CLS] tokens [SEP], truncated to ``max_length`` and padded to the longest row of this batch.
+def collate(data: Tokenized, rows: np.ndarray, max_length: int, special: SpecialIds, truncation: str = "head") -> dict[str, torch.Tensor]:
+    """[CLS] tokens [SEP], a longer text cut to ``max_length`` as ``truncation`` says (``trainables.data.keep``),
+    padded to the longest row of this batch.
 
     A batch without padding (common with length grouping) gets no attention mask, which lets SDPA
     take its unmasked fast path; the result is the same.
     """
+    data.check(truncation)
     lengths = data.lengths(max_length)[rows]
     width = int(lengths.max())
     ids = np.full((len(rows), width), special.pad, dtype=np.int64)
     mask = np.zeros((len(rows), width), dtype=np.int64)
     for j, (i, n) in enumerate(zip(rows, lengths)):
-        start = data.offsets[i]
         ids[j, 0] = special.cls
-        ids[j, 1 : n - 1] = data.ids[start : start + n - 2]
+        ids[j, 1 : n - 1] = data.row(i, max_length, truncation)
         ids[j, n - 1] = special.sep
         mask[j, :n] = 1
     batch = {"input_ids": torch.from_numpy(ids), "labels": torch.from_numpy(data.labels[rows])}
@@ -74,7 +75,8 @@ def epoch_batches(data: Tokenized, hp: TrainingSpec, epoch: int) -> list[np.ndar
     """The batches of one epoch, a pure function of (seed, epoch) so a resumed trial sees the same order.
 
     With length grouping, rows are shuffled, cut into pools of 50 batches, each pool sorted by length
-    and cut into batches, and the batch order shuffled again: little padding, still random.
+    and cut into batches, and the batch order shuffled again: little padding, still random. (A text's
+    length at ``max_length`` is the same under every truncation strategy.)
     """
     rng = np.random.default_rng([hp.seed, epoch])
     order = rng.permutation(len(data))
@@ -200,7 +202,7 @@ def train_rounds(
             scale = ranks / total
             if len(mine) == 0:  # a last batch smaller than the ranks: take part in the all-reduce with no loss
                 mine, scale = rows[:1], 0.0
-            batch = {k: v.to(device, non_blocking=True) for k, v in collate(data, mine, hp.max_length, special).items()}
+            batch = {k: v.to(device, non_blocking=True) for k, v in collate(data, mine, hp.max_length, special, hp.truncation).items()}
             labels = batch.pop("labels")
             with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
                 logits = model(**batch).logits
@@ -230,16 +232,19 @@ def train_rounds(
 
 
 @torch.no_grad()
-def predict(model: Any, data: Tokenized, special: SpecialIds, max_length: int, batch_size: int, device: torch.device, dtype: torch.dtype | None = None) -> np.ndarray:
-    """Logits (float32, in the data's row order); rows are batched by length to pad little. With several
-    ranks each predicts every n-th row and the logits of all rows are gathered on every rank."""
+def predict(
+    model: Any, data: Tokenized, special: SpecialIds, max_length: int, batch_size: int, device: torch.device, dtype: torch.dtype | None = None, truncation: str = "head"
+) -> np.ndarray:
+    """Logits (float32, in the data's row order) of the texts cut to ``max_length`` by ``truncation``; rows are
+    batched by length to pad little. With several ranks each predicts every n-th row and the logits of all
+    rows are gathered on every rank."""
     model.eval()
     rank, ranks = world()
     order = np.argsort(data.lengths(max_length), kind="stable")[rank::ranks]
     out = torch.zeros((len(data), model.config.num_labels), dtype=torch.float32)
     for i in range(0, len(order), batch_size):
         rows = order[i : i + batch_size]
-        batch = collate(data, rows, max_length, special)
+        batch = collate(data, rows, max_length, special, truncation)
         batch.pop("labels")
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
@@ -280,7 +285,7 @@ def classification_metrics(logits: np.ndarray, labels: np.ndarray, label_names: 
 
 def evaluate(model: Any, data: Tokenized, special: SpecialIds, hp: TrainingSpec, label_names: list[str], device: torch.device, prefix: str = "val") -> dict[str, Any]:
     start = time.perf_counter()
-    logits = predict(model, data, special, hp.max_length, hp.eval_batch_size, device, autocast_dtype(hp, device))
+    logits = predict(model, data, special, hp.max_length, hp.eval_batch_size, device, autocast_dtype(hp, device), hp.truncation)
     metrics = classification_metrics(logits, data.labels, label_names, prefix)
     metrics[f"{prefix}_seconds"] = time.perf_counter() - start
     return metrics

@@ -78,6 +78,7 @@ def train_trial(config: dict[str, Any], settings: TrialSettings, data: SweepData
     A trial that cannot go on (NaN loss, out of GPU memory) ends normally with a failed report instead of
     raising: retrying such a config gives the same outcome (Tune would retry an exception)."""
     hp = settings.hyperparams(config)
+    data.check(hp.max_length, hp.truncation)
     rounds = settings.planned_rounds(hp.epochs)
     state = build_state(source, data.label_names, hp, len(data.train), rounds, device)
     if restore is not None:

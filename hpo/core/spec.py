@@ -20,7 +20,7 @@ from pydantic import BaseModel, Discriminator, Field, Tag, ValidationError, fiel
 from hpo.core.errors import SpecError
 from hpo.core.paths import is_uri, local_path, regular_file
 from trainables.errors import shown
-from trainables.settings import DataSpec, ModelSpec, OfflinePreset, ResourcesSpec, Seed, StrictModel, TrainingSpec, TrialSettings, searchable_fields
+from trainables.settings import TRUNCATIONS, DataSpec, ModelSpec, OfflinePreset, ResourcesSpec, Seed, StrictModel, TrainingSpec, TrialSettings, searchable_fields
 
 # The sweep spec composes the settings of one trial (``trainables.settings``); they are named here too.
 __all__ = [
@@ -465,6 +465,13 @@ class SweepSpec(StrictModel):
         if param is None:
             return self.training.max_length
         return int(max(param_values(param)))
+
+    def truncations(self) -> tuple[str, ...]:
+        """The truncation strategies any trial may use (``training.truncation``, or the values search_space
+        chooses from), in ``TRUNCATIONS`` order: texts are tokenized once with what all of them need."""
+        param = self.search_space.get("truncation")
+        used = {self.training.truncation} if param is None else set(param_values(param))
+        return tuple(t for t in TRUNCATIONS if t in used)
 
 
 # ------------------------------------------------------------------------------------------ loading

@@ -68,6 +68,40 @@ def example_text(spec: Any, texts: Sequence[str], limit: int = 160) -> str:
     return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + " ..."
 
 
+def truncation_note(training: dict[str, Any], repo_name: str) -> str:
+    """How the model read texts longer than its ``max_length`` and how a user reads them the same way (markdown
+    for the card's Use section); nothing for the head, which is what a pipeline keeps."""
+    from trainables.data import head_share
+
+    length, how = training["max_length"], training.get("truncation", "head")
+    room = length - 2  # beside the two special tokens
+    if how == "tail":
+        return (
+            f"\nThe model was trained on the last {room} tokens of longer texts (`truncation: tail`); its tokenizer "
+            "truncates on the left, so the pipeline above keeps the same tokens.\n"
+        )
+    if how != "head_tail":
+        return ""
+    head = head_share(length)
+    return f"""
+The model was trained on the first {head} and the last {room - head} tokens of texts longer than {room} tokens
+(`truncation: head_tail`); the pipeline above keeps their first {room}. To read a long text as in training:
+
+```python
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+tok = AutoTokenizer.from_pretrained("{repo_name}")
+model = AutoModelForSequenceClassification.from_pretrained("{repo_name}").eval()
+ids = tok(text, add_special_tokens=False)["input_ids"]  # text: the text to classify
+if len(ids) > {room}:
+    ids = ids[:{head}] + ids[len(ids) - {room - head}:]
+with torch.no_grad():
+    logits = model(torch.tensor([[tok.cls_token_id, *ids, tok.sep_token_id]])).logits
+label = model.config.id2label[int(logits.argmax())]
+```
+"""
+
+
 def _family_of(model_dir: Path) -> Any:
     from trainables.families import family
 
@@ -132,7 +166,7 @@ from transformers import pipeline
 clf = pipeline("text-classification", model="{repo_name}")
 clf({example!r}, truncation=True)
 ```
-
+{truncation_note(marker['training'], repo_name)}
 ## Test metrics ({spec.data.test_split} split, {sum(sum(r) for r in conf)} texts)
 
 | metric | value |

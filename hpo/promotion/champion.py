@@ -9,6 +9,7 @@ by example: both accuracies, the difference with a paired-bootstrap interval, an
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -107,6 +108,20 @@ def _own_max_length(tokenizer: Any, config: Any) -> int:
     return min(bound, int(length)) if isinstance(length, int) and length > 0 else bound
 
 
+def _own_truncation(folder: Path, tokenizer: Any) -> str:
+    """The truncation the model was trained with: its provenance's (promotion publishes it), else its tokenizer's
+    side (a tokenizer that truncates on the left keeps the tail), else the head."""
+    from trainables.settings import TRUNCATIONS
+
+    try:
+        recorded = json.loads((folder / "provenance.json").read_text()).get("training", {}).get("truncation")
+    except (OSError, ValueError, AttributeError):
+        recorded = None
+    if recorded in TRUNCATIONS:
+        return recorded
+    return "tail" if getattr(tokenizer, "truncation_side", "right") == "left" else "head"
+
+
 def outcomes_on_test(folder: Path, splits: Any, batch_size: int = 128) -> np.ndarray:
     """Per test example, whether the model in ``folder`` labels it right: tokenized with the folder's
     own tokenizer, its class ids read through its own ``id2label``. ``splits``: ``load_splits``'s result."""
@@ -123,10 +138,10 @@ def outcomes_on_test(folder: Path, splits: Any, batch_size: int = 128) -> np.nda
         raise LabelMismatch(f"{folder}: its labels {theirs} are not this sweep's {names}")
     config = AutoConfig.from_pretrained(folder)
     tokenizer = load_tokenizer(str(folder))
-    max_length = _own_max_length(tokenizer, config)
-    test = tokenize(tokenizer, splits.test, max_length)
+    max_length, truncation = _own_max_length(tokenizer, config), _own_truncation(folder, tokenizer)
+    test = tokenize(tokenizer, splits.test, max_length, (truncation,))
     model = AutoModelForSequenceClassification.from_pretrained(folder)
-    logits = predict(model, test, special_ids(tokenizer), max_length, batch_size, torch.device("cpu"))
+    logits = predict(model, test, special_ids(tokenizer), max_length, batch_size, torch.device("cpu"), truncation=truncation)
     predicted = np.array(theirs, dtype=object)[logits.argmax(axis=1)]
     truth = np.array(names, dtype=object)[test.labels]
     return predicted == truth

@@ -33,7 +33,7 @@ def collect(sweep: Any, splits: Any, metrics: dict[str, Any], model_dir: Path, m
         "baselines": baselines_on_test(sweep, splits, echo),
         "duplicates": splits.duplicates,
         "calibration": {"ece": metrics["test_ece"], "brier": metrics["test_brier"], "bins": ECE_BINS, "texts": len(splits.test)},
-        "serving": serving(model_dir, splits.test.texts, sweep.spec.data.seed),
+        "serving": {**serving(model_dir, splits.test.texts, sweep.spec.data.seed), "truncation": marker["training"].get("truncation", "head")},
         "cost": cost.summary(cost.sweep_cost(sweep), marker.get("retrain")),
     }
 
@@ -182,6 +182,14 @@ def wandb_summary(evidence: dict[str, Any]) -> dict[str, float]:
     }
 
 
+def _cut(serving: dict[str, Any]) -> str:
+    """How the latency's test texts were cut: as in training, or for a model trained on both ends of its texts
+    (which a pipeline cannot keep) to the same length, which costs the same."""
+    if serving.get("truncation") != "head_tail":
+        return "truncated as in training"
+    return "truncated to the trained length (the pipeline keeps their head where training kept head and tail: as many tokens)"
+
+
 def card_sections(evidence: dict[str, Any], metrics: dict[str, Any]) -> str:
     """The card's sections on baselines, leakage, calibration, latency and size, and cost (markdown)."""
     from trainables.data import describe_duplicates
@@ -227,7 +235,7 @@ This model {verdict} the TF-IDF baseline.
 
 ## Latency and size
 
-Measured with `pipeline("text-classification")` on {hw}, on test texts truncated as in training.
+Measured with `pipeline("text-classification")` on {hw}, on test texts {_cut(s)}.
 
 | figure | value |
 |---|---|

@@ -233,7 +233,7 @@ def retrain(
             echo(f"  round {state.rounds_done}/{rounds}: train_loss {figures['train_loss']:.4f} ({figures['train_seconds']:.0f}s)")
         state.model.to("cpu").save_pretrained(out)
     retrain_seconds = time.perf_counter() - started
-    prepared.tokenizer.model_max_length = hp.max_length  # the pipeline truncates where training did
+    truncate_as_trained(prepared.tokenizer, hp)
     prepared.tokenizer.save_pretrained(out)
     marker = {
         "trial_id": trial_id,
@@ -246,6 +246,18 @@ def retrain(
     }
     (out / PROMOTED_MARKER).write_text(json.dumps(marker, indent=2, default=str))
     return marker
+
+
+def truncate_as_trained(tokenizer: Any, hp: Any) -> None:
+    """Make the tokenizer saved with the model truncate where training did: at ``max_length``, keeping the tail
+    of a long text for ``truncation: tail`` (``truncation_side: left`` in its config), else its head. A pipeline
+    has no head_tail: with it, a user keeps both ends as the model card shows."""
+    tokenizer.model_max_length = hp.max_length
+    tokenizer.truncation_side = "left" if hp.truncation == "tail" else "right"
+    if hp.truncation == "tail":
+        tokenizer.init_kwargs["truncation_side"] = "left"  # what save_pretrained writes
+    else:
+        tokenizer.init_kwargs.pop("truncation_side", None)
 
 
 def available_gpus(wanted: int | None) -> int:
@@ -273,10 +285,10 @@ def evaluate_folder(folder: Path, splits: Any, training: dict[str, Any], device_
 
     hp = TrainingSpec.model_validate(training)
     tokenizer = load_tokenizer(str(folder))
-    test = tokenize(tokenizer, splits.test, hp.max_length)
+    test = tokenize(tokenizer, splits.test, hp.max_length, (hp.truncation,))
     model = load_classifier(str(folder), splits.label_names).to(device_name)
     device = torch.device(device_name)
-    logits = predict(model, test, special_ids(tokenizer), hp.max_length, hp.eval_batch_size, device)  # fp32
+    logits = predict(model, test, special_ids(tokenizer), hp.max_length, hp.eval_batch_size, device, truncation=hp.truncation)  # fp32
     metrics = classification_metrics(logits, test.labels, splits.label_names, "test")
     metrics.update(calibration_metrics(logits, test.labels, "test"))
     return metrics

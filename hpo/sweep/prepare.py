@@ -72,15 +72,16 @@ def load_base_model(spec: SweepSpec) -> tuple[str, Any, SpecialIds]:
 
 def _tokenized(spec: SweepSpec, splits: Splits, echo: Callable[[str], None]) -> Prepared:
     source, tokenizer, special = load_base_model(spec)
-    max_length = spec.max_length_bound()
+    max_length, truncations = spec.max_length_bound(), spec.truncations()
     start = time.perf_counter()
     data = SweepData(
-        train=tokenize(tokenizer, splits.train, max_length),
-        validation=tokenize(tokenizer, splits.validation, max_length),
-        test=tokenize(tokenizer, splits.test, max_length),
+        train=tokenize(tokenizer, splits.train, max_length, truncations),
+        validation=tokenize(tokenizer, splits.validation, max_length, truncations),
+        test=tokenize(tokenizer, splits.test, max_length, truncations),
         special=special,
         label_names=splits.label_names,
         max_length=max_length,
     )
-    echo(f"tokenized {len(data.train) + len(data.validation) + len(data.test)} texts once in {time.perf_counter() - start:.1f}s (max_length {max_length})")
+    cut = "" if truncations == ("head",) else f", truncation {' / '.join(truncations)}"
+    echo(f"tokenized {len(data.train) + len(data.validation) + len(data.test)} texts once in {time.perf_counter() - start:.1f}s (max_length {max_length}{cut})")
     return Prepared(data, source, splits, tokenizer)
