@@ -3,6 +3,7 @@ per test session through the CLI as a user would, and cleanup of every process i
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -22,7 +23,7 @@ IMDB = REPO / "data" / "imdb-sample"
 # Tests that run real sweeps (through these fixtures) are the slow tier: `pytest -m "not slow"` leaves them
 # out and still touches every module (tests/test_journey.py runs one 2-trial sweep end to end).
 SLOW_FIXTURES = {
-    "tiny_sweep", "s3", "ray_head", "weak_sweep", "published", "promoted", "executed", "dashboard",
+    "tiny_sweep", "tiny_promoted", "s3", "ray_head", "weak_sweep", "published", "promoted", "executed", "dashboard",
     "tune_experiment", "s3_sweep", "s3_promoted", "pretrained", "dry_run", "sweep", "local_ray",
 }
 
@@ -177,6 +178,16 @@ def tiny_sweep(tmp_path_factory) -> dict:
     result = finish_cli(proc)
     assert result.returncode == 0, result.stdout[-6000:]
     return {"path": path, "stdout": result.stdout, "env": env, "tmp": tmp, "spec_file": spec_file, "peak_bytes": peak}
+
+
+@pytest.fixture(scope="session")
+def tiny_promoted(tiny_sweep) -> dict:
+    """The tiny sweep promoted in dry-run once for the session (finalists, retrain, evidence, card), shared
+    by the tests that only read what it wrote."""
+    out = tiny_sweep["tmp"] / "promoted"
+    result = run_cli(["promote", str(tiny_sweep["path"]), "--dry-run", str(out)], tiny_sweep["env"], tiny_sweep["tmp"], timeout=1800)
+    assert result.returncode == 0, result.stdout[-5000:]
+    return {"dir": out, "stdout": result.stdout, "provenance": json.loads((out / "provenance.json").read_text())}
 
 
 # ------------------------------------------------------------------------------- object storage

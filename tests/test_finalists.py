@@ -19,11 +19,8 @@ from tests.conftest import run_cli
 SLOW = 1800  # a promotion retrains (and runs finalists): minutes on a busy 2-core machine
 
 @pytest.fixture(scope="module")
-def promoted(tiny_sweep) -> dict:
-    out = tiny_sweep["tmp"] / "promoted-finalists"
-    result = run_cli(["promote", str(tiny_sweep["path"]), "--dry-run", str(out)], tiny_sweep["env"], tiny_sweep["tmp"], timeout=SLOW)
-    assert result.returncode == 0, result.stdout[-5000:]
-    return {"dir": out, "stdout": result.stdout, "provenance": json.loads((out / "provenance.json").read_text())}
+def promoted(tiny_promoted) -> dict:
+    return tiny_promoted
 
 
 def _finalist(rank: int, values: dict[int, float | None], seeds=(1, 2)) -> Finalist:

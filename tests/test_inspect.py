@@ -33,11 +33,8 @@ PNGS = ("learning_curves.png", "importance.png", "metric_vs_param.png", "class_b
 
 
 @pytest.fixture(scope="module")
-def promoted(tiny_sweep):
-    out = tiny_sweep["tmp"] / "promoted-inspect"
-    result = run_cli(["promote", str(tiny_sweep["path"]), "--dry-run", str(out)], tiny_sweep["env"], tiny_sweep["tmp"])
-    assert result.returncode == 0, result.stdout[-5000:]
-    return json.loads((out / "provenance.json").read_text())
+def promoted(tiny_promoted):
+    return tiny_promoted["provenance"]
 
 
 def execute_notebook(experiment: Path, figures: Path, env: dict[str, str]) -> nbformat.NotebookNode:

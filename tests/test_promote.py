@@ -36,11 +36,8 @@ def hub_env(base: dict, hub, token: bool = True) -> dict:
 
 
 @pytest.fixture(scope="module")
-def dry_run(tiny_sweep):
-    out = tiny_sweep["tmp"] / "promoted"
-    result = run_cli(["promote", str(tiny_sweep["path"]), "--dry-run", str(out)], tiny_sweep["env"], tiny_sweep["tmp"])
-    assert result.returncode == 0, result.stdout[-5000:]
-    return {"dir": out, "stdout": result.stdout}
+def dry_run(tiny_promoted):
+    return tiny_promoted
 
 
 def test_dry_run_writes_exactly_the_release_files(dry_run):
