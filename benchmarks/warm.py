@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from benchmarks._common import GOAL_POINTS, command_line, fmt, fmt_stat, machine_info, merged, ratio, summarize, write_outputs
+from benchmarks._common import GOAL_POINTS, command_line, fmt, fmt_stat, machine_info, measured, merged, ratio, summarize, write_outputs
 from benchmarks._sweeps import SweepRunner
 
 ARMS = ("earlier", "cold", "warm")
@@ -132,9 +132,6 @@ def markdown(p: dict[str, Any]) -> str:
             f"{r['rep']}: {r['target']:.4f}; {r['cold']['rounds_to_reach'] or 'not reached'}, {r['warm']['rounds_to_reach'] or 'not reached'}" for r in runs
         )
         + ".",
-        "",
-        f"Measured {m['date_utc']} with ray {m['versions']['ray']}, optuna {m['versions']['optuna']}:",
-        "",
-        f"```bash\n{p['command']}\n```",
+        *measured(p, ("ray", "optuna")),
     ]
     return "\n".join(lines)
