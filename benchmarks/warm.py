@@ -25,7 +25,7 @@ QUICK = {"data": {"train_size": 400, "test_size": 100}, "training": {"max_length
 
 def rounds_to_reach(path: str, target: float, metric: str, mode: str) -> dict[str, Any]:
     """Trial-rounds a sweep ran until a round reached ``target`` (within GOAL_POINTS points), in the order its rounds
-    ended; the sweep's total trial-rounds; and the config of its first trial (Tune numbers trials in order)."""
+    ended; the sweep's total trial-rounds; and the config of its first trial."""
     from hpo.core.results import load_sweep, tune_states
     from hpo.core.storage import Location
     from trainables.report import RoundReport
@@ -45,8 +45,9 @@ def rounds_to_reach(path: str, target: float, metric: str, mode: str) -> dict[st
         if value is not None and (value >= target - slack if mode == "max" else value <= target + slack):
             reached = count
             break
-    first = min(sweep.trials, key=lambda t: t.trial_id.rsplit("_", 1)[-1]) if sweep.trials else None
-    return {"rounds_to_reach": reached, "trial_rounds": len(events), "first_config": first.params if first else None}
+    first = next(iter(meta), None)  # Tune's state lists its trials in the order it created them
+    params = {t.trial_id: t.params for t in sweep.trials}
+    return {"rounds_to_reach": reached, "trial_rounds": len(events), "first_config": params.get(first)}
 
 
 def run(out: Path, quick: bool, reps: int, runner: SweepRunner) -> dict[str, Any]:

@@ -236,7 +236,7 @@ def test_the_study_holds_the_earlier_trials_and_the_best_run_first_once(tmp_path
 
 # ------------------------------------------------------------------------------------ end to end
 def test_a_tiny_sweep_warm_started_from_the_session_sweep_runs_its_best_first(tiny_sweep, tmp_path):
-    from hpo.core.results import load_sweep
+    from hpo.core.results import load_sweep, tune_states
 
     earlier = load_sweep(tiny_sweep["path"])
     spec = tiny_spec(tmp_path / "runs", name="warm", budget={"num_trials": 3, "max_concurrent": 2})
@@ -251,7 +251,8 @@ def test_a_tiny_sweep_warm_started_from_the_session_sweep_runs_its_best_first(ti
     warm = load_warm_start(parse_spec({**spec, "warm_start": [str(tiny_sweep["path"])]}), lambda line: None)
     assert len(warm.trials) == len(taken) and len(warm.first) == 1
     new = load_sweep(tmp_path / "runs" / "warm")
-    first = sorted(new.trials, key=lambda t: t.trial_id.rsplit("_", 1)[-1])[0]  # Tune numbers its trials in order
+    order = list(tune_states(new.path))  # Tune's state lists its trials in the order it created them
+    first = next(t for t in new.trials if t.trial_id == order[0])
     assert first.params == warm.first[0] == ranked(warm.trials, "max")[0].params
     assert new.data["warm_start"]["sources"][0]["taken"] == len(taken)
     status = run_cli(["status", str(tmp_path / "runs" / "warm")], tiny_sweep["env"], tmp_path, timeout=120)
