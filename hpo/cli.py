@@ -55,7 +55,7 @@ def _load(spec_path: str, overrides: dict) -> object:
 def _submit(args: argparse.Namespace) -> int:
     from hpo.sweep.submit import submit
 
-    spec = _load(args.spec, {"name": args.name, "storage": args.storage})
+    spec = _load(args.spec, {"name": args.name, "storage": args.storage, "warm_start": args.warm_start})
     outcome = submit(spec, args.address, args.working_dir, args.spec, wandb_mode=args.wandb_mode, follow=args.follow)
     return 0 if outcome.status in (None, "SUCCEEDED") else 1
 
@@ -196,6 +196,7 @@ def _parser() -> argparse.ArgumentParser:
     sb.add_argument("--storage", help="override the spec's storage: object storage every node sees (s3://, gs://)")
     sb.add_argument("--name", help="override the spec's sweep name")
     sb.add_argument("--wandb-mode", choices=["online", "offline", "disabled"], help="override tracking.mode")
+    sb.add_argument("--warm-start", nargs="+", metavar="URI", help="start from the ended trials of earlier sweeps in object storage (s3://...): replaces the spec's warm_start list")
     sb.add_argument("--working-dir", default=".", help="the project folder shipped with the job (default: the current one)")
     sb.add_argument("--follow", action="store_true", help="print the job's logs until it ends; exit 1 unless it succeeded")
     sb.set_defaults(run=_submit)

@@ -55,5 +55,5 @@ def test_warm_start_runs_an_earlier_sweep_then_cold_and_warm_ones(tmp_path):
     (run,) = warm["runs"]
     assert {"earlier", "cold", "warm"} <= set(run) and all(run[arm]["trial_rounds"] > 0 for arm in ("earlier", "cold", "warm"))
     assert run["earlier"]["rounds_to_reach"] is not None  # a sweep reaches its own best
-    assert len(run["tried_first"]) == 1 and run["warm_first_ran_first"]  # 3 trials: the earlier best runs first
+    assert len(run["tried_first"]) == 1 and run["warm_ran_earlier_best"]  # 3 trials: the earlier best runs first
     assert set(warm["summary"]["arms"]) == {"earlier", "cold", "warm"} and "warm_over_cold_rounds_to_reach" in warm["summary"]

@@ -190,6 +190,24 @@ def test_the_spec_key_refuses_empty_and_repeated_paths(tmp_path):
     assert load_spec(spec_file, {"warm_start": ["s3://bucket/sweeps/old"]}).warm_start == ["s3://bucket/sweeps/old"]  # the flag replaces the list
 
 
+def test_an_earlier_sweep_in_object_storage_is_read_there(s3, tmp_path, monkeypatch):
+    from hpo.core.storage import Location
+
+    for key, value in s3["env"].items():
+        monkeypatch.setenv(key, value)
+    local = planted_sweep(tmp_path / "earlier", tiny_spec(tmp_path, name="earlier"), [
+        {"id": "a", "params": {"learning_rate": 1e-3, "weight_decay": 0.01}, "curve": [0.6, 0.7]},
+        {"id": "b", "params": {"learning_rate": 2e-3, "weight_decay": 0.02}, "curve": [0.6, 0.8]},
+    ])
+    uri = f"s3://sweeps/warm-{tmp_path.name}/earlier"
+    Location.parse(uri).upload_dir(local)
+    warm = load_warm_start(new_spec(tmp_path, [uri]), lambda line: None)
+    assert sorted(t.trial_id for t in warm.trials) == ["a", "b"] and warm.first == [{"learning_rate": 2e-3, "weight_decay": 0.02}, {"learning_rate": 1e-3, "weight_decay": 0.01}]
+    assert warm.record()["sources"][0]["path"] == uri
+    with pytest.raises(WarmStartError, match="not a sweep folder"):
+        load_warm_start(new_spec(tmp_path, [f"s3://sweeps/warm-{tmp_path.name}/none"]), lambda line: None)
+
+
 # ------------------------------------------------------------------------------------ the searcher
 def test_the_study_holds_the_earlier_trials_and_the_best_run_first_once(tmp_path):
     """The earlier trials are in the study before it draws (COMPLETE with the last round's value, or PRUNED with
@@ -236,7 +254,11 @@ def test_the_study_holds_the_earlier_trials_and_the_best_run_first_once(tmp_path
 
 # ------------------------------------------------------------------------------------ end to end
 def test_a_tiny_sweep_warm_started_from_the_session_sweep_runs_its_best_first(tiny_sweep, tmp_path):
-    from hpo.core.results import load_sweep, tune_states
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    from hpo.core.results import load_sweep
 
     earlier = load_sweep(tiny_sweep["path"])
     spec = tiny_spec(tmp_path / "runs", name="warm", budget={"num_trials": 3, "max_concurrent": 2})
@@ -244,17 +266,37 @@ def test_a_tiny_sweep_warm_started_from_the_session_sweep_runs_its_best_first(ti
     spec["searcher"] = {**spec["searcher"], "seed": 7}
     spec["training"] = {**spec["training"], "epochs": 1}
     spec_file = write_spec(tmp_path / "warm.yaml", spec)
-    result = run_cli(["sweep", str(spec_file), "--warm-start", str(tiny_sweep["path"]), "--wandb-mode", "disabled"], tiny_sweep["env"], tmp_path, timeout=600)
+    result = run_cli(["sweep", str(spec_file), "--warm-start", str(tiny_sweep["path"])], tiny_sweep["env"], tmp_path, timeout=600)  # W&B offline
     assert result.returncode == 0, result.stdout[-5000:]
     assert "fixed settings differ" in result.stdout and "training.epochs: 3 there, 1 here" in result.stdout
     taken = [t for t in earlier.trials if t.rounds and t.outcome in ("finished", "stopped (ASHA)", "converged (patience)")]
     warm = load_warm_start(parse_spec({**spec, "warm_start": [str(tiny_sweep["path"])]}), lambda line: None)
     assert len(warm.trials) == len(taken) and len(warm.first) == 1
     new = load_sweep(tmp_path / "runs" / "warm")
-    order = list(tune_states(new.path))  # Tune's state lists its trials in the order it created them
-    first = next(t for t in new.trials if t.trial_id == order[0])
-    assert first.params == warm.first[0] == ranked(warm.trials, "max")[0].params
+    assert warm.first[0] == ranked(warm.trials, "max")[0].params and warm.first[0] in [t.params for t in new.trials]
+    # the study: the earlier trials first, then the new sweep's in the order they were drawn, the earlier best first
+    journal = JournalStorage(JournalFileBackend(str(tmp_path / "runs" / "warm" / META_DIR / "optuna.journal")))
+    study = optuna.load_study(study_name="warm", storage=journal)
+    assert [t.user_attrs.get("warm_start_trial") for t in study.trials[: len(taken)]] == [t.trial_id for t in taken]
+    drawn = study.trials[len(taken):]
+    assert len(drawn) == 3 and drawn[0].params == warm.first[0]
     assert new.data["warm_start"]["sources"][0]["taken"] == len(taken)
     status = run_cli(["status", str(tmp_path / "runs" / "warm")], tiny_sweep["env"], tmp_path, timeout=120)
     assert status.returncode == 0, status.stdout[-3000:]
     assert f"warm start: {len(taken)} of {len(taken)} ended trials of tiny ({tiny_sweep['path']})" in status.stdout.replace("\n", " ")
+
+    # the sweep's W&B run, the card and provenance.json name the source
+    from hpo.promotion.card import model_card, provenance
+    from tests.test_wandb_story import sweep_runs
+
+    (run,) = sweep_runs(tmp_path / "runs" / "warm").values()
+    assert run.config["warm_start"]["sources"][0]["path"] == str(tiny_sweep["path"]) and run.config["warm_start"]["tried_first"] == warm.first
+    assert run.summary["warm_start/trials"] == len(taken) and run.summary["warm_start/sources"] == str(tiny_sweep["path"])
+    trial, value, rnd = new.winner()
+    names = new.data["label_names"]
+    metrics = {"test_accuracy": 0.8, "test_f1_macro": 0.8, "test_loss": 0.5, "test_confusion": [[1, 0], [0, 1]]}
+    metrics.update({f"test_{kind}_{n}": 1.0 for kind in ("precision", "recall") for n in names})
+    marker = {"training": {"seed": 0}, "balance": {"strategy": "downsample", "after": {}}}
+    card = model_card(new, trial, value, rnd, marker, metrics, "me/warm")
+    assert f"warm-started from earlier sweeps: `tiny` (`{tiny_sweep['path']}`, {len(taken)} trials); their best 1 configuration(s) ran first" in card
+    assert provenance(new, trial, value, rnd, marker, metrics)["warm_start"] == new.data["warm_start"]
