@@ -208,6 +208,14 @@ def test_an_earlier_sweep_in_object_storage_is_read_there(s3, tmp_path, monkeypa
         load_warm_start(new_spec(tmp_path, [f"s3://sweeps/warm-{tmp_path.name}/none"]), lambda line: None)
 
 
+def test_a_kept_record_edited_by_hand_is_read_as_far_as_it_goes():
+    from hpo.core.warm import describe_record, kept_record
+
+    assert kept_record({}) is None and kept_record({"warm_start": [1, 2]}) is None and kept_record({"warm_start": {"sources": "x"}}) is None
+    record = kept_record({"warm_start": {"sources": [{"path": "runs/a", "taken": 3, "dropped": [1]}, 7]}})
+    assert describe_record(record) == ["warm start: 3 of 0 ended trials of ? (runs/a); parameters dropped: none; trials left out: 0"]
+
+
 # ------------------------------------------------------------------------------------ the searcher
 def test_the_study_holds_the_earlier_trials_and_the_best_run_first_once(tmp_path):
     """The earlier trials are in the study before it draws (COMPLETE with the last round's value, or PRUNED with

@@ -17,6 +17,7 @@ The searcher (``hpo.tune.searcher``) enters the trials into its study before it 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -163,7 +164,7 @@ def translate(sweep: Sweep, spec: SweepSpec) -> tuple[list[WarmTrial], WarmSourc
         if t.outcome not in _ENDED:
             source.without_value += t.outcome not in (RUNNING, PENDING)
             continue
-        value = RoundReport.from_result(t.rounds[-1]).value(spec.metric) if t.rounds else None
+        value = _value(t.rounds[-1], spec.metric) if t.rounds else None
         if value is None:
             source.without_value += 1
             continue
@@ -183,8 +184,8 @@ def translate(sweep: Sweep, spec: SweepSpec) -> tuple[list[WarmTrial], WarmSourc
             for name in lacking:
                 source.left_out[name] = source.left_out.get(name, 0) + 1
             continue
-        rounds = {int(row[ITERATION]): float(row[spec.metric]) for row in t.rounds if RoundReport.from_result(row).value(spec.metric) is not None and ITERATION in row}
-        trials.append(WarmTrial(where, t.trial_id, params, float(value), rounds, t.outcome != STOPPED))
+        rounds = {int(row[ITERATION]): v for row in t.rounds if ITERATION in row and (v := _value(row, spec.metric)) is not None}
+        trials.append(WarmTrial(where, t.trial_id, params, value, rounds, t.outcome != STOPPED))
     source.taken = len(trials)
     if not source.ended:
         raise WarmStartError(
@@ -192,6 +193,14 @@ def translate(sweep: Sweep, spec: SweepSpec) -> tuple[list[WarmTrial], WarmSourc
             f"({_counted(sweep.counts())}); warm-start from a sweep with ended trials"
         )
     return trials, source
+
+
+def _value(row: dict[str, Any], metric: str) -> float | None:
+    """A round's measured value of ``metric``; None when it failed, or the value is not a finite number."""
+    value = RoundReport.from_result(row).value(metric)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
 
 
 def _counted(counts: dict[str, int]) -> str:
@@ -228,23 +237,37 @@ def load_warm_start(spec: SweepSpec, echo: Callable[[str], None] = print) -> War
         sources.append(source)
         trials += taken
     warm = WarmStart(spec.metric, spec.mode, sources, trials, best_first(trials, spec.mode, first_count(spec.budget.num_trials)))
-    for line in describe_record(warm.record()):
+    for line in describe_record(kept_record({WARM_START_KEY: warm.record()})):
         echo(line)
     return warm
 
 
+def kept_record(data: dict[str, Any]) -> dict[str, Any] | None:
+    """The warm start a sweep kept in its ``hpo/data.json`` (``WarmStart.record``), or None: it started cold (or the
+    file was edited into something else)."""
+    record = data.get(WARM_START_KEY)
+    if not isinstance(record, dict) or not isinstance(record.get("sources"), list):
+        return None
+    sources = [
+        {"path": "?", "sweep": "?", "taken": 0, "ended": 0, "left_out_trials": 0, **s, "dropped": s["dropped"] if isinstance(s.get("dropped"), dict) else {}}
+        for s in record["sources"]
+        if isinstance(s, dict)
+    ]
+    return {**record, "sources": sources, "tried_first": record.get("tried_first") or []}
+
+
 def describe_record(record: dict[str, Any] | None) -> list[str]:
-    """The warm start a sweep kept (``WarmStart.record``), in lines for people (``hpo status``, the card)."""
+    """A kept warm start (``kept_record``), in lines for people (``hpo status``)."""
     if not record:
         return []
     out = []
-    for s in record.get("sources", []):
-        dropped = ", ".join(f"{name} from {n}" for name, n in s.get("dropped", {}).items()) or "none"
+    for s in record["sources"]:
+        dropped = ", ".join(f"{name} from {n}" for name, n in s["dropped"].items()) or "none"
         out.append(
             f"warm start: {s['taken']} of {s['ended']} ended trials of {s['sweep']} ({s['path']}); "
-            f"parameters dropped: {dropped}; trials left out: {s.get('left_out_trials', 0)}"
+            f"parameters dropped: {dropped}; trials left out: {s['left_out_trials']}"
         )
-    first = record.get("tried_first") or []
+    first = record["tried_first"]
     if first:
         out.append(f"warm start: tried first, best first: {'; '.join(json.dumps(c, sort_keys=True) for c in first)}")
     return out

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hpo.core.spec import SweepSpec, TrackingSpec
-from hpo.core.warm import WARM_START_KEY
+from hpo.core.warm import WARM_START_KEY, kept_record
 
 if TYPE_CHECKING:
     from hpo.core.results import Sweep
@@ -297,7 +297,7 @@ def log_sweep_run(sweep: Sweep, mode: str, wandb_module: Any = None) -> str | No
         "rungs": spec.scheduler.rungs(),
         "data": {k: sweep.data.get(k) for k in ("fingerprint", "class_counts", "label_names")},
     }
-    warm = sweep.data.get(WARM_START_KEY)
+    warm = kept_record(sweep.data)
     if warm:  # the earlier sweeps it started from: paths, trials taken, parameters dropped, configurations tried first
         config[WARM_START_KEY] = warm
     run = wandb.init(

@@ -1,6 +1,6 @@
 """The Optuna TPE searcher as Ray Tune sees it, persisted in the experiment folder.
 
-Two things differ from Ray's stock ``OptunaSearch``:
+What differs from Ray's stock ``OptunaSearch``:
 
 * a trial that ASHA stopped early is told to the study as PRUNED (with its learning curve as
   intermediate values), not as a completed trial, so TPE and optuna-dashboard see what happened;
