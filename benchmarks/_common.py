@@ -125,6 +125,12 @@ def with_overrides(spec: Any, overrides: dict[str, Any]) -> Any:
     return parse_spec(merged(base, overrides), "benchmark overrides")
 
 
+def measured(payload: dict[str, Any], packages: tuple[str, ...]) -> list[str]:
+    """The lines that end a benchmark's table: when it was measured, with which versions, and the command."""
+    versions = payload["machine"]["versions"]
+    return ["", f"Measured {payload['machine']['date_utc']} with {', '.join(f'{name} {versions[name]}' for name in packages)}:", "", f"```bash\n{payload['command']}\n```"]
+
+
 def write_outputs(out: Path, name: str, payload: dict[str, Any], markdown: str, quiet: bool = False) -> None:
     """``NAME.json`` (everything measured) and ``NAME.md`` (the table docs/performance.md quotes); the table is printed unless
     ``quiet`` (a benchmark saving what it has so far)."""

@@ -1,6 +1,6 @@
 """Benchmarks behind the figures in docs/performance.md.
 
-    python benchmarks/run.py {throughput,sweep,search,all,scale} [--quick] [--out benchmarks/results]
+    python benchmarks/run.py {throughput,sweep,search,all,scale,warm} [--quick] [--out benchmarks/results]
 
 throughput  training samples/s: our loop against the usual transformers.Trainer setup (+ MFU on a GPU)
 sweep       the quickstart sweep end to end: busy fraction of the trial slots, trial start-up
@@ -8,6 +8,7 @@ search      ASHA+TPE against random search without early stopping: best accuracy
 all         the three, sharing the ASHA+TPE sweeps between search and sweep
 replay      ASHA settings replayed on random search's learning curves (--from search.json or sweep folders)
 scale       the driver's overhead per trial at 16, 64 and 256 tiny trials, against bare Ray Tune; `hpo status` time
+warm        a sweep warm-started from an earlier one against the same sweep cold: compute to reach the earlier best
 
 Each comparison runs inside this one process tree (sweeps in child processes, one Ray each), repeats,
 and writes NAME.json (every figure, plus the machine) and NAME.md (the table, printed too) under
@@ -31,10 +32,10 @@ from benchmarks._common import REPO, BenchError  # noqa: E402
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="benchmarks/run.py", description=__doc__.split("\n\n")[0])
-    p.add_argument("benchmark", choices=["throughput", "sweep", "search", "all", "replay", "scale"])
+    p.add_argument("benchmark", choices=["throughput", "sweep", "search", "all", "replay", "scale", "warm"])
     p.add_argument("--quick", action="store_true", help="smoke sizes: seconds to a minute or two per benchmark")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results", help="folder for NAME.json and NAME.md")
-    p.add_argument("--reps", type=int, default=None, help="repetitions (throughput, sweep) and seeds (search); default 3, --quick 1")
+    p.add_argument("--reps", type=int, default=None, help="repetitions (throughput, sweep, warm) and seeds (search); default 3, --quick 1")
     p.add_argument("--threads", type=int, default=2, help="torch threads of both throughput sides (default 2)")
     p.add_argument("--peak-tflops", type=float, default=None, help="dense bf16 peak of a GPU missing from the MFU table")
     p.add_argument("--keep", action="store_true", help="keep the sweeps' experiment folders and logs (printed at the end)")
@@ -69,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         return 0
     os.chdir(REPO)  # the spec's relative data paths are resolved from the repository root
-    from benchmarks import scale, search, sweep, throughput
+    from benchmarks import scale, search, sweep, throughput, warm
     from benchmarks._sweeps import SweepRunner
 
     storage = Path(tempfile.mkdtemp(prefix="hpo-bench-"))
@@ -84,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
             sweep.run(out, args.quick, reps, runner)
         if args.benchmark == "scale":
             scale.run(out, args.quick, runner, args.trials)
+        if args.benchmark == "warm":
+            warm.run(out, args.quick, reps, runner)
     except BenchError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

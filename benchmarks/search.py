@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from benchmarks._common import GOAL_COMPUTE, GOAL_POINTS, command_line, fmt, fmt_stat, machine_info, merged, ratio, summarize, write_outputs
+from benchmarks._common import GOAL_COMPUTE, GOAL_POINTS, command_line, fmt, fmt_stat, machine_info, measured, merged, ratio, summarize, write_outputs
 from benchmarks._sweeps import SweepRunner
 
 ARMS = {
@@ -124,9 +124,6 @@ def markdown(p: dict[str, Any]) -> str:
         f"compute {_met(g['within_compute'])}. Per seed (compute ratio, Δ points): "
         + ", ".join(f"seed {q['seed']}: {fmt(100 * q['compute_ratio'], 0)}%, {q['best_diff_points']:+.2f}" for q in s["paired"])
         + ".",
-        "",
-        f"Measured {m['date_utc']} with ray {m['versions']['ray']}, optuna {m['versions']['optuna']}:",
-        "",
-        f"```bash\n{p['command']}\n```",
+        *measured(p, ("ray", "optuna")),
     ]
     return "\n".join(lines)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from benchmarks._common import command_line, fmt, fmt_stat, machine_info, merged, summarize, write_outputs
+from benchmarks._common import command_line, fmt, fmt_stat, machine_info, measured, merged, summarize, write_outputs
 from benchmarks._sweeps import SweepRunner
 
 # --quick: a smoke version of the same sweep, seconds per trial.
@@ -84,9 +84,6 @@ def markdown(p: dict[str, Any]) -> str:
         "| | |",
         "|---|---:|",
         *[f"| {a} | {b} |" for a, b in rows],
-        "",
-        f"Measured {m['date_utc']} with ray {m['versions']['ray']}, torch {m['versions']['torch']}:",
-        "",
-        f"```bash\n{p['command']}\n```",
+        *measured(p, ("ray", "torch")),
     ]
     return "\n".join(lines)

@@ -13,13 +13,13 @@ from collections.abc import Callable, Sequence
 
 def _sweep(args: argparse.Namespace) -> int:
     if args.resume:
-        given = [flag for flag, value in (("a spec file", args.spec), ("--name", args.name), ("--storage", args.storage), ("--wandb-mode", args.wandb_mode), ("--verbose", args.verbose), ("--check", args.check)) if value]
+        given = [flag for flag, value in (("a spec file", args.spec), ("--name", args.name), ("--storage", args.storage), ("--wandb-mode", args.wandb_mode), ("--verbose", args.verbose), ("--check", args.check), ("--warm-start", args.warm_start)) if value]
         if given:
             raise _usage(f"--resume continues the sweep at {args.resume} as it was started; {', '.join(given)} cannot change it (drop them)")
         return _resume(argparse.Namespace(**{**vars(args), "path": args.resume}))
     if args.spec is None:
         raise _usage("give a spec file, or --resume PATH")
-    spec = _load(args.spec, {"name": args.name, "storage": args.storage})
+    spec = _load(args.spec, {"name": args.name, "storage": args.storage, "warm_start": args.warm_start})
     if args.check:
         from hpo.sweep.driver import check_sweep
 
@@ -55,7 +55,7 @@ def _load(spec_path: str, overrides: dict) -> object:
 def _submit(args: argparse.Namespace) -> int:
     from hpo.sweep.submit import submit
 
-    spec = _load(args.spec, {"name": args.name, "storage": args.storage})
+    spec = _load(args.spec, {"name": args.name, "storage": args.storage, "warm_start": args.warm_start})
     outcome = submit(spec, args.address, args.working_dir, args.spec, wandb_mode=args.wandb_mode, follow=args.follow)
     return 0 if outcome.status in (None, "SUCCEEDED") else 1
 
@@ -174,6 +174,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--wandb-mode", choices=["online", "offline", "disabled"], help="override tracking.mode")
     s.add_argument("--num-cpus", type=_positive_int, help="CPUs for embedded Ray (default: all)")
     s.add_argument("--verbose", action="store_true", help="also print Ray Tune's own progress tables")
+    s.add_argument(
+        "--warm-start", nargs="+", metavar="PATH",
+        help="start from the ended trials of earlier sweeps (their experiment folders, local or s3://...): replaces the spec's warm_start list",
+    )
     s.add_argument("--check", action="store_true", help="check the spec, its data and base model as a sweep does before it starts, then exit (starts nothing)")
     s.set_defaults(run=_sweep)
 
@@ -192,6 +196,7 @@ def _parser() -> argparse.ArgumentParser:
     sb.add_argument("--storage", help="override the spec's storage: object storage every node sees (s3://, gs://)")
     sb.add_argument("--name", help="override the spec's sweep name")
     sb.add_argument("--wandb-mode", choices=["online", "offline", "disabled"], help="override tracking.mode")
+    sb.add_argument("--warm-start", nargs="+", metavar="URI", help="start from the ended trials of earlier sweeps in object storage (s3://...): replaces the spec's warm_start list")
     sb.add_argument("--working-dir", default=".", help="the project folder shipped with the job (default: the current one)")
     sb.add_argument("--follow", action="store_true", help="print the job's logs until it ends; exit 1 unless it succeeded")
     sb.set_defaults(run=_submit)

@@ -193,6 +193,14 @@ CASES = [
     ("status of a sweep with its data.json cut short", lambda t: _stored_sweep(t, **{"data.json": b'{"fingerprint": "ab'}), ["status", "{tmp}/sweep"], 0, ["warning:", "hpo/data.json", "not valid JSON"]),
     ("status of a sweep with the finalists' plan cut short", lambda t: _stored_sweep(t, **{"finalists__plan.json": b'{"metric": "val_'}), ["status", "{tmp}/sweep"], 0, ["warning:", "finalists/plan.json: damaged (not valid JSON"]),
     ("status of a file", lambda t: (t / "afile").write_text("x"), ["status", "{tmp}/afile"], 1, ["afile: a file, not a sweep folder"]),
+    # warm start from earlier sweeps
+    ("--warm-start a folder that is no sweep", lambda t: _spec(t), ["sweep", "{spec}", "--warm-start", "{tmp}"], 2, ["warm_start:", "not a sweep folder"]),
+    ("--warm-start a sweep with no ended trial", lambda t: _stored_sweep(t) and _spec(t), ["sweep", "{spec}", "--warm-start", "{tmp}/sweep"], 2, ["warm_start:", "sweep", "no trial that ended with a value of val_accuracy"]),
+    ("--warm-start a sweep of another metric", lambda t: _stored_sweep(t, spec=yaml.safe_dump(tiny_spec(t / "runs", metric="val_loss", mode="min")).encode()) and _spec(t), ["sweep", "{spec}", "--warm-start", "{tmp}/sweep"], 2, ["warm_start:", "sweep", "val_loss (min)", "val_accuracy (max)"]),
+    ("warm_start naming a sweep twice", lambda t: _spec(t, warm_start=["runs/a", "runs/a"]), ["sweep", "{spec}"], 2, ["warm_start:", "'runs/a' is given twice"]),
+    ("--warm-start with --resume", lambda t: t, ["sweep", "--resume", "{tmp}", "--warm-start", "{tmp}"], 2, ["--warm-start cannot change it"]),
+    ("submit with a local --warm-start", lambda t: _spec(t, storage="s3://bucket/x"), ["submit", "{spec}", "--address", "http://127.0.0.1:9", "--working-dir", "{tmp}", "--warm-start", "{tmp}"], 2, ["warm_start.0", "a folder on this machine", "object storage"]),
+    ("--check with a bad --warm-start", lambda t: _spec(t), ["sweep", "{spec}", "--check", "--warm-start", "{tmp}/none"], 2, ["warm_start:", "none: not a sweep folder"]),
     ("promote a sweep with a params.json cut short", lambda t: _stored_sweep(t, params=b'{"learning_rate": 0.0'), ["promote", "{tmp}/sweep", "--dry-run", "{tmp}/out"], 1, ["tiny_00001/params.json", "not valid JSON"]),
 ]
 

@@ -47,3 +47,13 @@ def test_scale_runs_hpo_and_bare_tune_on_the_same_trials(tmp_path):
     _bench(["scale", "--quick", "--trials", "2", "3"], tmp_path)
     scale = _result(tmp_path, "scale-quick")
     assert scale["benchmark"] == "scale" and scale["sizes"] == [2, 3]
+
+
+def test_warm_start_runs_an_earlier_sweep_then_cold_and_warm_ones(tmp_path):
+    _bench(["warm", "--quick"], tmp_path)
+    warm = _result(tmp_path, "warm-quick")
+    (run,) = warm["runs"]
+    assert {"earlier", "cold", "warm"} <= set(run) and all(run[arm]["trial_rounds"] > 0 for arm in ("earlier", "cold", "warm"))
+    assert run["earlier"]["rounds_to_reach"] is not None  # a sweep reaches its own best
+    assert len(run["tried_first"]) == 1 and run["warm_ran_earlier_best"]  # 3 trials: the earlier best runs first
+    assert set(warm["summary"]["arms"]) == {"earlier", "cold", "warm"} and "warm_over_cold_rounds_to_reach" in warm["summary"]

@@ -13,6 +13,8 @@ from hpo.analysis.cost import describe as describe_cost
 from hpo.analysis.cost import sweep_cost, trial_cost
 from hpo.core.results import CONVERGED, ERRORED, FINISHED, STOPPED, Sweep, disk_usage, load_sweep
 from hpo.core.storage import META_DIR, Location
+from hpo.core.warm import describe_record as describe_warm_start
+from hpo.core.warm import kept_record
 
 _STYLE = {FINISHED: "green", CONVERGED: "green", STOPPED: "yellow", ERRORED: "red"}
 
@@ -60,6 +62,8 @@ def print_status(path: str, console: Console | None = None) -> Sweep:
         console.print(f"warning: {problem}", highlight=False, markup=False, soft_wrap=True)
     baselines = read_baselines(sweep.path)
     console.print(describe_baselines(baselines) if baselines else "baselines: not computed (yet)", highlight=False, soft_wrap=True)
+    for line in describe_warm_start(kept_record(sweep.data)):
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
     console.print(trials_table(sweep))
     counts = sweep.counts()
     console.print(", ".join(f"{v} {k}" for k, v in sorted(counts.items())) + f"; disk used {disk_usage(sweep.path) / 2**20:.1f} MiB")

@@ -7,7 +7,7 @@ from trainables.errors import DataError, HpoError, ModelError
 
 __all__ = [
     "DamagedFile", "DataError", "ExperimentError", "GateError", "HpoError", "Interrupted", "ModelError", "OutOfMemory", "PromotionError",
-    "SpecError", "StorageError", "Unreachable", "UsageError", "is_out_of_memory",
+    "SpecError", "StorageError", "Unreachable", "UsageError", "WarmStartError", "is_out_of_memory",
 ]
 
 
@@ -57,6 +57,13 @@ class GateError(PromotionError):
     """The retrained model failed a quality gate; nothing was published."""
 
     exit_code = 3
+
+
+class WarmStartError(HpoError):
+    """An earlier sweep named in ``warm_start`` (or ``--warm-start``) cannot start this one: not a sweep folder, no
+    ended trial, another metric or mode. Nothing was started."""
+
+    exit_code = 2
 
 
 class StorageError(HpoError):

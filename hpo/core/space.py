@@ -40,3 +40,23 @@ def describe(space: dict[str, Param]) -> dict[str, str]:
         else:
             out[name] = f"{p.type} {p.low:g}..{p.high:g}"
     return out
+
+
+def _kind(value: Any) -> str:
+    """Numbers are one kind (a choice may hold 1 and 1e-5); booleans, strings and the rest are their own."""
+    return "number" if type(value) in (int, float) else type(value).__name__
+
+
+def in_space(param: Param, value: Any) -> tuple[bool, Any]:
+    """Whether ``value`` is one ``param`` can take (within a range, an int range's on its steps; one of a choice's
+    values, of the same kind: ``true`` is not ``1``), and the value as the parameter holds it (``16.0`` of an int
+    range is ``16``; a choice's own value)."""
+    if isinstance(param, Choice):
+        same = [v for v in param.values if _kind(v) == _kind(value) and v == value]
+        return (True, same[0]) if same else (False, value)
+    if _kind(value) != "number":
+        return False, value
+    if isinstance(param, IntRange):
+        ok = float(value).is_integer() and param.low <= value <= param.high and (int(value) - param.low) % param.step == 0
+        return ok, int(value) if ok else value
+    return param.low <= value <= param.high, float(value)

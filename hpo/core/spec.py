@@ -389,6 +389,12 @@ class SweepSpec(StrictModel):
         json_schema_extra={"propertyNames": {"enum": list(SEARCHABLE)}},
     )
     searcher: SearcherSpec = Field(default_factory=TPESearcher, description="How configurations are chosen: " + ", ".join(SEARCHERS) + ".")
+    warm_start: list[str] = Field(
+        default_factory=list,
+        description="Experiment folders of earlier sweeps (local folders or URIs such as s3://BUCKET/PATH/NAME) with the same "
+        "metric and mode: their ended trials enter the searcher before it draws, and their best configurations are "
+        "tried first (hpo sweep --warm-start replaces this list).",
+    )
     scheduler: SchedulerSpec = Field(default_factory=AshaScheduler, description="How weak trials are stopped early: " + ", ".join(SCHEDULERS) + " (and patience).")
     budget: BudgetSpec = Field(BudgetSpec(), description="How many trials, how many at once, for how long.")
     resources: ResourcesSpec = Field(ResourcesSpec(), description="CPUs, GPUs and workers per trial.")
@@ -412,6 +418,15 @@ class SweepSpec(StrictModel):
     def _storage_given(cls, v: str) -> str:
         if not v.removeprefix("file://").strip():
             raise ValueError("empty: give a folder (e.g. runs) or a URI (s3://BUCKET/PATH)")
+        return v
+
+    @field_validator("warm_start")
+    @classmethod
+    def _warm_start_paths(cls, v: list[str]) -> list[str]:
+        problems = [f"item {i}: empty: give an earlier sweep's experiment folder" for i, path in enumerate(v) if not path.removeprefix("file://").strip()]
+        problems += [f"{shown(path)} is given twice" for i, path in enumerate(v) if path in v[:i]]
+        if problems:
+            raise ValueError("; ".join(problems))
         return v
 
     @model_validator(mode="after")
@@ -578,8 +593,14 @@ def load_spec(path: str | Path, overrides: dict[str, Any] | None = None, text: s
         given = {k for k, v in (overrides or {}).items() if v is not None}
         if not given:
             raise
-        raise SpecError(source, [f"{p} (from --{p.split(':', 1)[0]})" if p.split(":", 1)[0] in given else p for p in err.problems]) from None
+        raise SpecError(source, [_from_flag(p, given) for p in err.problems]) from None
     return resolve_paths(spec, source)
+
+
+def _from_flag(problem: str, given: set[str]) -> str:
+    """A problem with a key the command line gave (``--storage``, ``--warm-start``...), said so."""
+    key = problem.split(":", 1)[0].split(".", 1)[0]
+    return f"{problem} (from --{key.replace('_', '-')})" if key in given else problem
 
 
 class _SpecLoader(yaml.SafeLoader):
@@ -666,9 +687,17 @@ def resolve_paths(spec: SweepSpec, source: str = "<spec>") -> SweepSpec:
             storage = str(local_path(storage))
         except ValueError as err:
             problems.append(f"storage: {shown(storage)}: {err}")
+    warm_start = []
+    for i, path in enumerate(spec.warm_start):
+        if not is_uri(path):
+            try:
+                path = str(local_path(path))
+            except ValueError as err:
+                problems.append(f"warm_start.{i}: {shown(path)}: {err}")
+        warm_start.append(path)
     if problems:
         raise SpecError(source, problems)
-    return spec.model_copy(update={"data": data, "model": model, "storage": storage})
+    return spec.model_copy(update={"data": data, "model": model, "storage": storage, "warm_start": warm_start})
 
 
 def dump_spec(spec: SweepSpec) -> str:

@@ -15,6 +15,7 @@ from hpo.core.results import CONVERGED, STOPPED, ERRORED, Sweep, TrialRecord
 from hpo.core.space import describe
 from hpo.core.spec import dump_spec
 from hpo.core.versions import git_state, package_versions
+from hpo.core.warm import kept_record
 
 PACKAGES = ("hpo-distilbert", "torch", "transformers", "ray", "optuna", "datasets", "wandb", "huggingface_hub", "tokenizers", "pydantic")
 MODEL_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
@@ -53,6 +54,7 @@ def provenance(sweep: Sweep, trial: TrialRecord, value: float, rnd: int, marker:
             "class_counts": sweep.data.get("class_counts"),
             "promotion_balance": marker["balance"],
         },
+        "warm_start": kept_record(sweep.data),  # the earlier sweeps the search started from (None: none)
         "test_metrics": metrics,
         "git_commit": git_state()["commit"],
         "versions": package_versions(PACKAGES),
@@ -192,7 +194,7 @@ Confusion matrix (rows: true label, columns: predicted):
 - metric: `{spec.metric}` ({spec.mode}) on a stratified validation split ({spec.data.validation_fraction:.0%} of train)
 - winner: trial `{trial.trial_id}`, {spec.metric} = {value:.4f} at evaluation round {rnd}; retrained for {rnd} round(s)
 - W&B: project `{spec.tracking.project}`, group `{spec.tracking.group or spec.name}`
-
+{_warm_start_line(kept_record(sweep.data))}
 Search space:
 
 | parameter | range |
@@ -219,9 +221,17 @@ hpo promote runs/{spec.name} --repo-id {repo_name}
 ```
 
 `provenance.json` holds the resolved spec, the best configuration, the seeds, the data fingerprint and class
-counts, the git commit and the package versions.
+counts, the earlier sweeps the search was warm-started from, the git commit and the package versions.
 """
     return "---\n" + yaml.safe_dump(meta, sort_keys=False) + "---\n" + body
+
+
+def _warm_start_line(record: dict[str, Any] | None) -> str:
+    """The card's line on the earlier sweeps the search started from (nothing when it started cold)."""
+    if not record:
+        return ""
+    sources = ", ".join(f"`{s['sweep']}` (`{s['path']}`, {s['taken']} trials)" for s in record["sources"])
+    return f"- warm-started from earlier sweeps: {sources}; their best {len(record['tried_first'])} configuration(s) ran first\n"
 
 
 def write_release_files(

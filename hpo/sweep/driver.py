@@ -16,6 +16,7 @@ from hpo.sweep.gpus import announce as announce_gpus
 from hpo.sweep.preflight import check_hub, check_wandb
 from hpo.core.spec import SweepSpec, dump_spec
 from hpo.core.storage import DATA_FILE, META_DIR, SPEC_FILE, Location, is_remote
+from hpo.core.warm import WARM_START_KEY, load_warm_start
 from hpo.sweep.tracking import group_of, log_sweep_run, make_callback, resolve_mode, trial_story
 from hpo.sweep.prepare import load_base_model, load_data, prepare
 from hpo.tune.run import build_tuner, check_address, fit, init_ray, live_hosts, quiet_tune, restore
@@ -129,18 +130,20 @@ def run_sweep(
     """Run a whole sweep and return where it landed. Raises ``HpoError`` on bad data or if every trial errored."""
     path = experiment_location(spec)
     mode = _check_before_start(spec, path, address, wandb_mode, echo, num_cpus)
+    warm = load_warm_start(spec, echo)  # before anything is loaded or started: a bad earlier sweep is said at once
     announce_gpus(spec.resources.gpu, echo)
     prepared = prepare(spec, echo, alongside=lambda: init_ray(address, num_cpus))
     check_storage(spec)
     path.child(META_DIR, SPEC_FILE).write_text(dump_spec(spec))
     summary = {**prepared.summary, "base_model": spec.model.name or spec.model.offline_pretrained or "offline_preset"}
     tracking = {"wandb_mode": mode, "wandb_group": group_of(spec.tracking, spec.name), "wandb_project": spec.tracking.project}
-    path.child(META_DIR, DATA_FILE).write_json({**summary, **tracking})
+    started_from = {WARM_START_KEY: warm.record()} if warm is not None else {}
+    path.child(META_DIR, DATA_FILE).write_json({**summary, **tracking, **started_from})
     echo(f"sweep {spec.name}: {spec.budget.num_trials} trials, {spec.budget.max_concurrent} at a time -> {path}")
     baselines = start_baselines(spec, prepared.splits, path, mode, echo)  # seconds, while the first trials start
     tracker = make_callback(spec.tracking, spec.name, mode, trial_story(spec, prepared.summary))
     with quiet_tune(verbose):  # the study is created (and announced by Optuna) with the tuner
-        tuner = build_tuner(spec, prepared.data, prepared.source, mode, tracker, verbose)
+        tuner = build_tuner(spec, prepared.data, prepared.source, mode, tracker, verbose, warm)
     outcome = _fit(tuner, path.uri, mode, echo, verbose)
     baselines.join(_BASELINES_WAIT_S)
     return outcome
@@ -169,10 +172,11 @@ def check_sweep(
     model: bool = True,
 ) -> Splits:
     """``hpo sweep --check``: every check ``run_sweep`` makes before its first trial (resources, storage, the
-    Hub, W&B, the data's splits and classes, the base model and its tokenizer), with Ray never started and
-    nothing written to the sweep's storage. ``model`` False leaves the base model out (``hpo init`` for a
-    Hub model it cannot reach). Returns the checked splits."""
+    Hub, W&B, the earlier sweeps of ``warm_start``, the data's splits and classes, the base model and its
+    tokenizer), with Ray never started and nothing written to the sweep's storage. ``model`` False leaves the
+    base model out (``hpo init`` for a Hub model it cannot reach). Returns the checked splits."""
     _check_before_start(spec, experiment_location(spec), address, wandb_mode, echo, num_cpus, hub_model=model)
+    load_warm_start(spec, echo)
     splits = load_data(spec, echo)
     if model:
         load_base_model(spec)

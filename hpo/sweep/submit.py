@@ -3,7 +3,8 @@
 Everything that can be checked on the user's machine is checked before the job is sent: the spec, that
 the sweep's storage is object storage both sides can reach and holds no sweep of that name yet, and that
 every data file and local model is one the cluster can read (in object storage, on the Hub, or inside
-the working directory that is shipped with the job). The job then runs ``hpo sweep`` on the cluster's
+the working directory that is shipped with the job), and that the earlier sweeps of ``warm_start`` are in
+object storage and can start this one. The job then runs ``hpo sweep`` on the cluster's
 head node with the spec as validated here, stored beside the sweep (``EXPERIMENT/hpo/submitted.yaml``).
 
 No secret travels with the job: Ray writes a job's runtime environment into its logs, so W&B keys, Hub
@@ -23,6 +24,7 @@ from urllib.parse import urlsplit
 from hpo.core.errors import ExperimentError, SpecError, UsageError
 from hpo.core.spec import SweepSpec, dump_spec
 from hpo.core.storage import META_DIR, Location, is_remote
+from hpo.core.warm import load_warm_start
 from hpo.tune.jobs import connect, follow_job, submit_job
 
 SUBMITTED_SPEC = "submitted.yaml"
@@ -73,6 +75,12 @@ def cluster_spec(spec: SweepSpec, working_dir: Path, source: str) -> SweepSpec:
             )
         else:
             model = model.model_copy(update={"name": "./" + p.relative_to(working_dir).as_posix()})
+    for i, earlier in enumerate(spec.warm_start):
+        if not is_remote(earlier):
+            problems.append(
+                f"warm_start.{i}: {earlier} is a folder on this machine, which the job on the cluster cannot read; give the "
+                "earlier sweep's folder in object storage (s3://..., gs://...)"
+            )
     if problems:
         raise SpecError(source, problems)
     data = spec.data.model_copy(update={"files": files or None})
@@ -105,6 +113,7 @@ def submit(
     experiment.check_writable()
     if experiment.child("tuner.pkl").exists():
         raise ExperimentError(f"an experiment already exists at {experiment}; pick another --name or --storage, or resume it")
+    load_warm_start(spec, echo)  # the earlier sweeps are read here too: a bad one is said before the job is sent
     client = client or connect(address)
     stored = experiment.child(META_DIR, SUBMITTED_SPEC)
     stored.write_text(dump_spec(job_spec))

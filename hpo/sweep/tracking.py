@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hpo.core.spec import SweepSpec, TrackingSpec
+from hpo.core.warm import WARM_START_KEY, kept_record
 
 if TYPE_CHECKING:
     from hpo.core.results import Sweep
@@ -271,7 +272,8 @@ def sweep_run_id(sweep: Sweep) -> str:
 
 def log_sweep_run(sweep: Sweep, mode: str, wandb_module: Any = None) -> str | None:
     """One run of job type ``sweep`` in the sweep's group: the spec, the search space, the trials table
-    (what ``hpo status`` prints), the data's class counts and fingerprint; it logs the dataset artifact.
+    (what ``hpo status`` prints), the data's class counts and fingerprint, the earlier sweeps it was
+    warm-started from; it logs the dataset artifact.
 
     Written when a sweep ends and again when it is resumed, under the same id: every write is complete,
     so the last one synced is the run W&B shows. Returns the run's local folder."""
@@ -295,6 +297,9 @@ def log_sweep_run(sweep: Sweep, mode: str, wandb_module: Any = None) -> str | No
         "rungs": spec.scheduler.rungs(),
         "data": {k: sweep.data.get(k) for k in ("fingerprint", "class_counts", "label_names")},
     }
+    warm = kept_record(sweep.data)
+    if warm:  # the earlier sweeps it started from: paths, trials taken, parameters dropped, configurations tried first
+        config[WARM_START_KEY] = warm
     run = wandb.init(
         project=spec.tracking.project,
         entity=spec.tracking.entity,
@@ -314,6 +319,8 @@ def log_sweep_run(sweep: Sweep, mode: str, wandb_module: Any = None) -> str | No
     columns, rows = trials_table_rows(sweep)
     summary: dict[str, Any] = {"trials": wandb.Table(columns=columns, data=rows), "n_trials": len(sweep.trials)}
     summary.update({f"outcome/{outcome_tag(k)}": v for k, v in sweep.counts().items()})
+    if warm:
+        summary.update({"warm_start/sources": ", ".join(src["path"] for src in warm["sources"]), "warm_start/trials": sum(src["taken"] for src in warm["sources"])})
     if sweep.ranked():
         t, value, rnd = sweep.winner()
         summary.update({f"best {spec.metric}": value, "best round": rnd, "best trial": t.trial_id})

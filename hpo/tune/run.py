@@ -131,9 +131,10 @@ class TrialName:
         return f"{self.sweep}_{trial.trial_id}"
 
 
-def build_tuner(spec: SweepSpec, data: Any, source: Any, wandb_mode: str, tracker: Any = None, verbose: bool = False) -> Any:
+def build_tuner(spec: SweepSpec, data: Any, source: Any, wandb_mode: str, tracker: Any = None, verbose: bool = False, warm: Any = None) -> Any:
     """The sweep's Tune run. ``tracker``: the W&B callback (None: W&B off); ``verbose``: Ray Tune's own
-    progress tables as well as hpo's compact view."""
+    progress tables as well as hpo's compact view; ``warm``: the earlier sweeps' trials its searcher starts from
+    (``hpo.core.warm.WarmStart``)."""
     from ray import tune
 
     from hpo.tune.result_loggers import result_loggers
@@ -152,7 +153,7 @@ def build_tuner(spec: SweepSpec, data: Any, source: Any, wandb_mode: str, tracke
         tune_config=tune.TuneConfig(
             metric=spec.metric,
             mode=spec.mode,
-            search_alg=make_searcher(spec, Location.parse(spec.storage).child(spec.name)),
+            search_alg=make_searcher(spec, Location.parse(spec.storage).child(spec.name), warm),
             scheduler=make_scheduler(spec),
             num_samples=spec.budget.num_trials,
             time_budget_s=spec.budget.time_limit_s,

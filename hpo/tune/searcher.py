@@ -1,12 +1,14 @@
 """The Optuna TPE searcher as Ray Tune sees it, persisted in the experiment folder.
 
-Two things differ from Ray's stock ``OptunaSearch``:
+What differs from Ray's stock ``OptunaSearch``:
 
 * a trial that ASHA stopped early is told to the study as PRUNED (with its learning curve as
   intermediate values), not as a completed trial, so TPE and optuna-dashboard see what happened;
 * a completed trial's value is its best round's value: the same rule promotion uses to pick the winner
   (a trial that ended on ``patience`` counts as completed: it converged, it was not cut short);
-* a trial that ended with a ``failure`` (NaN loss, out of GPU memory) is told as FAIL.
+* a trial that ended with a ``failure`` (NaN loss, out of GPU memory) is told as FAIL;
+* a warm-started sweep's study holds the earlier sweeps' trials before it draws, and their best configurations
+  are handed out first (``start_from``; ``hpo.core.warm`` says what is taken).
 
 The study lives in an Optuna journal, ``EXPERIMENT/hpo/optuna.journal`` (``hpo.core.journal``: mirrored from
 the driver's disk when the sweep is in object storage), so ``optuna-dashboard`` can read it while the
@@ -16,7 +18,7 @@ sweep runs and after, and ``hpo resume`` restores it.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from optuna.trial import TrialState
 from ray.tune.search import ConcurrencyLimiter, SearchGenerator
@@ -32,6 +34,9 @@ from hpo.tune._internals import (
 )
 from trainables.report import FAILED, STOPPED, BestSoFar, RoundReport, outcome
 
+if TYPE_CHECKING:
+    from hpo.core.warm import WarmStart
+
 
 class SweepSearch(OptunaSearch):
     def __init__(self, *args: Any, **kwargs: Any):
@@ -45,8 +50,14 @@ class SweepSearch(OptunaSearch):
         self._best.note(trial_id, result)
 
     def suggest(self, trial_id: str) -> dict | None:
-        config = super().suggest(trial_id)
         ot = optuna_parts(self)
+        first = self.__dict__.get("_warm_first")  # absent in a searcher saved by an older hpo
+        if first and trial_id not in ot.trials:  # an earlier sweep's best configuration, run before anything is drawn
+            ot.study.enqueue_trial(first[0])
+            config = super().suggest(trial_id)
+            self._warm_given[trial_id] = first.pop(0)
+            return config
+        config = super().suggest(trial_id)
         replayed = self.__dict__.get("_replayed")
         while config and replayed and _params_key({k: config.get(k) for k in ot.space}) in replayed:
             # A searcher state older than Tune's trials draws again what it drew before the crash (its
@@ -102,6 +113,7 @@ class SweepSearch(OptunaSearch):
         the same configuration, or a new one); and trials Tune saw end are told to the study."""
         ot = optuna_parts(self)
         study = ot.study
+        self._reconcile_warm(tune)
         for trial_id in [t for t in ot.trials if t not in tune]:  # handed out after Tune's last save
             ot.trials.pop(trial_id)
         mapped = {t.number for t in ot.trials.values()}
@@ -133,6 +145,40 @@ class SweepSearch(OptunaSearch):
                     self._track(trial_id, {self.metric: best})
                 self.on_trial_complete(trial_id, state["last_result"])
 
+    def _reconcile_warm(self, tune: dict[str, dict]) -> None:
+        """The earlier sweeps' configurations still to run first: one handed out that Tune never recorded goes back
+        to the front; one that a trial of Tune's already has is not run again."""
+        first, given = self.__dict__.get("_warm_first"), self.__dict__.get("_warm_given", {})
+        if first is None:
+            return
+        back = [given.pop(t) for t in list(given) if t not in tune]
+        space = optuna_parts(self).space
+        tried = {_params_key({k: state["config"].get(k) for k in space}) for state in tune.values()}
+        self._warm_first = [c for c in back + first if _params_key(c) not in tried]
+
+
+def start_from(search: SweepSearch, warm: WarmStart) -> None:
+    """An earlier sweep's trials enter the study before it draws (a trial that ran to its end as COMPLETE with the
+    value at its last round, one the scheduler stopped as PRUNED with its rounds), so TPE models them from its first
+    draw; the best configurations are handed out first (``SweepSearch.suggest``). Called once, when a sweep starts:
+    a resumed sweep's study already holds them."""
+    from optuna.trial import create_trial
+
+    ot = optuna_parts(search)
+    ot.study.add_trials(
+        create_trial(
+            state=TrialState.COMPLETE if t.completed else TrialState.PRUNED,
+            value=t.value if t.completed else None,
+            params=t.params,
+            distributions={name: ot.space[name] for name in t.params},
+            intermediate_values=t.rounds,
+            user_attrs={"warm_start": t.source, "warm_start_trial": t.trial_id},
+        )
+        for t in warm.trials
+    )
+    search._warm_first = [dict(c) for c in warm.first]
+    search._warm_given = {}
+
 
 def stored_state(trials: list, number: int) -> TrialState:
     """The state of study trial ``number`` in ``study.get_trials()`` (numbered from 0, in order)."""
@@ -160,9 +206,10 @@ class SweepGenerator(SearchGenerator):
         set_trials_created(self, len(tune))
 
 
-def make_searcher(spec: Any, experiment: Location | None) -> Any:
+def make_searcher(spec: Any, experiment: Location | None, warm: WarmStart | None = None) -> Any:
     """TPE (or random, for baselines) over the spec's space, limited to ``max_concurrent`` at a time;
-    its study is journalled beside the sweep at ``experiment`` (in memory only when None)."""
+    its study is journalled beside the sweep at ``experiment`` (in memory only when None), and starts from the
+    earlier sweeps' trials of ``warm``."""
     from optuna.storages import JournalStorage
 
     from hpo.core.space import to_optuna
@@ -177,4 +224,6 @@ def make_searcher(spec: Any, experiment: Location | None) -> Any:
         study_name=spec.name,
     )
     search.journal = journal  # pickled with the searcher, as the same object as the study's backend
+    if warm is not None:
+        start_from(search, warm)
     return SweepGenerator(ConcurrencyLimiter(search, max_concurrent=spec.budget.max_concurrent))
