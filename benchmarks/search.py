@@ -21,7 +21,7 @@ ARMS = {
 LABELS = {"asha_tpe": "ASHA + TPE", "random_fifo": "random, no early stopping"}
 TOLERANCE = 1e-9  # a difference of exactly 0.5 points (4 of 800 examples) is within the goal, not lost to float error
 # --quick: two trials per arm on a few hundred short texts.
-QUICK = {"data": {"train_size": 400, "test_size": 100}, "training": {"max_length": 64}, "budget": {"num_trials": 2}}
+QUICK = {"data": {"train_size": 400, "test_size": 100}, "training": {"max_length": 64, "epochs": 2}, "scheduler": {"max_rounds": 4}, "budget": {"num_trials": 2}}
 
 
 def plans(quick: bool, seeds: int) -> list[tuple[str, int, str, dict[str, Any]]]:

@@ -15,7 +15,7 @@ from benchmarks._common import command_line, fmt, fmt_stat, machine_info, measur
 from benchmarks._sweeps import SweepRunner
 
 # --quick: a smoke version of the same sweep, seconds per trial.
-QUICK = {"data": {"train_size": 600, "test_size": 100}, "training": {"max_length": 64}, "budget": {"num_trials": 4}}
+QUICK = {"data": {"train_size": 600, "test_size": 100}, "training": {"max_length": 64, "epochs": 2}, "scheduler": {"max_rounds": 4}, "budget": {"num_trials": 4}}
 
 
 def plans(quick: bool, reps: int) -> list[tuple[str, dict[str, Any]]]:

@@ -20,7 +20,7 @@ ARMS = ("earlier", "cold", "warm")
 LABELS = {"earlier": "earlier sweep (seed r)", "cold": "cold, seed 100 + r", "warm": "warm-started from the earlier sweep, seed 100 + r"}
 SEED_OFFSET = 100  # the second searcher seed: another sequence of draws than the earlier sweep's
 # --quick: three trials per sweep (so that one earlier configuration runs first) on a few hundred short texts.
-QUICK = {"data": {"train_size": 400, "test_size": 100}, "training": {"max_length": 64}, "budget": {"num_trials": 3}}
+QUICK = {"data": {"train_size": 400, "test_size": 100}, "training": {"max_length": 64, "epochs": 2}, "scheduler": {"max_rounds": 4}, "budget": {"num_trials": 3}}
 
 
 def rounds_to_reach(path: str, target: float, metric: str, mode: str) -> dict[str, Any]:
