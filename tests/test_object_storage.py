@@ -168,7 +168,7 @@ def test_local_paths_and_file_uris_are_the_same_location(tmp_path):
 
 # ------------------------------------------------------------------------------------------ the sweep
 def test_the_sweep_lands_in_the_bucket_and_nothing_on_local_disk(s3_sweep):
-    assert f"experiment: {s3_sweep['path']}" in s3_sweep["first"]
+    assert f"experiment: {s3_sweep['path']}" in s3_sweep["stdout"]  # the resumed run's summary
     assert not (s3_sweep["tmp"] / "s3:").exists() and not list(s3_sweep["tmp"].glob("s3*/"))  # no URI glued into a local path
     loc = Location.parse(s3_sweep["path"])
     for name in ("hpo/spec.yaml", "hpo/data.json", "hpo/optuna.journal", "tuner.pkl"):
