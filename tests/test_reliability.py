@@ -38,6 +38,7 @@ def test_a_signal_stops_the_sweep_saves_it_and_it_resumes_with_no_secret_anywher
     env = {**cli_env(tmp_path), **secrets, "WANDB_BASE_URL": f"http://127.0.0.1:{free_port()}"}
     spec = tiny_spec(tmp_path / "runs", name="stopped")
     spec["budget"]["num_trials"] = 4
+    spec["data"].update(train_size=1200)
     spec["tracking"]["mode"] = "auto"
     spec["promotion"]["finalists"] = {"top_k": 1, "seeds": 1}  # off: this test is about signals and secrets
     spec_file = write_spec(tmp_path / "stopped.yaml", spec)
