@@ -15,6 +15,7 @@ from hpo.core.results import CONVERGED, ERRORED, FINISHED, STOPPED, Sweep, disk_
 from hpo.core.storage import META_DIR, Location
 from hpo.core.warm import describe_record as describe_warm_start
 from hpo.core.warm import kept_record
+from trainables.report import LATENCY
 
 _STYLE = {FINISHED: "green", CONVERGED: "green", STOPPED: "yellow", ERRORED: "red"}
 
@@ -50,6 +51,18 @@ def trials_table(sweep: Sweep, limit: int | None = None) -> Table:
     return table
 
 
+def front_table(sweep: Sweep) -> Table:
+    """The Pareto front of a multi-objective sweep: each trial no other beats on every objective, best first by
+    the sweep's metric, with each objective's value at its best round for that metric."""
+    pairs = sweep.spec.objective_pairs()
+    table = Table(title=f"Pareto front of {', '.join(f'{m} ({mode})' for m, mode in pairs)}")
+    for col in ["trial", *(m for m, _ in pairs), "at round", "state"]:
+        table.add_column(col, justify="left" if col in ("trial", "state") else "right")
+    for t, values, rnd in sweep.front():
+        table.add_row(t.trial_id, *(f"{v:.2f}" if m == LATENCY else f"{v:.4f}" for (m, _), v in zip(pairs, values)), str(rnd), t.outcome)
+    return table
+
+
 def make_console() -> Console:
     # Piped output (CI logs, files) gets a wide table instead of rich's 80-column default.
     return Console() if sys.stdout.isatty() else Console(width=160)
@@ -70,10 +83,26 @@ def print_status(path: str, console: Console | None = None) -> Sweep:
     if sweep.ranked():
         t, value, rnd = sweep.winner()
         console.print(f"best: {t.trial_id} {sweep.spec.metric}={value:.4f} at round {rnd} with {t.params}" + _against(baselines, sweep.spec.metric, value), soft_wrap=True)
+    if sweep.spec.multi_objective:
+        console.print(front_table(sweep))
+        _print_within_budget(sweep, console)
     for line in describe_cost(sweep_cost(sweep), _retrain(sweep)):
         console.print(line, highlight=False, soft_wrap=True)
     print_finalists(sweep, console)
     return sweep
+
+
+def _print_within_budget(sweep: Sweep, console: Console) -> None:
+    """The trial promotion would take under the latency gate (the most accurate one within it), or that none is."""
+    budget = sweep.latency_budget()
+    if budget is None or not sweep.ranked():
+        return
+    within = sweep.ranked(within_budget=True)
+    if within:
+        t, value, rnd = within[0]
+        console.print(f"best within promotion.gate.max_latency_ms_p95 ({budget:g} ms): {t.trial_id} {sweep.spec.metric}={value:.4f} at round {rnd}", soft_wrap=True)
+    else:
+        console.print(f"no trial is within promotion.gate.max_latency_ms_p95 ({budget:g} ms): hpo promote would refuse", soft_wrap=True)
 
 
 def print_finalists(sweep: Sweep, console: Console) -> None:
