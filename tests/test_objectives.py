@@ -125,6 +125,7 @@ def test_the_study_is_multi_objective_and_told_the_values_at_the_best_round(tmp_
 
 
 def test_a_stopped_or_failed_trial_of_a_multi_objective_study(tmp_path):
+    from hpo.tune._internals import optuna_parts
     from hpo.tune.searcher import make_searcher
 
     spec = parse_spec(tiny_spec(tmp_path / "runs", name="two", objectives=ACCURACY_LATENCY))
@@ -134,7 +135,7 @@ def test_a_stopped_or_failed_trial_of_a_multi_objective_study(tmp_path):
     search.suggest("failed")
     failed = RoundReport.failed("val_accuracy", "max", "diverged", 1, 6, [(LATENCY, "min")]).to_result() | {"training_iteration": 1}
     search.on_trial_complete("failed", failed)
-    states = [t.state for t in search._ot_study.trials]
+    states = [t.state for t in optuna_parts(search).study.trials]
     assert states == [optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL]
 
 

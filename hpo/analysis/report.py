@@ -33,7 +33,8 @@ def trials_table(sweep: Sweep, limit: int | None = None) -> Table:
     best_id = ranked[0][0].trial_id if ranked else None
     table = Table(title=f"{spec.name}: {len(sweep.trials)} trials, metric {spec.metric} ({spec.mode})")
     gpu = spec.resources.gpu
-    for col in ["trial", *names, "rounds", "trial-s", *(["GPU-s"] if gpu else []), f"best {spec.metric}", "at round", "state"]:
+    others = [metric for metric, _ in spec.objective_pairs()[1:]]  # several objectives: theirs at that round too
+    for col in ["trial", *names, "rounds", "trial-s", *(["GPU-s"] if gpu else []), f"best {spec.metric}", *others, "at round", "state"]:
         table.add_column(col, justify="left" if col in ("trial", "state") else "right")
     order = [t for t, _, _ in ranked] + [t for t in sweep.trials if t.best(spec.metric, spec.mode) is None]
     for t in order[:limit]:
@@ -43,7 +44,9 @@ def trials_table(sweep: Sweep, limit: int | None = None) -> Table:
         cells += [f"{t.rounds_done}/{planned}" if planned else str(t.rounds_done)]
         seconds = trial_cost(t).seconds  # resources x this = the trial's CPU- and GPU-seconds
         cells += [f"{seconds:.0f}", *([f"{seconds * gpu:.0f}"] if gpu else [])]
-        cells += [f"{best[0]:.4f}" if best else "-", str(best[1]) if best else "-", t.outcome]
+        values = sweep.objective_values(t) if others else None
+        cells += [f"{best[0]:.4f}" if best else "-", *(_value(m, v) for m, v in zip(others, values[0][1:] if values else [None] * len(others)))]
+        cells += [str(best[1]) if best else "-", t.outcome]
         marker = " *best*" if t.trial_id == best_id else ""
         cells[0] += marker
         style = "bold" if t.trial_id == best_id else _STYLE.get(t.outcome, "red" if t.outcome.startswith("failed") else None)
@@ -59,8 +62,14 @@ def front_table(sweep: Sweep) -> Table:
     for col in ["trial", *(m for m, _ in pairs), "at round", "state"]:
         table.add_column(col, justify="left" if col in ("trial", "state") else "right")
     for t, values, rnd in sweep.front():
-        table.add_row(t.trial_id, *(f"{v:.2f}" if m == LATENCY else f"{v:.4f}" for (m, _), v in zip(pairs, values)), str(rnd), t.outcome)
+        table.add_row(t.trial_id, *(_value(m, v) for (m, _), v in zip(pairs, values)), str(rnd), t.outcome)
     return table
+
+
+def _value(metric: str, value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.2f}" if metric == LATENCY else f"{value:.4f}"
 
 
 def make_console() -> Console:
