@@ -92,6 +92,18 @@ def _stored_sweep(tmp: Path, spec: bytes | None = None, params: bytes | None = N
     return sweep
 
 
+def _too_slow_sweep(tmp: Path) -> Path:
+    """An ended two-objective sweep whose one trial is slower than the latency gate."""
+    raw = tiny_spec(tmp / "runs", objectives=[{"metric": "val_accuracy", "mode": "max"}, {"metric": "val_latency_ms_p95", "mode": "min"}])
+    raw["promotion"]["gate"]["max_latency_ms_p95"] = 5.0
+    sweep = _stored_sweep(tmp, spec=yaml.safe_dump(raw).encode())
+    row = {"trial_id": "00001", "training_iteration": 1, "round": 1, "rounds_planned": 1, "val_accuracy": 0.8, "val_latency_ms_p95": 12.5, "converged": False}
+    (sweep / "tiny_00001" / "result.json").write_text(json.dumps(row) + "\n")
+    state = {"trial_data": [[{"trial_id": "00001", "status": "TERMINATED", "config": {"learning_rate": 0.001}}, {"last_result": row}]]}
+    (sweep / "experiment_state-2026-01-01_00-00-00.json").write_text(json.dumps(state))
+    return sweep
+
+
 def _corrupt_sweep(tmp: Path) -> Path:
     (tmp / "sweep" / "hpo").mkdir(parents=True)
     (tmp / "sweep" / "hpo" / "spec.yaml").write_text("name: [broken\n  storage: {")
@@ -130,6 +142,7 @@ CASES = [
     ("dashboard of a folder that is no sweep", lambda t: t, ["dashboard", "{tmp}"], 1, ["not a sweep folder"]),
     ("promote of a folder that is no sweep", lambda t: t, ["promote", "{tmp}", "--dry-run", "{tmp}/out"], 1, ["not a sweep folder"]),
     ("promote with neither target", lambda t: t, ["promote", "{tmp}"], 2, ["exactly one of --repo-id"]),
+    ("promote with no trial within the latency gate", _too_slow_sweep, ["promote", "{tmp}/sweep", "--dry-run", "{tmp}/out"], 3, ["no ended trial meets promotion.gate.max_latency_ms_p95 (5 ms)", "00001: val_accuracy 0.8, val_latency_ms_p95 12.5 (round 1)"]),
     ("promote with both targets", lambda t: t, ["promote", "{tmp}", "--repo-id", "a/b", "--dry-run", "x"], 2, ["exactly one of --repo-id"]),
     ("malformed --repo-id", lambda t: t, ["promote", "{tmp}", "--repo-id", "no-owner"], 2, ["--repo-id 'no-owner' is not a Hub repo id"]),
     ("submit with local storage", lambda t: _spec(t), ["submit", "{spec}", "--address", "http://127.0.0.1:9", "--working-dir", "{tmp}"], 2, ["storage:", "--storage s3://"]),
@@ -140,6 +153,12 @@ CASES = [
     ("unknown flag", lambda t: _spec(t), ["sweep", "{spec}", "--num-gpus", "2"], 2, ["unrecognized arguments: --num-gpus"]),
     ("bad --wandb-mode", lambda t: _spec(t), ["sweep", "{spec}", "--wandb-mode", "sometimes"], 2, ["--wandb-mode", "'sometimes'"]),
     ("metric against its mode", lambda t: _spec(t, metric="val_loss", mode="max"), ["sweep", "{spec}"], 2, ["mode: val_loss should be minimized"]),
+    ("objective of an unknown metric", lambda t: _spec(t, objectives=[{"metric": "val_accuracy", "mode": "max"}, {"metric": "latency_ms", "mode": "min"}]), ["sweep", "{spec}"], 2, ["objectives.1.metric:", "'latency_ms'", "val_latency_ms_p95"]),
+    ("objective given twice", lambda t: _spec(t, objectives=[{"metric": "val_accuracy", "mode": "max"}, {"metric": "val_accuracy", "mode": "max"}]), ["sweep", "{spec}"], 2, ["objectives.1.metric: val_accuracy is already objective 0"]),
+    ("objective against its mode", lambda t: _spec(t, objectives=[{"metric": "val_accuracy", "mode": "max"}, {"metric": "val_latency_ms_p95", "mode": "max"}]), ["sweep", "{spec}"], 2, ["objectives.1.mode: val_latency_ms_p95 is minimized"]),
+    ("latency as the first objective", lambda t: _spec(t, objectives=[{"metric": "val_latency_ms_p95", "mode": "min"}, {"metric": "val_accuracy", "mode": "max"}]), ["sweep", "{spec}"], 2, ["objectives.0.metric:", "allowed: val_accuracy, val_f1_macro, val_loss"]),
+    ("metric and first objective disagree", lambda t: _spec(t, metric="val_loss", mode="min", objectives=[{"metric": "val_accuracy", "mode": "max"}, {"metric": "val_latency_ms_p95", "mode": "min"}]), ["sweep", "{spec}"], 2, ["metric: val_loss (min)", "objectives.0: val_accuracy (max) disagree"]),
+    ("four objectives", lambda t: _spec(t, objectives=[{"metric": m, "mode": "min" if m in ("val_loss", "val_latency_ms_p95") else "max"} for m in ("val_accuracy", "val_f1_macro", "val_loss", "val_latency_ms_p95")]), ["sweep", "{spec}"], 2, ["objectives: List should have at most 3 items"]),
     ("empty choice list", lambda t: _spec(t, search_space__batch_size={"type": "choice", "values": []}), ["sweep", "{spec}"], 2, ["search_space.batch_size.values"]),
     ("inverted range", lambda t: _spec(t, search_space__learning_rate={"type": "loguniform", "low": 1e-2, "high": 1e-4}), ["sweep", "{spec}"], 2, ["search_space.learning_rate"]),
     ("sanity label not a label", lambda t: _spec(t, promotion__gate__sanity_examples=[{"text": "x", "label": "neutral"}]), ["sweep", "{spec}"], 2, ["'neutral' not in label_names"]),

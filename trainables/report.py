@@ -14,7 +14,7 @@ Standard library only: the driver imports this without torch.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +24,7 @@ ROUNDS_PLANNED = "rounds_planned"  # rounds the trial runs when nothing stops it
 CONVERGED = "converged"  # True: it ends here, no improvement for `patience` rounds
 FAILURE = "failure"  # why it cannot go on (diverged, out of memory); its metric is then a placeholder
 TOP_CLASS_SHARE = "val_top_class_share"  # share of the validation set put in its most predicted class
+LATENCY = "val_latency_ms_p95"  # ms per text at batch 1, p95 (only when an objective asks for it)
 ITERATION = "training_iteration"  # Tune's count of a trial's reports
 
 # A trial putting at least this share of the validation set into one class has learned nothing yet.
@@ -47,10 +48,11 @@ class RoundReport:
     failure: str | None = None
 
     @classmethod
-    def failed(cls, metric: str, mode: str, reason: str, round: int, rounds_planned: int) -> RoundReport:
-        """The last report of a trial that cannot go on (NaN loss, out of GPU memory). Its metric is the
-        worst possible value, so ASHA never promotes it; the rules below never count it."""
-        return cls(round, rounds_planned, {metric: 0.0 if mode == "max" else 1e9}, failure=reason)
+    def failed(cls, metric: str, mode: str, reason: str, round: int, rounds_planned: int, also: Sequence[tuple[str, str]] = ()) -> RoundReport:
+        """The last report of a trial that cannot go on (NaN loss, out of GPU memory). Its metric (and each
+        further objective in ``also``, as (metric, mode)) is the worst possible value, so ASHA never promotes
+        it; the rules below never count it."""
+        return cls(round, rounds_planned, {m: 0.0 if d == "max" else 1e9 for m, d in [(metric, mode), *also]}, failure=reason)
 
     @classmethod
     def from_result(cls, result: Mapping[str, Any]) -> RoundReport:
@@ -97,6 +99,22 @@ def best_of(rows: Iterable[Mapping[str, Any]], metric: str, mode: str) -> tuple[
     return best
 
 
+def values_at_best(rows: Iterable[Mapping[str, Any]], objectives: Sequence[tuple[str, str]]) -> tuple[tuple[float, ...], int] | None:
+    """A trial's values of several objectives ((metric, mode) pairs): each read at the round that is best for the
+    first one (``best_of``), with Tune's iteration of that round. None before such a round, or when that round
+    lacks one of the others."""
+    rows = list(rows)
+    first, mode = objectives[0]
+    best = best_of(rows, first, mode)
+    if best is None:
+        return None
+    row = next(r for r in rows if int(r[ITERATION]) == best[1])
+    others = [RoundReport.from_result(row).value(m) for m, _ in objectives[1:]]
+    if any(v is None for v in others):
+        return None
+    return (best[0], *(float(v) for v in others)), best[1]
+
+
 class BestSoFar:
     """Each trial's best measured value of one metric, from its results as they arrive."""
 
@@ -104,10 +122,13 @@ class BestSoFar:
         self.metric, self.mode = metric, mode
         self.values: dict[str, float] = {}
 
-    def note(self, trial_id: str, result: Mapping[str, Any]) -> None:
+    def note(self, trial_id: str, result: Mapping[str, Any]) -> bool:
+        """Take in a result; True when it is the trial's best so far."""
         value = RoundReport.from_result(result).value(self.metric)
         if value is not None and improves(value, self.values.get(trial_id), self.mode):
             self.values[trial_id] = value
+            return True
+        return False
 
     def get(self, trial_id: str) -> float | None:
         return self.values.get(trial_id)

@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from trainables.report import LATENCY
+
 
 class StrictModel(BaseModel):
     """Every settings and spec model: unknown keys refused, values taken as they are written. YAML (and Python)
@@ -258,13 +260,34 @@ class ResourcesSpec(StrictModel):
 
 
 # ------------------------------------------------------------------------------------ one trial
+# The validation metrics a sweep can optimize, and the objectives it can trade them against.
+Metric = Literal["val_accuracy", "val_f1_macro", "val_loss"]
+ObjectiveMetric = Literal["val_accuracy", "val_f1_macro", "val_loss", "val_latency_ms_p95"]
+MINIMIZED = ("val_loss", LATENCY)  # the others are maximized
+
+
+def direction(metric: str) -> str:
+    """The one right mode of ``metric``: min for a loss or a latency, max for the rest."""
+    return "min" if metric in MINIMIZED else "max"
+
+
+class Objective(StrictModel):
+    """One objective of a multi-objective sweep: a metric the trials report and whether it is maximized or minimized."""
+
+    metric: ObjectiveMetric = Field(description="A validation metric (val_accuracy, val_f1_macro, val_loss) or val_latency_ms_p95.")
+    mode: Literal["max", "min"] = Field(description="max or min (min for val_loss and val_latency_ms_p95, max for the others).")
+
+
 class TrialSettings(StrictModel):
     """What the sweep asks of each of its trials: the service builds it from the sweep spec
     (``SweepSpec.trial_settings``) and hands it to every trial, typed."""
 
     name: str = Field(description="The sweep's name (its folder under storage).")
-    metric: Literal["val_accuracy", "val_f1_macro", "val_loss"] = Field(description="The validation metric the sweep optimizes.")
+    metric: Metric = Field(description="The validation metric the sweep optimizes.")
     mode: Literal["max", "min"] = Field(description="max or min of the metric.")
+    objectives: list[Objective] = Field(
+        default_factory=list, description="Every objective of a multi-objective sweep, the metric first (empty: the metric alone)."
+    )
     training: TrainingSpec = Field(description="The fixed training values; a trial's sampled ones go on top.")
     resources: ResourcesSpec = Field(description="CPUs, GPUs and workers of each trial.")
     max_rounds: int = Field(ge=1, description="Most evaluation rounds any trial gets.")
@@ -274,6 +297,11 @@ class TrialSettings(StrictModel):
     def planned_rounds(self, epochs: int) -> int:
         """Evaluation rounds a trial with ``epochs`` epochs runs when nothing stops it."""
         return min(epochs * self.training.rounds_per_epoch, self.max_rounds)
+
+    @property
+    def measures_latency(self) -> bool:
+        """An objective asks for the trial's batch-1 latency: it is measured each round."""
+        return any(o.metric == LATENCY for o in self.objectives)
 
     def hyperparams(self, config: dict) -> TrainingSpec:
         """A trial's full training values: the fixed ones with its sampled ``config`` on top."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -289,3 +289,48 @@ def evaluate(model: Any, data: Tokenized, special: SpecialIds, hp: TrainingSpec,
     metrics = classification_metrics(logits, data.labels, label_names, prefix)
     metrics[f"{prefix}_seconds"] = time.perf_counter() - start
     return metrics
+
+
+# ----------------------------------------------------------------------------------------- latency
+LATENCY_TEXTS = 32  # validation texts a trial's batch-1 latency is measured on (the split's first ones)
+LATENCY_WARMUP = 2  # untimed calls before them
+
+
+def timed_calls(call: Callable[[Any], Any], items: Sequence[Any], warmup: int, device: str) -> list[float]:
+    """Seconds of ``call`` on each of ``items``, one at a time, after ``warmup`` untimed calls on the first items;
+    on a GPU (``device`` "cuda") each call is waited for. The one latency measurement: a trial's model here,
+    promotion's ``transformers`` pipeline on the promoted model."""
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    for item in items[:warmup]:
+        call(item)
+    sync()
+    seconds = []
+    for item in items:
+        start = time.perf_counter()
+        call(item)
+        sync()
+        seconds.append(time.perf_counter() - start)
+    return seconds
+
+
+def percentile_ms(seconds: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile of call times, in milliseconds (two decimals)."""
+    return round(float(np.percentile(seconds, q)) * 1000, 2)
+
+
+@torch.no_grad()
+def batch1_latency_ms(model: Any, data: Tokenized, special: SpecialIds, hp: TrainingSpec, device: torch.device, texts: int = LATENCY_TEXTS) -> float:
+    """p95 milliseconds of the model on one validation text at a time, run as ``predict`` runs it (the same
+    cutting to ``max_length``, device and autocast): the first ``texts`` texts of ``data``, after
+    ``LATENCY_WARMUP`` untimed calls."""
+    model.eval()
+    dtype = autocast_dtype(hp, device)
+
+    def one(row: int) -> None:
+        batch = collate(data, np.array([row]), hp.max_length, special, hp.truncation)
+        batch.pop("labels")
+        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            model(**batch)
+
+    return percentile_ms(timed_calls(one, list(range(min(texts, len(data)))), LATENCY_WARMUP, device.type), 95)

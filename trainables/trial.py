@@ -20,8 +20,10 @@ from trainables.errors import TrialFailed
 from trainables.model import load_classifier
 from trainables.report import RoundReport, ends_on_patience
 from trainables.settings import TrainingSpec, TrialSettings
+from trainables.report import LATENCY
 from trainables.training import (
     TrainState,
+    batch1_latency_ms,
     evaluate,
     new_state,
     pick_device,
@@ -100,7 +102,8 @@ def train_trial(config: dict[str, Any], settings: TrialSettings, data: SweepData
     del state  # out of the except block: the traceback that held the step's tensors is gone, so their memory is free
     if device.type == "cuda":
         torch.cuda.empty_cache()  # back to the GPU, for the trials that share it
-    report(RoundReport.failed(settings.metric, settings.mode, str(failure), at, rounds), None)
+    also = [(o.metric, o.mode) for o in settings.objectives[1:]]
+    report(RoundReport.failed(settings.metric, settings.mode, str(failure), at, rounds, also), None)
 
 
 def converged(state: TrainState, settings: TrialSettings, rounds: int) -> bool:
@@ -113,6 +116,8 @@ def _report_round(state: TrainState, settings: TrialSettings, hp: TrainingSpec, 
     Every rank evaluates (its share of) the whole validation split and reports; rank 0 checkpoints."""
     metrics = evaluate(state.model, data.validation, data.special, hp, data.label_names, device)
     metrics.pop("val_confusion")
+    if settings.measures_latency:
+        metrics[LATENCY] = batch1_latency_ms(state.model, data.validation, data.special, hp, device)
     state.note(metrics[settings.metric], settings.mode)
     stop = converged(state, settings, rounds)
     metrics.update(figures)

@@ -2,7 +2,9 @@
 
 The searcher writes the study to ``EXPERIMENT/hpo/optuna.journal`` (uploaded with Tune's experiment
 state when the sweep lives in object storage), so the dashboard works while the sweep runs and after
-it finished; for a remote sweep it shows the study as of the dashboard's start. Viewing only reads the journal; the
+it finished; for a remote sweep it shows the study as of the dashboard's start. A sweep with several
+``objectives`` has a multi-objective study, whose Pareto front optuna-dashboard plots itself (with the objectives'
+names, which the searcher records in the study). Viewing only reads the journal; the
 dashboard's own edit buttons (notes, deleting the study) would write to it.
 """
 
@@ -32,7 +34,8 @@ def _summary(storage: Any) -> str:
         for t in storage.get_all_trials(storage.get_study_id_from_name(study.study_name), deepcopy=False):
             states[t.state.name.lower()] = states.get(t.state.name.lower(), 0) + 1
         counts = ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
-        parts.append(f"study {study.study_name!r}: {sum(states.values())} trials ({counts or 'none yet'})")
+        several = f"; {len(study.directions)} objectives: the study page shows their Pareto front" if len(study.directions) > 1 else ""
+        parts.append(f"study {study.study_name!r}: {sum(states.values())} trials ({counts or 'none yet'}){several}")
     return "; ".join(parts) or "no study yet"
 
 

@@ -15,6 +15,7 @@ from hpo.core.results import CONVERGED, ERRORED, FINISHED, STOPPED, Sweep, disk_
 from hpo.core.storage import META_DIR, Location
 from hpo.core.warm import describe_record as describe_warm_start
 from hpo.core.warm import kept_record
+from trainables.report import LATENCY
 
 _STYLE = {FINISHED: "green", CONVERGED: "green", STOPPED: "yellow", ERRORED: "red"}
 
@@ -32,7 +33,8 @@ def trials_table(sweep: Sweep, limit: int | None = None) -> Table:
     best_id = ranked[0][0].trial_id if ranked else None
     table = Table(title=f"{spec.name}: {len(sweep.trials)} trials, metric {spec.metric} ({spec.mode})")
     gpu = spec.resources.gpu
-    for col in ["trial", *names, "rounds", "trial-s", *(["GPU-s"] if gpu else []), f"best {spec.metric}", "at round", "state"]:
+    others = [metric for metric, _ in spec.objective_pairs()[1:]]  # several objectives: theirs at that round too
+    for col in ["trial", *names, "rounds", "trial-s", *(["GPU-s"] if gpu else []), f"best {spec.metric}", *others, "at round", "state"]:
         table.add_column(col, justify="left" if col in ("trial", "state") else "right")
     order = [t for t, _, _ in ranked] + [t for t in sweep.trials if t.best(spec.metric, spec.mode) is None]
     for t in order[:limit]:
@@ -42,12 +44,32 @@ def trials_table(sweep: Sweep, limit: int | None = None) -> Table:
         cells += [f"{t.rounds_done}/{planned}" if planned else str(t.rounds_done)]
         seconds = trial_cost(t).seconds  # resources x this = the trial's CPU- and GPU-seconds
         cells += [f"{seconds:.0f}", *([f"{seconds * gpu:.0f}"] if gpu else [])]
-        cells += [f"{best[0]:.4f}" if best else "-", str(best[1]) if best else "-", t.outcome]
+        values = sweep.objective_values(t) if others else None
+        cells += [f"{best[0]:.4f}" if best else "-", *(_value(m, v) for m, v in zip(others, values[0][1:] if values else [None] * len(others)))]
+        cells += [str(best[1]) if best else "-", t.outcome]
         marker = " *best*" if t.trial_id == best_id else ""
         cells[0] += marker
         style = "bold" if t.trial_id == best_id else _STYLE.get(t.outcome, "red" if t.outcome.startswith("failed") else None)
         table.add_row(*cells, style=style)
     return table
+
+
+def front_table(sweep: Sweep) -> Table:
+    """The Pareto front of a multi-objective sweep: each trial no other beats on every objective, best first by
+    the sweep's metric, with each objective's value at its best round for that metric."""
+    pairs = sweep.spec.objective_pairs()
+    table = Table(title=f"Pareto front of {', '.join(f'{m} ({mode})' for m, mode in pairs)}")
+    for col in ["trial", *(m for m, _ in pairs), "at round", "state"]:
+        table.add_column(col, justify="left" if col in ("trial", "state") else "right")
+    for t, values, rnd in sweep.front():
+        table.add_row(t.trial_id, *(_value(m, v) for (m, _), v in zip(pairs, values)), str(rnd), t.outcome)
+    return table
+
+
+def _value(metric: str, value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.2f}" if metric == LATENCY else f"{value:.4f}"
 
 
 def make_console() -> Console:
@@ -70,10 +92,26 @@ def print_status(path: str, console: Console | None = None) -> Sweep:
     if sweep.ranked():
         t, value, rnd = sweep.winner()
         console.print(f"best: {t.trial_id} {sweep.spec.metric}={value:.4f} at round {rnd} with {t.params}" + _against(baselines, sweep.spec.metric, value), soft_wrap=True)
+    if sweep.spec.multi_objective:
+        console.print(front_table(sweep))
+        _print_within_budget(sweep, console)
     for line in describe_cost(sweep_cost(sweep), _retrain(sweep)):
         console.print(line, highlight=False, soft_wrap=True)
     print_finalists(sweep, console)
     return sweep
+
+
+def _print_within_budget(sweep: Sweep, console: Console) -> None:
+    """The trial promotion would take under the latency gate (the most accurate one within it), or that none is."""
+    budget = sweep.latency_budget()
+    if budget is None or not sweep.ranked():
+        return
+    within = sweep.ranked(within_budget=True)
+    if within:
+        t, value, rnd = within[0]
+        console.print(f"best within promotion.gate.max_latency_ms_p95 ({budget:g} ms): {t.trial_id} {sweep.spec.metric}={value:.4f} at round {rnd}", soft_wrap=True)
+    else:
+        console.print(f"no trial is within promotion.gate.max_latency_ms_p95 ({budget:g} ms): hpo promote would refuse", soft_wrap=True)
 
 
 def print_finalists(sweep: Sweep, console: Console) -> None:

@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hpo.core.errors import ExperimentError, SpecError
+from hpo.core.errors import ExperimentError, GateError, SpecError
+from hpo.core.pareto import pareto_front
 from hpo.core.spec import SweepSpec, describe_yaml_error, load_yaml, parse_spec
 from hpo.core.storage import DATA_FILE, META_DIR, SPEC_FILE, Location
 from trainables.report import CONVERGED_EARLY as CONVERGED
-from trainables.report import ERRORED, FAILED, FINISHED, PENDING, RUNNING, STOPPED, RoundReport, best_of, outcome
+from trainables.report import ERRORED, FAILED, FINISHED, LATENCY, PENDING, RUNNING, STOPPED, RoundReport, best_of, outcome, values_at_best
 
 __all__ = ["CONVERGED", "ERRORED", "FINISHED", "PENDING", "RUNNING", "STOPPED", "Sweep", "TrialRecord", "best_of", "load_sweep"]
 
@@ -68,18 +69,73 @@ class Sweep:
     trials: list[TrialRecord]
     damaged: list[str] = field(default_factory=list)  # files changed by hand or cut short: which, and what was done
 
-    def ranked(self) -> list[tuple[TrialRecord, float, int]]:
-        """Trials with at least one round, best first, with their best value and round."""
+    def ranked(self, within_budget: bool = False) -> list[tuple[TrialRecord, float, int]]:
+        """Trials with at least one round, best first, with their best value and round; with ``within_budget``, only
+        those that meet the latency gate (``latency_budget``) at that round."""
         rows = [(t, *t.best(self.spec.metric, self.spec.mode)) for t in self.trials if t.best(self.spec.metric, self.spec.mode)]
+        if within_budget and self.latency_budget() is not None:
+            rows = [row for row in rows if self.meets_latency_budget(row[0])]
         return sorted(rows, key=lambda row: row[1], reverse=self.spec.mode == "max")
 
-    def winner(self, ended_only: bool = False) -> tuple[TrialRecord, float, int]:
-        """The best (trial, value, round); with ``ended_only``, among trials that are no longer running."""
-        ranked = [row for row in self.ranked() if not ended_only or row[0].outcome not in (RUNNING, PENDING)]
-        if not ranked:
+    def winner(self, ended_only: bool = False, within_budget: bool = False) -> tuple[TrialRecord, float, int]:
+        """The best (trial, value, round); with ``ended_only``, among trials that are no longer running; with
+        ``within_budget``, among those that meet the latency gate (none: ``GateError``, with the front)."""
+        ended = [row for row in self.ranked() if not ended_only or row[0].outcome not in (RUNNING, PENDING)]
+        if not ended:
             what = "ended" if ended_only else "reported a single evaluation round"
             raise ExperimentError(f"{self.path}: no trial {what} with a value of {self.spec.metric}; nothing to promote yet")
-        return ranked[0]
+        budget = self.latency_budget() if within_budget else None
+        if budget is None:
+            return ended[0]
+        within = [row for row in ended if self.meets_latency_budget(row[0])]
+        if not within:
+            raise GateError(
+                f"{self.path}: no {'ended ' if ended_only else ''}trial meets promotion.gate.max_latency_ms_p95 ({budget:g} ms) with its "
+                f"{LATENCY} at its best round; nothing was retrained. The Pareto front:\n"
+                + "\n".join(f"  {line}" for line in self.front_lines())
+                + "\nraise the budget, or sweep smaller or shorter configurations (e.g. a lower max_length)"
+            )
+        return within[0]
+
+    # ------------------------------------------------------------------ several objectives
+    def objective_values(self, trial: TrialRecord) -> tuple[tuple[float, ...], int] | None:
+        """A trial's value of each objective at its best round for the sweep's metric, and that round."""
+        return values_at_best(trial.rounds, self.spec.objective_pairs())
+
+    def front(self) -> list[tuple[TrialRecord, tuple[float, ...], int]]:
+        """The trials on the Pareto front of the objectives (each at its best round for the sweep's metric), best
+        first by the sweep's metric, with their values and that round."""
+        rounds = {}
+        points = []
+        for t in self.trials:
+            found = self.objective_values(t)
+            if found is not None:
+                points.append((t.trial_id, found[0]))
+                rounds[t.trial_id] = (t, found[1])
+        front = pareto_front(points, [mode for _, mode in self.spec.objective_pairs()])
+        return [(rounds[key][0], values, rounds[key][1]) for key, values in front]
+
+    def front_lines(self) -> list[str]:
+        """The front as text, one trial a line (none yet: a line that says so)."""
+        names = [metric for metric, _ in self.spec.objective_pairs()]
+        lines = [f"{t.trial_id}: " + ", ".join(f"{n} {v:.4g}" for n, v in zip(names, values)) + f" (round {rnd})" for t, values, rnd in self.front()]
+        return lines or ["no trial has a value of every objective yet"]
+
+    def latency_budget(self) -> float | None:
+        """The latency gate's budget (ms) when it chooses the winner: a sweep with a latency objective and
+        ``promotion.gate.max_latency_ms_p95`` set (gates on)."""
+        gate = self.spec.promotion.gate
+        if not gate.enabled or gate.max_latency_ms_p95 is None or LATENCY not in [m for m, _ in self.spec.objective_pairs()]:
+            return None
+        return gate.max_latency_ms_p95
+
+    def meets_latency_budget(self, trial: TrialRecord) -> bool:
+        """Its measured latency at its best round is within ``latency_budget`` (no budget: True)."""
+        budget = self.latency_budget()
+        if budget is None:
+            return True
+        found = self.objective_values(trial)
+        return found is not None and found[0][[m for m, _ in self.spec.objective_pairs()].index(LATENCY)] <= budget
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}

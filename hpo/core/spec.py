@@ -20,7 +20,10 @@ from pydantic import BaseModel, Discriminator, Field, Tag, ValidationError, fiel
 from hpo.core.errors import SpecError
 from hpo.core.paths import is_uri, local_path, regular_file
 from trainables.errors import shown
-from trainables.settings import TRUNCATIONS, DataSpec, ModelSpec, OfflinePreset, ResourcesSpec, Seed, StrictModel, TrainingSpec, TrialSettings, searchable_fields
+from trainables.settings import (
+    TRUNCATIONS, DataSpec, Metric, ModelSpec, Objective, OfflinePreset, ResourcesSpec, Seed, StrictModel, TrainingSpec, TrialSettings, direction,
+    searchable_fields,
+)
 
 # The sweep spec composes the settings of one trial (``trainables.settings``); they are named here too.
 __all__ = [
@@ -398,8 +401,17 @@ class SweepSpec(StrictModel):
     scheduler: SchedulerSpec = Field(default_factory=AshaScheduler, description="How weak trials are stopped early: " + ", ".join(SCHEDULERS) + " (and patience).")
     budget: BudgetSpec = Field(BudgetSpec(), description="How many trials, how many at once, for how long.")
     resources: ResourcesSpec = Field(ResourcesSpec(), description="CPUs, GPUs and workers per trial.")
-    metric: Literal["val_accuracy", "val_f1_macro", "val_loss"] = Field("val_accuracy", description="Validation metric the search optimizes and the winner is chosen by.")
+    metric: Metric = Field("val_accuracy", description="Validation metric the search optimizes and the winner is chosen by.")
     mode: Literal["max", "min"] = Field("max", description="max or min of the metric (min only for val_loss).")
+    objectives: list[Objective] = Field(
+        default_factory=list,
+        max_length=3,
+        description="Objectives to trade off (at most 3), e.g. val_accuracy (max) against val_latency_ms_p95 (min): the "
+        "searcher is Optuna's multi-objective sampler and hpo status shows the Pareto front. The first is the sweep's "
+        "metric (it drives early stopping and picks the winner); metric and mode may be left out or must agree with it. "
+        "val_latency_ms_p95 is measured by each trial every round (batch 1, p95 over the first 32 validation texts, on "
+        "the trial's own device).",
+    )
     tracking: TrackingSpec = Field(TrackingSpec(), description="Weights & Biases logging.")
     storage: str = Field("runs", description="Local folder or a URI Ray accepts (s3://, gs://).", json_schema_extra={"minLength": 1})
     checkpoints: CheckpointSpec = Field(CheckpointSpec(), description="Checkpoints kept and the sweep's disk budget.")
@@ -429,9 +441,21 @@ class SweepSpec(StrictModel):
             raise ValueError("; ".join(problems))
         return v
 
+    @model_validator(mode="before")
+    @classmethod
+    def _metric_from_objectives(cls, raw: Any) -> Any:
+        """Without ``metric`` and ``mode``, the first objective gives them (when it names them)."""
+        if not isinstance(raw, dict) or not isinstance(raw.get("objectives"), list) or not raw["objectives"]:
+            return raw
+        first = raw["objectives"][0]
+        if not isinstance(first, dict) or first.get("metric") not in typing.get_args(Metric):
+            return raw  # the objective's own check says what is wrong
+        taken = {key: first[key] for key in ("metric", "mode") if key not in raw and key in first}
+        return {**raw, **taken}
+
     @model_validator(mode="after")
     def _consistent(self) -> SweepSpec:
-        problems = []
+        problems = self._objective_problems()
         for key, param in self.search_space.items():
             if key not in SEARCHABLE:
                 problems.append(f"search_space.{key}: not searchable; allowed: {', '.join(SEARCHABLE)}")
@@ -442,8 +466,8 @@ class SweepSpec(StrictModel):
                 except ValidationError as err:
                     msg = err.errors()[0]["msg"]
                     problems.append(f"search_space.{key}: value {value!r} is not a valid {key}: {msg}")
-        if self.mode != ("min" if self.metric == "val_loss" else "max"):
-            problems.append(f"mode: {self.metric} should be {'minimized' if self.metric == 'val_loss' else 'maximized'}")
+        if self.mode != direction(self.metric) and not self.objectives:
+            problems.append(f"mode: {self.metric} should be {'minimized' if direction(self.metric) == 'min' else 'maximized'}")
         if self.budget.max_concurrent > self.budget.num_trials:
             problems.append(
                 f"budget.max_concurrent: {self.budget.max_concurrent} is more than budget.num_trials "
@@ -457,12 +481,47 @@ class SweepSpec(StrictModel):
             raise ValueError("\n".join(problems))
         return self
 
+    def _objective_problems(self) -> list[str]:
+        problems = []
+        for i, o in enumerate(self.objectives):
+            if o.metric in [earlier.metric for earlier in self.objectives[:i]]:
+                problems.append(f"objectives.{i}.metric: {o.metric} is already objective {[e.metric for e in self.objectives].index(o.metric)}; give each metric once")
+            elif o.mode != direction(o.metric):
+                problems.append(f"objectives.{i}.mode: {o.metric} is {'minimized' if direction(o.metric) == 'min' else 'maximized'}: mode {direction(o.metric)} (got {o.mode})")
+        if not self.objectives:
+            return problems
+        first = self.objectives[0]
+        allowed = typing.get_args(Metric)
+        if first.metric not in allowed:
+            problems.append(
+                f"objectives.0.metric: the first objective is the sweep's metric, which drives early stopping and picks the winner; "
+                f"allowed: {', '.join(allowed)} (got {first.metric}; put it second)"
+            )
+        elif (self.metric, self.mode) != (first.metric, first.mode):
+            problems.append(
+                f"metric: {self.metric} ({self.mode}) and objectives.0: {first.metric} ({first.mode}) disagree; the first objective is the "
+                "sweep's metric: leave metric and mode out, or make them the first objective's"
+            )
+        if len(self.objectives) > 1 and self.warm_start:
+            problems.append("warm_start: not available for a sweep with several objectives; leave warm_start out (or keep one objective)")
+        return problems
+
+    @property
+    def multi_objective(self) -> bool:
+        """More than one objective: a multi-objective search with a Pareto front."""
+        return len(self.objectives) > 1
+
+    def objective_pairs(self) -> list[tuple[str, str]]:
+        """(metric, mode) of each objective, the sweep's metric first (just it for a single-objective sweep)."""
+        return [(o.metric, o.mode) for o in self.objectives] or [(self.metric, self.mode)]
+
     def trial_settings(self) -> TrialSettings:
         """What each trial needs of this sweep, typed (the trainables know nothing of the sweep spec)."""
         return TrialSettings(
             name=self.name,
             metric=self.metric,
             mode=self.mode,
+            objectives=self.objectives,
             training=self.training,
             resources=self.resources,
             max_rounds=self.scheduler.max_rounds,

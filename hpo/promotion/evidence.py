@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import platform
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -79,30 +78,20 @@ def model_size(folder: Path) -> dict[str, Any]:
 def serving(folder: Path, texts: list[str], seed: int) -> dict[str, Any]:
     """p50 / p95 latency of ``pipeline("text-classification")`` at batch 1 and its throughput at batch 32
     on test texts, on this machine (its GPU when it has one), and the model's size on disk."""
-    import torch
     from transformers import pipeline
+
+    from trainables.training import percentile_ms, timed_calls
 
     hw = hardware()
     clf = pipeline("text-classification", model=str(folder), device=0 if hw["device"] == "cuda" else "cpu")
     rng = np.random.default_rng(seed)
     sample = [texts[i] for i in rng.choice(len(texts), size=min(len(texts), BATCH * BATCHES), replace=len(texts) < BATCH * BATCHES)]
-    sync = torch.cuda.synchronize if hw["device"] == "cuda" else (lambda: None)
-    for text in sample[:WARMUP]:
-        clf(text, truncation=True)
-    single = []
-    for text in (sample * 2)[:LATENCY_CALLS]:
-        start = time.perf_counter()
-        clf(text, truncation=True)
-        sync()
-        single.append(time.perf_counter() - start)
-    start = time.perf_counter()
-    clf(sample, truncation=True, batch_size=BATCH)
-    sync()
-    seconds = time.perf_counter() - start
+    single = timed_calls(lambda text: clf(text, truncation=True), (sample * 2)[:LATENCY_CALLS], WARMUP, hw["device"])
+    (seconds,) = timed_calls(lambda texts: clf(texts, truncation=True, batch_size=BATCH), [sample], 0, hw["device"])
     return {
         "hardware": hw,
-        "batch1_p50_ms": round(float(np.percentile(single, 50)) * 1000, 2),
-        "batch1_p95_ms": round(float(np.percentile(single, 95)) * 1000, 2),
+        "batch1_p50_ms": percentile_ms(single, 50),
+        "batch1_p95_ms": percentile_ms(single, 95),
         "batch1_calls": len(single),
         "batch32_texts_per_s": round(len(sample) / seconds, 1),
         "batch32_texts": len(sample),

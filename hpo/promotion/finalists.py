@@ -58,9 +58,10 @@ class Run:
 
 # ------------------------------------------------------------------------------------------ the plan
 def candidates(sweep: Sweep, top_k: int) -> list[tuple[TrialRecord, float, int]]:
-    """The sweep's best ``top_k`` distinct configurations among trials that ended without a failure."""
+    """The sweep's best ``top_k`` distinct configurations among trials that ended without a failure (and, with a
+    latency objective and gate, whose latency meets the gate)."""
     out, seen = [], set()
-    for trial, value, rnd in sweep.ranked():
+    for trial, value, rnd in sweep.ranked(within_budget=True):
         if trial.outcome in (RUNNING, PENDING) or trial.failure:
             continue
         key = json.dumps(trial.params, sort_keys=True)

@@ -27,6 +27,7 @@ from hpo.core.storage import META_DIR, Location
 from hpo.promotion.gates import Measured, pipeline_labels, run_gates
 from hpo.tune.run import check_address
 from trainables.errors import shown
+from trainables.report import LATENCY
 
 
 
@@ -144,6 +145,9 @@ def show_top(sweep: Sweep, echo: Callable[[str], None], n: int = 5) -> None:
     from hpo.analysis.report import make_console, trials_table
 
     echo(f"winner rule: best {sweep.spec.metric} ({sweep.spec.mode}) over every evaluation round of every trial")
+    budget = sweep.latency_budget()
+    if budget is not None:
+        echo(f"  among the trials whose {LATENCY} at that round is within promotion.gate.max_latency_ms_p95 ({budget:g} ms)")
     make_console().print(trials_table(sweep, limit=n))
 
 
@@ -313,7 +317,7 @@ def promote(path: str, opts: PromoteOptions, echo: Callable[[str], None] = print
             f"{sweep.path}: files of the sweep are damaged, so its winner is not known for sure: {'; '.join(sweep.damaged)}. "
             "Put them back from a copy, or delete the damaged trial's folder, then rerun the same command"
         )
-    trial, value, rnd = sweep.winner(ended_only=True)
+    trial, value, rnd = sweep.winner(ended_only=True, within_budget=True)
     if opts.dry_run_dir:
         check_dry_run_dir(Path(opts.dry_run_dir), sweep)
     show_top(sweep, echo)

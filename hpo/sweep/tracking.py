@@ -255,6 +255,13 @@ def trials_table_rows(sweep: Sweep) -> tuple[list[str], list[list[Any]]]:
     return columns, rows
 
 
+def front_table_rows(sweep: Sweep) -> tuple[list[str], list[list[Any]]]:
+    """The Pareto front of a multi-objective sweep as ``hpo status`` shows it: columns and rows for the sweep
+    run's W&B table."""
+    columns = ["trial", *(metric for metric, _ in sweep.spec.objective_pairs()), "round", "outcome"]
+    return columns, [[t.trial_id, *values, rnd, t.outcome] for t, values, rnd in sweep.front()]
+
+
 def sweep_run_id(sweep: Sweep) -> str:
     """The sweep run's id: made once and kept in ``hpo/``, so a resumed sweep updates the same run."""
     from hpo.core.storage import META_DIR
@@ -272,8 +279,8 @@ def sweep_run_id(sweep: Sweep) -> str:
 
 def log_sweep_run(sweep: Sweep, mode: str, wandb_module: Any = None) -> str | None:
     """One run of job type ``sweep`` in the sweep's group: the spec, the search space, the trials table
-    (what ``hpo status`` prints), the data's class counts and fingerprint, the earlier sweeps it was
-    warm-started from; it logs the dataset artifact.
+    (what ``hpo status`` prints) and, with several objectives, the Pareto front, the data's class counts and
+    fingerprint, the earlier sweeps it was warm-started from; it logs the dataset artifact.
 
     Written when a sweep ends and again when it is resumed, under the same id: every write is complete,
     so the last one synced is the run W&B shows. Returns the run's local folder."""
@@ -294,6 +301,7 @@ def log_sweep_run(sweep: Sweep, mode: str, wandb_module: Any = None) -> str | No
         "search_space": resolved["search_space"],
         "metric": spec.metric,
         "mode": spec.mode,
+        "objectives": [{"metric": m, "mode": d} for m, d in spec.objective_pairs()],
         "rungs": spec.scheduler.rungs(),
         "data": {k: sweep.data.get(k) for k in ("fingerprint", "class_counts", "label_names")},
     }
@@ -324,6 +332,9 @@ def log_sweep_run(sweep: Sweep, mode: str, wandb_module: Any = None) -> str | No
     if sweep.ranked():
         t, value, rnd = sweep.winner()
         summary.update({f"best {spec.metric}": value, "best round": rnd, "best trial": t.trial_id})
+    if spec.multi_objective:  # the trials no other beats on every objective
+        columns, rows = front_table_rows(sweep)
+        summary.update({"pareto_front": wandb.Table(columns=columns, data=rows), "pareto_front/trials": ", ".join(row[0] for row in rows)})
     run.summary.update(summary)
     ref = dataset_ref(spec, sweep.data)
     if ref is not None:

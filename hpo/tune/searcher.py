@@ -5,7 +5,9 @@ What differs from Ray's stock ``OptunaSearch``:
 * a trial that ASHA stopped early is told to the study as PRUNED (with its learning curve as
   intermediate values), not as a completed trial, so TPE and optuna-dashboard see what happened;
 * a completed trial's value is its best round's value: the same rule promotion uses to pick the winner
-  (a trial that ended on ``patience`` counts as completed: it converged, it was not cut short);
+  (a trial that ended on ``patience`` counts as completed: it converged, it was not cut short); with several
+  ``objectives`` the study is multi-objective and a trial's values are each objective's at the round that is
+  best for the first one;
 * a trial that ended with a ``failure`` (NaN loss, out of GPU memory) is told as FAIL;
 * a warm-started sweep's study holds the earlier sweeps' trials before it draws, and their best configurations
   are handed out first (``start_from``; ``hpo.core.warm`` says what is taken).
@@ -42,12 +44,31 @@ class SweepSearch(OptunaSearch):
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self._best: BestSoFar | None = None  # set with the metric and mode (Tune may set them after __init__)
+        self._at_best: dict[str, list[float | None]] = {}  # several objectives: the others' values at each trial's best round
+
+    @property
+    def objectives(self) -> list[tuple[str, str]]:
+        """(metric, mode) of each objective, the sweep's metric first (several: a multi-objective study)."""
+        if isinstance(self.metric, list):
+            return list(zip(self.metric, self.mode))
+        return [(self.metric, self.mode)]
 
     def _track(self, trial_id: str, result: dict) -> None:
+        metric, mode = self.objectives[0]
         if not isinstance(self._best, BestSoFar):  # unset, or a plain dict in a searcher saved by an older hpo
-            old, self._best = self._best or {}, BestSoFar(self.metric, self.mode)
+            old, self._best = self._best or {}, BestSoFar(metric, mode)
             self._best.values.update(old)
-        self._best.note(trial_id, result)
+        if self._best.note(trial_id, result) and len(self.objectives) > 1:
+            self.__dict__.setdefault("_at_best", {})[trial_id] = [result.get(m) for m, _ in self.objectives[1:]]
+
+    def _values(self, trial_id: str, result: dict) -> float | list[float | None] | None:
+        """What the study is told of a completed trial: each objective's value at the round best for the first
+        one (the others from ``result`` when that round was not seen, after a resume)."""
+        best = self._best.get(trial_id)
+        if len(self.objectives) == 1:
+            return best
+        others = self.__dict__.get("_at_best", {}).get(trial_id) or [result.get(m) for m, _ in self.objectives[1:]]
+        return [best, *others]
 
     def suggest(self, trial_id: str) -> dict | None:
         ot = optuna_parts(self)
@@ -86,13 +107,17 @@ class SweepSearch(OptunaSearch):
             # Tune hands a trial's last result to on_trial_complete only: record it as a round too.
             step = result.get("training_iteration")
             seen = ot.study.get_trials(deepcopy=False)[ot_trial.number].intermediate_values
-            if step is not None and step not in seen and result.get(self.metric) is not None:
+            # (Optuna keeps no learning curve of a multi-objective trial)
+            if len(self.objectives) == 1 and step is not None and step not in seen and result.get(self.metric) is not None:
                 ot_trial.report(result[self.metric], step)
             self._track(trial_id, result)
+            values = self._values(trial_id, result)
             if ended == STOPPED:
                 ot.study.tell(ot_trial, None, state=TrialState.PRUNED)
+            elif isinstance(values, list) and None in values:  # a round without one of the objectives' values
+                ot.study.tell(ot_trial, None, state=TrialState.FAIL)
             else:
-                ot.study.tell(ot_trial, self._best.get(trial_id))
+                ot.study.tell(ot_trial, values)
         finally:
             ot.completed.add(trial_id)
 
@@ -140,9 +165,10 @@ class SweepSearch(OptunaSearch):
                 ot.completed.add(trial_id)  # the journal, newer than the searcher state, has its end
                 continue
             if state["status"] == "TERMINATED" and trial_id not in ot.completed and state["last_result"]:
-                best = state["metric_analysis"].get(self.metric, {}).get(self.mode)
+                metric, mode = self.objectives[0]
+                best = state["metric_analysis"].get(metric, {}).get(mode)
                 if best is not None:
-                    self._track(trial_id, {self.metric: best})
+                    self._track(trial_id, {metric: best})
                 self.on_trial_complete(trial_id, state["last_result"])
 
     def _reconcile_warm(self, tune: dict[str, dict]) -> None:
@@ -180,6 +206,17 @@ def start_from(search: SweepSearch, warm: WarmStart) -> None:
     search._warm_given = {}
 
 
+def name_objectives(study: Any, metrics: list[str]) -> None:
+    """The objectives' names in the study, so that optuna-dashboard labels its Pareto front's axes with them."""
+    import warnings
+
+    from optuna.exceptions import ExperimentalWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        study.set_metric_names(metrics)
+
+
 def stored_state(trials: list, number: int) -> TrialState:
     """The state of study trial ``number`` in ``study.get_trials()`` (numbered from 0, in order)."""
     return trials[number].state if number < len(trials) else TrialState.RUNNING
@@ -215,15 +252,19 @@ def make_searcher(spec: Any, experiment: Location | None, warm: WarmStart | None
     from hpo.core.space import to_optuna
 
     journal = start_journal(experiment) if experiment is not None else None
+    objectives = spec.objective_pairs()
+    several = len(objectives) > 1  # Optuna's multi-objective study: TPE (or random) over all objectives
     search = SweepSearch(
         space=to_optuna(spec.search_space),
-        metric=spec.metric,
-        mode=spec.mode,
+        metric=[m for m, _ in objectives] if several else spec.metric,
+        mode=[d for _, d in objectives] if several else spec.mode,
         sampler=spec.searcher.sampler(),
         storage=JournalStorage(journal) if journal is not None else None,
         study_name=spec.name,
     )
     search.journal = journal  # pickled with the searcher, as the same object as the study's backend
+    if several:
+        name_objectives(optuna_parts(search).study, [m for m, _ in objectives])
     if warm is not None:
         start_from(search, warm)
     return SweepGenerator(ConcurrencyLimiter(search, max_concurrent=spec.budget.max_concurrent))
