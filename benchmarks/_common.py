@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from hpo.core.versions import git_state, package_versions
+from trainables.report import improves
 
 REPO = Path(__file__).resolve().parent.parent
 QUICKSTART = "search_spaces/quickstart.yaml"  # relative to REPO: its data paths are resolved from there
@@ -23,6 +24,10 @@ QUICKSTART = "search_spaces/quickstart.yaml"  # relative to REPO: its data paths
 GOAL_POINTS = 0.5  # search: ASHA + TPE's best within this many points of random search's ...
 GOAL_COMPUTE = 0.40  # ... with at most this share of its compute (trial-rounds)
 GOAL_BUSY = 0.90  # sweep: share of the trial slots kept busy
+# search, per seed on the anytime curve: ASHA + TPE's best so far within this many points of random search's final best ...
+REACH_POINTS = 0.25
+REACH_COMPUTE = 1 / 3  # ... after at most this share of random search's trial-rounds ...
+REACH_SEEDS = (5, 6)  # ... on at least 5 of 6 searcher seeds
 
 
 class BenchError(Exception):
@@ -99,6 +104,26 @@ def fmt_stat(stat: dict[str, Any], digits: int = 1, unit: str = "") -> str:
 
 def ratio(a: float | None, b: float | None) -> float | None:
     return None if a is None or b in (None, 0) else a / b
+
+
+def best_so_far(values: list[float | None], mode: str) -> list[float | None]:
+    """The best value seen after each entry of ``values`` (None: not measured, and nothing seen yet)."""
+    out, best = [], None
+    for v in values:
+        if v is not None and improves(v, best, mode):
+            best = v
+        out.append(best)
+    return out
+
+
+def first_within(values: list[float | None], target: float, points: float, mode: str) -> int | None:
+    """How many entries of ``values`` up to and including the first within ``points`` points (hundredths) of
+    ``target``, or better; None when none is. A difference of exactly ``points`` is within, not lost to float error."""
+    slack = points / 100 + 1e-9
+    for count, v in enumerate(values, 1):
+        if v is not None and (v >= target - slack if mode == "max" else v <= target + slack):
+            return count
+    return None
 
 
 def merged(base: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:

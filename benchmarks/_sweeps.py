@@ -164,6 +164,20 @@ def _handoff_gaps(rows: list[dict[str, Any]], slots: int) -> list[float]:
     return [starts[i] - ends[i - slots] for i in range(slots, len(starts)) if i - slots < len(ends)]
 
 
+def values_in_order(sweep: Any, meta: dict[str, dict[str, Any]]) -> list[float | None]:
+    """The sweep's metric at each of its trial-rounds, in the order the rounds ended: each trial's start in Tune's
+    state (or its first result's timestamp) plus its ``time_total_s`` at that round. None: a failed round."""
+    from trainables.report import RoundReport
+
+    events = []
+    for index, t in enumerate(sweep.trials):
+        rows = t.rounds
+        start = meta.get(t.trial_id, {}).get("start_time") or (rows[0]["timestamp"] - rows[0]["time_this_iter_s"] if rows else 0.0)
+        for n, row in enumerate(rows):
+            events.append((start + row.get("time_total_s", 0.0), index, n, RoundReport.from_result(row).value(sweep.spec.metric)))
+    return [value for *_, value in sorted(events, key=lambda e: e[:3])]
+
+
 def analyze(path: str, wall_s: float) -> dict[str, Any]:
     """Compute, utilisation and start-up of one finished sweep, from its folder alone."""
     from hpo.core.results import CONVERGED, STOPPED, load_sweep, tune_states
@@ -193,6 +207,7 @@ def analyze(path: str, wall_s: float) -> dict[str, Any]:
         "trial_epochs": rounds / sweep.spec.training.rounds_per_epoch,
         "best_value": best,
         "best_metric": sweep.spec.metric,
+        "best_mode": sweep.spec.mode,
         "best_trial": winner.trial_id,
         "best_round": best_round,
         "best_params": winner.params,
@@ -208,5 +223,7 @@ def analyze(path: str, wall_s: float) -> dict[str, Any]:
         "first_round_overhead_s": summarize([r["first_round_overhead_s"] for r in rows]),
         "later_round_overhead_s": summarize([r["later_round_overhead_s"] for r in rows]),
         "first_trial_start_unix": min(starts) if starts else None,
+        # the best so far against compute (benchmarks/search.py)
+        "values_in_order": values_in_order(sweep, meta),
         "per_trial": rows,
     }

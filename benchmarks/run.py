@@ -4,7 +4,7 @@
 
 throughput  training samples/s: our loop against the usual transformers.Trainer setup (+ MFU on a GPU)
 sweep       the quickstart sweep end to end: busy fraction of the trial slots, trial start-up
-search      ASHA+TPE against random search without early stopping: best accuracy and compute, per seed
+search      ASHA+TPE against random search with and without early stopping: best accuracy, compute, anytime curve, per seed
 all         the three, sharing the ASHA+TPE sweeps between search and sweep
 replay      ASHA settings replayed on random search's learning curves (--from search.json or sweep folders)
 scale       the driver's overhead per trial at 16, 64 and 256 tiny trials, against bare Ray Tune; `hpo status` time

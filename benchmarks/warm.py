@@ -13,8 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from benchmarks._common import GOAL_POINTS, command_line, fmt, fmt_stat, machine_info, measured, merged, ratio, summarize, write_outputs
-from benchmarks._sweeps import SweepRunner
+from benchmarks._common import GOAL_POINTS, command_line, first_within, fmt, fmt_stat, machine_info, measured, merged, ratio, summarize, write_outputs
+from benchmarks._sweeps import SweepRunner, values_in_order
 
 ARMS = ("earlier", "cold", "warm")
 LABELS = {"earlier": "earlier sweep (seed r)", "cold": "cold, seed 100 + r", "warm": "warm-started from the earlier sweep, seed 100 + r"}
@@ -23,29 +23,15 @@ SEED_OFFSET = 100  # the second searcher seed: another sequence of draws than th
 QUICK = {"data": {"train_size": 400, "test_size": 100}, "training": {"max_length": 64, "epochs": 2}, "scheduler": {"max_rounds": 4}, "budget": {"num_trials": 3}}
 
 
-def rounds_to_reach(path: str, target: float, metric: str, mode: str) -> dict[str, Any]:
-    """Trial-rounds a sweep ran until a round reached ``target`` (within GOAL_POINTS points), in the order its rounds
-    ended; the sweep's total trial-rounds; and its trials' configurations."""
+def rounds_to_reach(path: str, target: float, mode: str) -> dict[str, Any]:
+    """Trial-rounds a sweep ran until a round of its metric reached ``target`` (within GOAL_POINTS points), in the order
+    its rounds ended; the sweep's total trial-rounds; and its trials' configurations."""
     from hpo.core.results import load_sweep, tune_states
     from hpo.core.storage import Location
-    from trainables.report import RoundReport
 
     sweep = load_sweep(path)
-    meta = tune_states(Location.parse(path))
-    slack = GOAL_POINTS / 100
-    events = []
-    for t in sweep.trials:
-        rows = t.rounds
-        start = meta.get(t.trial_id, {}).get("start_time") or (rows[0]["timestamp"] - rows[0]["time_this_iter_s"] if rows else 0.0)
-        for row in rows:
-            events.append((start + row.get("time_total_s", 0.0), RoundReport.from_result(row).value(metric)))
-    events.sort(key=lambda e: e[0])
-    reached = None
-    for count, (_, value) in enumerate(events, 1):
-        if value is not None and (value >= target - slack if mode == "max" else value <= target + slack):
-            reached = count
-            break
-    return {"rounds_to_reach": reached, "trial_rounds": len(events), "configs": [t.params for t in sweep.trials]}
+    values = values_in_order(sweep, tune_states(Location.parse(path)))
+    return {"rounds_to_reach": first_within(values, target, GOAL_POINTS, mode), "trial_rounds": len(values), "configs": [t.params for t in sweep.trials]}
 
 
 def run(out: Path, quick: bool, reps: int, runner: SweepRunner) -> dict[str, Any]:
@@ -64,7 +50,7 @@ def run(out: Path, quick: bool, reps: int, runner: SweepRunner) -> dict[str, Any
         mode = "min" if metric == "val_loss" else "max"
         row = {"rep": rep, "target": target, "metric": metric, "earlier_best_params": a["best_params"]}
         for arm, result in (("earlier", earlier), ("cold", cold), ("warm", warm)):
-            reach = rounds_to_reach(result["path"], target, metric, mode)
+            reach = rounds_to_reach(result["path"], target, mode)
             row[arm] = {**reach, "best_value": result["analysis"]["best_value"], "wall_s": result["wall_s"], "path": result["path"], "log": result["log"]}
         row["tried_first"] = _tried_first(warm["path"])
         row["warm_ran_earlier_best"] = bool(row["tried_first"]) and all(c in row["warm"]["configs"] for c in row["tried_first"])

@@ -4,6 +4,7 @@ asserted is that each ran, measured both sides, and wrote what the docs quote.""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -34,9 +35,18 @@ def test_throughput_search_sweep_and_replay_at_smoke_size(tmp_path):
     throughput = _result(tmp_path, "throughput-quick")
     assert throughput["benchmark"] == "throughput" and throughput["machine"]["cpu_count"] >= 1
     search = _result(tmp_path, "search-quick")
-    assert {r["arm"] for r in search["runs"]} == {"asha_tpe", "random_fifo"}
-    assert all(r["analysis"]["best_value"] is not None and r["analysis"]["trial_rounds"] > 0 for r in search["runs"])
-    assert set(search["summary"]["arms"]) == {"asha_tpe", "random_fifo"} and "compute_ratio_of_medians" in search["summary"]
+    arms = {"asha_tpe", "random_asha", "random_fifo"}
+    assert {r["arm"] for r in search["runs"]} == arms
+    assert all(r["analysis"]["best_value"] is not None and r["analysis"]["trial_rounds"] == len(r["analysis"]["values_in_order"]) > 0 for r in search["runs"])
+    summary = search["summary"]
+    assert set(summary["arms"]) == arms and "compute_ratio_of_medians" in summary and set(summary["goal"]) >= {"within_points", "within_compute"}
+    (seed,) = summary["reach"]["per_seed"]
+    assert set(seed["arms"]) == arms and seed["arms"]["random_fifo"]["rounds_to_reach"] is not None  # random search reaches its own best
+    assert summary["reach"]["goal"]["line"].startswith("met on ") and summary["reach"]["goal"]["met"] is None  # one seed: not decided
+    assert set(summary["reach"]["searcher_share"]) == {"from", "to", "met_on", "median_share_to_reach"}
+    assert set(summary["anytime"]["arms"]) == arms and all(len(a["curve"]) == len(summary["anytime"]["fractions"]) for a in summary["anytime"]["arms"].values())
+    if importlib.util.find_spec("matplotlib"):  # the anytime curves as a PNG beside the JSON
+        assert search["plot"] == "search-quick.png" and (tmp_path / "results" / "search-quick.png").stat().st_size > 0
     sweep = _result(tmp_path, "sweep-quick")
     assert sweep["runs"] and all(r["n_trials"] > 0 for r in sweep["runs"])
     _bench(["replay", "--from", str(tmp_path / "results" / "search-quick.json")], tmp_path)
