@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -109,3 +110,42 @@ def test_a_trial_tune_runs_again_after_a_failure_is_one_line(tmp_path, capsys):
     assert "Traceback" not in out and len(out.strip().splitlines()) == 1, out
     assert "c failed (OSError: When uploading to s3://sweeps/x: AWS Error NETWORK_CONNECTION" in out
     assert "run again from its last checkpoint (failure 1 of 2 allowed)" in out
+
+
+def test_tunes_warnings_about_a_failed_upload_are_one_line_each(tmp_path):
+    """Tune's syncer logs an upload of the experiment folder that failed (a storage that does not answer) with
+    the upload's traceback: one line each on hpo's console, the error's last line kept; whole with --verbose."""
+    import io
+    import logging
+
+    from ray.train._internal.storage import _FilesystemSyncer
+
+    from hpo.tune.run import quiet_tune
+
+    (tmp_path / "stage").mkdir()
+    (tmp_path / "stage" / "experiment_state-x.json").write_text("{}")
+    (tmp_path / "blocked").write_text("a file where the upload's folder would go")
+    console = logging.getLogger("ray").handlers[0]  # what Ray prints its log lines with
+    said = {}
+    for verbose in (False, True):
+        shown = io.StringIO()
+        before = console.setStream(shown)
+        try:
+            with quiet_tune(verbose):
+                syncer = _FilesystemSyncer(storage_filesystem=pyarrow.fs.LocalFileSystem())
+                syncer.sync_up(str(tmp_path / "stage"), str(tmp_path / "blocked" / "experiment"))
+                while syncer._sync_process.is_running:  # the upload fails at once
+                    time.sleep(0.05)
+                syncer.sync_up(str(tmp_path / "stage"), str(tmp_path / "blocked" / "experiment"))  # first says the last one failed
+                try:
+                    syncer.wait()
+                except OSError:
+                    pass
+        finally:
+            console.setStream(before)
+        said[verbose] = shown.getvalue()
+    warned = [line for line in said[False].splitlines() if "Last sync command failed" in line]
+    assert len(warned) == 1 and "Traceback" not in said[False], said[False]
+    assert "NotADirectoryError" in warned[0], warned  # the error itself is kept
+    assert "Traceback (most recent call last)" in said[True]
+    assert not console.filters  # the console is Ray's own again after the run
