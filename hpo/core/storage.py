@@ -102,6 +102,14 @@ class Location:
             raise StorageError(f"{text}: not a storage URI pyarrow can open: {err}") from None
         return cls(_retrying(fs, S3_ATTEMPTS), path.rstrip("/"), parts.scheme, parts.query)
 
+    @classmethod
+    def on(cls, fs: Any, path: str) -> Location:
+        """A location on a filesystem built elsewhere (Tune's), named after the filesystem's type."""
+        import pyarrow.fs
+
+        scheme = "" if isinstance(fs, pyarrow.fs.LocalFileSystem) else {"gcs": "gs"}.get(fs.type_name, fs.type_name)
+        return cls(fs, path.rstrip("/"), scheme)
+
     @property
     def is_local(self) -> bool:
         return not self.scheme

@@ -288,12 +288,17 @@ def quiet_tune(verbose: bool) -> Iterator[None]:
 
     saved = {key: os.environ.get(key) for key in _TUNE_QUIET}
     level = optuna.logging.get_verbosity()
-    one_line = OneLineRecords()
-    handlers = [] if verbose else list(logging.getLogger("ray").handlers)
+    ray_log, one_line, added = logging.getLogger("ray"), OneLineRecords(), None
+    handlers = [] if verbose else list(ray_log.handlers)
     if not verbose:
         for key, value in _TUNE_QUIET.items():
             os.environ.setdefault(key, value)  # a value the user set is kept
         optuna.logging.set_verbosity(optuna.logging.WARNING)
+        if not handlers:  # as Ray leaves it once started: its warnings went to Python's last-resort handler
+            added = logging.StreamHandler()
+            added.setLevel(logging.WARNING)
+            ray_log.addHandler(added)
+            handlers = [added]
     for handler in handlers:
         handler.addFilter(one_line)
     try:
@@ -301,6 +306,8 @@ def quiet_tune(verbose: bool) -> Iterator[None]:
     finally:
         for handler in handlers:
             handler.removeFilter(one_line)
+        if added is not None:
+            ray_log.removeHandler(added)
         optuna.logging.set_verbosity(level)
         for key, value in saved.items():
             if value is None:
