@@ -62,7 +62,8 @@ def check_address(address: str | None) -> None:
 
 
 def init_ray(address: str | None, num_cpus: int | None = None) -> None:
-    """Embedded Ray by default (``address='local'`` never joins a stale cluster); else connect."""
+    """Embedded Ray by default (``address='local'`` never joins a stale cluster); else connect. Either way Ray then
+    sends S3 filesystems to its workers with the sweep's retry bound (``hpo.tune.trial_storage``)."""
     import ray
 
     from hpo.tune.trial_storage import send_s3_with_retries
