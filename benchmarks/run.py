@@ -9,6 +9,8 @@ all         the three, sharing the ASHA+TPE sweeps between search and sweep
 replay      ASHA settings replayed on random search's learning curves (--from search.json or sweep folders)
 scale       the driver's overhead per trial at 16, 64 and 256 tiny trials, against bare Ray Tune; `hpo status` time
 warm        a sweep warm-started from an earlier one against the same sweep cold: compute to reach the earlier best
+soak        faults injected into small sweeps on a loopback S3 server (killed driver or trial, storage down,
+            W&B folder read-only), then what the sweep stored checked; exits 1 on any violation
 
 Each comparison runs inside this one process tree (sweeps in child processes, one Ray each), repeats,
 and writes NAME.json (every figure, plus the machine) and NAME.md (the table, printed too) under
@@ -32,7 +34,7 @@ from benchmarks._common import REPO, BenchError  # noqa: E402
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="benchmarks/run.py", description=__doc__.split("\n\n")[0])
-    p.add_argument("benchmark", choices=["throughput", "sweep", "search", "all", "replay", "scale", "warm"])
+    p.add_argument("benchmark", choices=["throughput", "sweep", "search", "all", "replay", "scale", "warm", "soak"])
     p.add_argument("--quick", action="store_true", help="smoke sizes: seconds to a minute or two per benchmark")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results", help="folder for NAME.json and NAME.md")
     p.add_argument("--reps", type=int, default=None, help="repetitions (throughput, sweep, warm) and seeds (search); default 3, --quick 1")
@@ -41,6 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", action="store_true", help="keep the sweeps' experiment folders and logs (printed at the end)")
     p.add_argument("--trials", type=int, nargs="+", default=None, help="scale: the sweep sizes (default 16 64 256; --quick 4 8)")
     p.add_argument("--from", dest="sources", type=Path, nargs="+", default=None, help="replay: search.json or sweep folders without early stopping")
+    p.add_argument("--episodes", type=int, default=None, help="soak: episodes (default 20, --quick 3)")
+    p.add_argument("--seed", type=int, default=0, help="soak: the first episode's seed (episode i uses SEED + i)")
+    p.add_argument("--kinds", nargs="+", default=None, help="soak: only these faults (driver_kill worker_kill s3_down s3_stall wandb_readonly)")
     return p
 
 
@@ -70,6 +75,11 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         return 0
     os.chdir(REPO)  # the spec's relative data paths are resolved from the repository root
+    if args.benchmark == "soak":
+        from benchmarks import soak
+
+        args.episodes = args.episodes or (3 if args.quick else 20)
+        return soak.main_args(args)
     from benchmarks import scale, search, sweep, throughput, warm
     from benchmarks._sweeps import SweepRunner
 

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from hpo.core.results import disk_usage
+from tests.s3_server import S3Server, free_port  # noqa: F401 (free_port: for the tests)
 
 REPO = Path(__file__).resolve().parents[1]
 IMDB = REPO / "data" / "imdb-sample"
@@ -191,62 +192,24 @@ def tiny_promoted(tiny_sweep) -> dict:
 
 
 # ------------------------------------------------------------------------------- object storage
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 S3_BUCKETS = ("sweeps", "data")
 
 
 @pytest.fixture(scope="session")
 def s3(tmp_path_factory) -> dict:
-    """A real S3 API for the session: moto's server on 127.0.0.1, with the buckets ``sweeps`` and ``data``
-    (the IMDB sample uploaded to ``s3://data/imdb/``). ``env`` is what every node and client needs: dummy
-    credentials and the endpoint, as a user of MinIO or Ceph would set them."""
-    import urllib.request
-
-    tmp = tmp_path_factory.mktemp("s3")
-    port = free_port()
-    log = open(tmp / "moto.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    deadline = time.time() + 60
-    while True:
-        try:
-            opener.open(endpoint, timeout=2).read()
-            break
-        except OSError:
-            assert proc.poll() is None and time.time() < deadline, (tmp / "moto.log").read_text()
-            time.sleep(0.2)
-    env = {
-        "AWS_ACCESS_KEY_ID": "hpo-test-access-key",
-        "AWS_SECRET_ACCESS_KEY": "hpo-test-secret-key",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": endpoint,
-        "AWS_EC2_METADATA_DISABLED": "true",  # never ask a cloud's metadata address for credentials
-        "NO_PROXY": "127.0.0.1,localhost",
-    }
+    """A real S3 API for the session: moto's server on 127.0.0.1 (tests/s3_server.py), with the buckets
+    ``sweeps`` and ``data`` (the IMDB sample uploaded to ``s3://data/imdb/``). ``env`` is what every node and
+    client needs: dummy credentials and the endpoint, as a user of MinIO or Ceph would set them."""
     import pyarrow.fs
 
-    fs = pyarrow.fs.S3FileSystem(access_key=env["AWS_ACCESS_KEY_ID"], secret_key=env["AWS_SECRET_ACCESS_KEY"], endpoint_override=endpoint, region="us-east-1", allow_bucket_creation=True)
-    for bucket in S3_BUCKETS:
-        fs.create_dir(bucket)
-    for split, path in imdb_files().items():
-        pyarrow.fs.copy_files(path, f"data/imdb/{split}.parquet", destination_filesystem=fs)
-    try:
-        yield {"endpoint": endpoint, "port": port, "env": env, "fs": fs, "tmp": tmp}
-    finally:
-        kill_pids([proc.pid, *_descendants(proc.pid)])
-        proc.wait(timeout=10)
-        log.close()
+    tmp = tmp_path_factory.mktemp("s3")
+    with S3Server(tmp) as server:
+        fs = server.filesystem()
+        for bucket in S3_BUCKETS:
+            fs.create_dir(bucket)
+        for split, path in imdb_files().items():
+            pyarrow.fs.copy_files(path, f"data/imdb/{split}.parquet", destination_filesystem=fs)
+        yield {"endpoint": server.endpoint, "port": server.port, "env": server.env, "fs": fs, "tmp": tmp, "server": server}
 
 
 def s3_env(tmp: Path, s3: dict) -> dict[str, str]:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import pyarrow.fs
+import pytest
 
 from hpo.core.results import TrialRecord
 from hpo.tune.console import SweepConsole
@@ -109,3 +111,51 @@ def test_a_trial_tune_runs_again_after_a_failure_is_one_line(tmp_path, capsys):
     assert "Traceback" not in out and len(out.strip().splitlines()) == 1, out
     assert "c failed (OSError: When uploading to s3://sweeps/x: AWS Error NETWORK_CONNECTION" in out
     assert "run again from its last checkpoint (failure 1 of 2 allowed)" in out
+
+
+@pytest.mark.parametrize("handler", ["ray's", "none"], ids=["ray-handler", "no-handler-as-once-ray-runs"])
+def test_tunes_warnings_about_a_failed_upload_are_one_line_each(handler, tmp_path, capsys):
+    """Tune's syncer logs an upload of the experiment folder that failed (a storage that does not answer) with
+    the upload's traceback: one line each on hpo's console, the error's last line kept; whole with --verbose.
+    Before Ray starts, its log lines go through its own handler; once it runs, the ``ray`` logger has none."""
+    import io
+    import logging
+
+    from ray.train._internal.storage import _FilesystemSyncer
+
+    from hpo.tune.run import quiet_tune
+
+    (tmp_path / "stage").mkdir()
+    (tmp_path / "stage" / "experiment_state-x.json").write_text("{}")
+    (tmp_path / "blocked").write_text("a file where the upload's folder would go")
+    ray_log = logging.getLogger("ray")
+    own = list(ray_log.handlers)
+    said = {}
+    for verbose in (False, True):
+        shown = io.StringIO()
+        if handler == "none":
+            ray_log.handlers = []
+        else:
+            before = own[0].setStream(shown)  # what Ray prints its log lines with
+        try:
+            with quiet_tune(verbose):
+                syncer = _FilesystemSyncer(storage_filesystem=pyarrow.fs.LocalFileSystem())
+                syncer.sync_up(str(tmp_path / "stage"), str(tmp_path / "blocked" / "experiment"))
+                while syncer._sync_process.is_running:  # the upload fails at once
+                    time.sleep(0.05)
+                syncer.sync_up(str(tmp_path / "stage"), str(tmp_path / "blocked" / "experiment"))  # first says the last one failed
+                try:
+                    syncer.wait()
+                except OSError:
+                    pass
+            assert ray_log.handlers == ([] if handler == "none" else own) and not any(h.filters for h in own)
+        finally:
+            if handler == "none":
+                ray_log.handlers = own
+            else:
+                own[0].setStream(before)
+        said[verbose] = shown.getvalue() + capsys.readouterr().err
+    warned = [line for line in said[False].splitlines() if "Last sync command failed" in line]
+    assert len(warned) == 1 and "Traceback" not in said[False], said[False]
+    assert "NotADirectoryError" in warned[0], warned  # the error itself is kept
+    assert "Traceback (most recent call last)" in said[True]

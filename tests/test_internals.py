@@ -244,3 +244,31 @@ def test_tunes_syncer_builds_each_experiment_upload_where_hpo_orders_it(tmp_path
         syncer.wait()
     assert (tmp_path / "b" / "experiment_state-x.json").read_text() == "{}"
     assert cloudpickle.loads(cloudpickle.dumps(syncer))._current_cmd[0] is _upload_to_fs_path
+
+
+def test_rays_copies_into_storage_go_through_the_function_hpo_routes(tmp_path):
+    """Ray's storage layer copies a trial's checkpoint and Tune's experiment folder with
+    ``_pyarrow_fs_copy_files``, looked up at each call: copies into a filesystem other than the local one go
+    to hpo's copy once routed, copies to this machine stay Ray's."""
+    import pyarrow.fs
+    from ray.train._internal import storage
+
+    before = storage._pyarrow_fs_copy_files  # routed already when Ray was started in this process (hpo's init_ray)
+    stock = getattr(before, "ray_stock", before)
+    for caller in (storage.StorageContext.persist_current_checkpoint, storage._upload_to_fs_path):
+        assert "_pyarrow_fs_copy_files(" in inspect.getsource(caller), f"{caller.__qualname__} no longer copies with _pyarrow_fs_copy_files"
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "a.txt").write_text("x")
+    (tmp_path / "store").mkdir()
+    elsewhere = pyarrow.fs.SubTreeFileSystem(str(tmp_path / "store"), pyarrow.fs.LocalFileSystem())  # not the local filesystem
+    routed: list[dict] = []
+    try:
+        _internals.route_ray_uploads(lambda source, destination, **kw: routed.append({"source": source, "destination": destination, **kw}))
+        _internals.route_ray_uploads(lambda source, destination, **kw: routed.append({"source": source, "destination": destination, **kw}))
+        assert storage._pyarrow_fs_copy_files.ray_stock is stock  # routed twice: still one hop to Ray's own
+        storage._upload_to_fs_path(str(tmp_path / "src"), fs=elsewhere, fs_path="up")
+        assert [(r["source"], r["destination"], r["destination_filesystem"]) for r in routed] == [(str(tmp_path / "src"), "up", elsewhere)]
+        storage._upload_to_fs_path(str(tmp_path / "src"), fs=pyarrow.fs.LocalFileSystem(), fs_path=str(tmp_path / "local"))
+        assert (tmp_path / "local" / "a.txt").read_text() == "x" and len(routed) == 1
+    finally:
+        storage._pyarrow_fs_copy_files = before

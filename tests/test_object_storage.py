@@ -11,6 +11,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -116,16 +118,13 @@ def test_a_child_path_is_joined_before_the_query_string(s3):
     assert not child.exists()
 
 
-def test_a_request_to_s3_is_tried_a_bounded_number_of_times(monkeypatch):
-    """A store that answers every request with 503 (busy): a sweep's request is tried ``S3_ATTEMPTS`` times
-    before its error is raised, the check before a sweep starts ``S3_CHECK_ATTEMPTS`` times."""
+@contextmanager
+def busy_store() -> Iterator[tuple[str, list[str]]]:
+    """A store that answers every request with 503 (busy): its URI for ``s3://sweeps/busy``, and the requests
+    it was sent (their HTTP methods), as they come."""
     import http.server
     import threading
 
-    from hpo.core import storage
-    from hpo.core.errors import ExperimentError, StorageError
-
-    monkeypatch.setattr(storage, "S3_ATTEMPTS", 5)  # the test's own count, and a short wait (pyarrow's default is 3)
     requests: list[str] = []
 
     class Busy(http.server.BaseHTTPRequestHandler):
@@ -147,7 +146,21 @@ def test_a_request_to_s3_is_tried_a_bounded_number_of_times(monkeypatch):
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Busy)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        loc = Location.parse(f"s3://sweeps/busy?endpoint_override=127.0.0.1:{server.server_port}&scheme=http&region=us-east-1")
+        yield f"s3://sweeps/busy?endpoint_override=127.0.0.1:{server.server_port}&scheme=http&region=us-east-1", requests
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_request_to_s3_is_tried_a_bounded_number_of_times(monkeypatch):
+    """A store that answers every request with 503 (busy): a sweep's request is tried ``S3_ATTEMPTS`` times
+    before its error is raised, the check before a sweep starts ``S3_CHECK_ATTEMPTS`` times."""
+    from hpo.core import storage
+    from hpo.core.errors import ExperimentError, StorageError
+
+    monkeypatch.setattr(storage, "S3_ATTEMPTS", 5)  # the test's own count, and a short wait (pyarrow's default is 3)
+    with busy_store() as (uri, requests):
+        loc = Location.parse(uri)
         with pytest.raises(ExperimentError, match="cannot read it: .*HTTP status 503"):
             loc.child("result.json").read_text()
         assert len(requests) == 5, requests
@@ -155,9 +168,101 @@ def test_a_request_to_s3_is_tried_a_bounded_number_of_times(monkeypatch):
         with pytest.raises(StorageError, match="cannot reach the storage"):
             loc.check_writable()
         assert len(requests) == storage.S3_CHECK_ATTEMPTS == 3, requests
+
+
+def _checkpoint_folder(folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "train_state.pt").write_bytes(os.urandom(6 * 2**20))
+    (folder / "metrics.json").write_text("{}")
+    return folder
+
+
+def test_a_file_the_store_did_not_take_fails_its_copy(s3, tmp_path, monkeypatch):
+    """A store that does not complete an upload (down at that moment; here it answers 503): pyarrow's
+    ``copy_files`` returned normally with nothing stored, hpo's copy raises."""
+    from hpo.core import storage
+
+    monkeypatch.setattr(storage, "S3_ATTEMPTS", 2)
+    source = _checkpoint_folder(tmp_path / "checkpoint_000000")
+    fs = Location.parse("s3://sweeps/copies").fs
+    s3["server"].refuse_completions("/refused/")
+    try:
+        with pytest.raises(OSError, match="CompleteMultipartUpload"):
+            storage.copy_files(str(source), "sweeps/copies/refused", destination_filesystem=fs)
     finally:
-        server.shutdown()
-        server.server_close()
+        s3["server"].accept_completions()
+    assert not Location.parse("s3://sweeps/copies/refused/train_state.pt").exists()
+    storage.copy_files(str(source), "sweeps/copies/taken", destination_filesystem=fs)
+    storage.copy_files(str(source / "metrics.json"), "sweeps/copies/one/metrics.json", destination_filesystem=fs)
+    taken = Location.parse("s3://sweeps/copies/taken")
+    assert {f.name: f.fs.get_file_info(f.path).size for f in taken.list_files()} == {"train_state.pt": 6 * 2**20, "metrics.json": 2}
+    assert Location.parse("s3://sweeps/copies/one/metrics.json").read_text() == "{}"
+
+
+@pytest.fixture
+def local_ray_cluster():
+    from hpo.tune.run import init_ray, shutdown_ray
+
+    init_ray(None, 1)
+    try:
+        yield
+    finally:
+        shutdown_ray()
+
+
+def test_a_trials_process_tries_s3_as_often_as_the_driver(local_ray_cluster, monkeypatch):
+    """Ray pickles the sweep's filesystem to a trial's process; pyarrow's pickle leaves its retry bound out."""
+    import ray
+
+    from hpo.core import storage
+
+    monkeypatch.setattr(storage, "S3_ATTEMPTS", 4)  # pyarrow's default is 3
+
+    @ray.remote
+    def read(fs, path):
+        try:
+            fs.get_file_info(path)
+        except OSError as err:
+            return str(err)
+        return "read"
+
+    with busy_store() as (uri, requests):
+        loc = Location.parse(uri)
+        said = ray.get(read.remote(loc.fs, loc.child("result.json").path))
+        assert "503" in said and len(requests) == 4, (said, requests)
+
+
+def test_a_round_whose_checkpoint_the_store_did_not_take_is_not_reported(s3, local_ray_cluster, monkeypatch):
+    """The trial fails at that round (and is restarted from its last stored checkpoint) instead of reporting
+    the round with a checkpoint that is not in the bucket."""
+    from ray import tune
+
+    from hpo.core import storage
+    from hpo.tune.run import ray_storage
+
+    monkeypatch.setattr(storage, "S3_ATTEMPTS", 2)  # the trial's too: a short wait for the refused upload
+
+    def trainable(config):
+        import tempfile
+
+        for i in range(2):
+            with tempfile.TemporaryDirectory() as folder:
+                (Path(folder) / "train_state.pt").write_bytes(b"w" * (6 * 2**20))
+                tune.report({"score": i}, checkpoint=tune.Checkpoint.from_directory(folder))
+
+    s3["server"].refuse_completions("/checkpoint_000001/")
+    try:
+        results = tune.Tuner(
+            trainable,
+            run_config=tune.RunConfig(name="refused", **ray_storage(Location.parse("s3://sweeps/refused-checkpoint")), failure_config=tune.FailureConfig(max_failures=0)),
+        ).fit()
+    finally:
+        s3["server"].accept_completions()
+    result = results[0]
+    assert result.error is not None and "CompleteMultipartUpload" in str(result.error), result.error
+    assert result.metrics["training_iteration"] == 1 and result.checkpoint.path.endswith("checkpoint_000000")
+    stored = Location.parse("s3://sweeps/refused-checkpoint/refused")
+    assert [f.name for f in stored.list_files(recursive=True) if "/checkpoint_" in f.path] == ["train_state.pt"]
 
 
 def test_local_paths_and_file_uris_are_the_same_location(tmp_path):

@@ -121,9 +121,10 @@ def test_the_janitor_keeps_the_best_checkpoint_of_trials_it_saw_no_result_of(tmp
             (tmp_path / trial_id / "checkpoint_000001" / "w.bin").write_bytes(b"x" * 1000)
 
     trials = [Trial("a", 0.61), Trial("b", 0.83), Trial("c", 0.70)]
+    store_state(tmp_path, {"a": "TERMINATED", "b": "TERMINATED", "c": "TERMINATED"})
     CheckpointJanitor("val_accuracy", "max", budget_mb=100).on_experiment_end(trials)
     assert [t.trial_id for t in trials if (tmp_path / t.trial_id / "checkpoint_000001").exists()] == ["b"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "c"]  # only checkpoints go
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "c", "experiment_state-2026-01-01_00-00-00.json"]  # only checkpoints go
     # a stopped trial can store one more round's checkpoint after its end was tidied (it ran one round
     # ahead of the result that stopped it): the sweep's end removes that one too
     janitor = CheckpointJanitor("val_accuracy", "max", budget_mb=100)
@@ -135,6 +136,48 @@ def test_the_janitor_keeps_the_best_checkpoint_of_trials_it_saw_no_result_of(tmp
     assert late.exists()  # one listing per ended trial while the sweep runs
     janitor.on_experiment_end(trials)
     assert not late.exists() and (tmp_path / "b" / "checkpoint_000001").exists()
+
+
+def store_state(folder: Path, statuses: dict[str, str]) -> None:
+    """Tune's experiment state in ``folder``, as stored: each trial's status."""
+    import json
+
+    rows = [[json.dumps({"trial_id": tid, "status": status, "config": {}}), json.dumps({"last_result": {}})] for tid, status in statuses.items()]
+    (folder / "experiment_state-2026-01-01_00-00-00.json").write_text(json.dumps({"trial_data": rows}))
+
+
+def test_the_janitor_keeps_the_checkpoints_a_resume_continues_from(tmp_path):
+    """Tune ends its run after a failure in its loop as after a normal one, with the running trials marked ended
+    but not stored so: a trial the stored state calls running keeps its checkpoints, as does a trial that errored
+    (``hpo resume`` continues both from their last checkpoint)."""
+    import pyarrow.fs
+
+    from hpo.tune.janitor import CheckpointJanitor
+
+    class Storage:
+        storage_filesystem = pyarrow.fs.LocalFileSystem()
+        experiment_fs_path = str(tmp_path)
+
+    class Trial:
+        def __init__(self, trial_id: str, status: str, best: float):
+            self.trial_id, self.status, self.storage = trial_id, status, Storage()
+            self.metric_analysis = {"val_accuracy": {"max": best}}
+            self.storage.trial_fs_path = str(tmp_path / trial_id)
+            (tmp_path / trial_id / "checkpoint_000001").mkdir(parents=True)
+
+    trials = [Trial("ended", "TERMINATED", 0.6), Trial("best", "TERMINATED", 0.9), Trial("cut", "TERMINATED", 0.7), Trial("errored", "ERROR", 0.5)]
+    store_state(tmp_path, {"ended": "TERMINATED", "best": "TERMINATED", "cut": "RUNNING", "errored": "ERROR"})
+    janitor = CheckpointJanitor("val_accuracy", "max", budget_mb=100, at_end_only=True)
+    janitor.on_trial_error(0, trials, trials[3])
+    janitor.on_experiment_end(trials)
+    assert sorted(t.trial_id for t in trials if (tmp_path / t.trial_id / "checkpoint_000001").exists()) == ["best", "cut", "errored"]
+    (tmp_path / "experiment_state-2026-01-01_00-00-00.json").write_text("{")  # cut short: nothing is known to have ended
+    (tmp_path / "ended" / "checkpoint_000002").mkdir()
+    CheckpointJanitor("val_accuracy", "max", budget_mb=100).on_experiment_end(trials)
+    assert (tmp_path / "ended" / "checkpoint_000002").exists()
+    local = CheckpointJanitor("val_accuracy", "max", budget_mb=100)  # on a local disk, as trials end
+    local.on_trial_error(0, trials, trials[3])
+    assert (tmp_path / "errored" / "checkpoint_000001").exists()
 
 
 def test_the_janitor_measures_the_sweep_folder_again_only_once_the_last_measurement_is_paid_back(tmp_path, monkeypatch):

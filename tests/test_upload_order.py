@@ -14,7 +14,7 @@ import pytest
 from ray.train import SyncConfig
 from ray.train._internal.storage import StorageContext
 
-from hpo.tune.upload_order import state_uploaded_last
+from hpo.tune.upload_order import state_uploaded_last, store_with_state
 
 STATE = "experiment_state-2026-01-01_00-00-00.json"
 
@@ -137,3 +137,55 @@ def test_a_trial_folder_that_fails_to_upload_keeps_the_stored_state_as_it_was(tm
     with pytest.raises(Exception):
         _upload(stage, tmp_path / "bucket", _Recording())
     assert (bucket / STATE).read_text() == "the state of the last complete upload"
+
+
+def test_the_study_is_stored_with_the_state_before_it_and_a_study_not_stored_keeps_the_stored_state(tmp_path):
+    """The sweep's Optuna journal goes with each upload, after the trial folders and before Tune's state files
+    (the stored study is never older than the stored searcher state), and again only once it changed. A store
+    that does not take it fails that upload, as Tune's syncer reports, instead of the sweep (it did when the
+    searcher uploaded it while Tune saved its state)."""
+    stage, bucket = _staged(tmp_path), tmp_path / "bucket" / "exp"
+    journal = tmp_path / "driver" / "optuna.journal"
+    journal.parent.mkdir()
+    journal.write_bytes(b"study with 2 trials")
+    store_with_state(str(bucket), "hpo/optuna.journal", journal)
+    handler = _Recording()
+    _upload(stage, tmp_path / "bucket", handler)
+    names = [Path(p).relative_to(bucket).as_posix() for p in handler.written]
+    at = names.index("hpo/optuna.journal")
+    assert all("/" in n for n in names[:at]) and all("/" not in n for n in names[at + 1 :]), names
+    assert (bucket / "hpo" / "optuna.journal").read_bytes() == b"study with 2 trials"
+    _upload(stage, tmp_path / "bucket", handler)
+    assert "hpo/optuna.journal" not in [Path(p).relative_to(bucket).as_posix() for p in handler.written]
+    journal.write_bytes(b"study with 3 trials")
+    (stage / STATE).write_text(json.dumps({"trial_data": ["a1 at round 3", "b2 at round 2", "c3 at round 1"]}))
+
+    def store_down(path: str) -> None:
+        if path.endswith("optuna.journal"):
+            raise OSError("the store does not answer")
+
+    with pytest.raises(OSError, match="does not answer"):
+        _upload(stage, tmp_path / "bucket", _Recording(store_down))
+    assert (bucket / STATE).read_text() == json.dumps({"trial_data": ["a1 at round 2", "b2 at round 2"]})
+    _upload(stage, tmp_path / "bucket", _Recording())
+    assert (bucket / "hpo" / "optuna.journal").read_bytes() == b"study with 3 trials" and "c3" in (bucket / STATE).read_text()
+
+
+def test_saving_the_searcher_with_the_storage_down_goes_on(tmp_path, monkeypatch):
+    """Tune saves the searcher in its loop, where an error ends the sweep: saving it writes the study on the
+    driver's disk only (it uploaded the journal, and a storage that did not answer ended the sweep); the study
+    goes with the next upload of the experiment folder."""
+    from hpo.core.spec import parse_spec
+    from hpo.core.storage import Location
+    from hpo.tune import upload_order
+    from hpo.tune.searcher import make_searcher
+    from tests.conftest import free_port, tiny_spec
+
+    monkeypatch.setenv("HPO_CACHE", str(tmp_path / "cache"))
+    down = Location.parse(f"s3://sweeps/down?endpoint_override=127.0.0.1:{free_port()}&scheme=http&region=us-east-1")
+    search = make_searcher(parse_spec(tiny_spec(tmp_path / "runs"), "tiny.yaml"), down).searcher.searcher
+    assert search.suggest("t1")
+    search.save(str(tmp_path / "searcher-state.pkl"))
+    assert (tmp_path / "searcher-state.pkl").is_file()
+    journal = upload_order._WITH_STATE[down.path]["hpo/optuna.journal"]
+    assert journal.is_file() and journal.stat().st_size > 0

@@ -2,10 +2,10 @@
 
 Optuna's journal needs a file it can append to and lock, so the driver writes it on its own disk: for a
 local sweep that is ``EXPERIMENT/hpo/optuna.journal`` itself; for a sweep in object storage it is a
-mirror on the driver (under ``HPO_CACHE``) that is uploaded to ``EXPERIMENT/hpo/optuna.journal``
-every time Ray Tune saves the searcher's state. So the stored journal is never older than the stored
-searcher state that ``hpo resume`` restores, and ``hpo dashboard`` and the notebook read it from
-storage like every other file of the sweep.
+mirror on the driver (under ``HPO_CACHE``) that each upload of Tune's experiment folder stores at
+``EXPERIMENT/hpo/optuna.journal`` just before the searcher's state (``hpo.tune.upload_order``). So the
+stored journal is never older than the stored searcher state that ``hpo resume`` restores, and
+``hpo dashboard`` and the notebook read it from storage like every other file of the sweep.
 """
 
 from __future__ import annotations
@@ -31,23 +31,14 @@ class SweepJournal(JournalFileBackend):
         self.local = self._experiment.mirror(META_DIR, JOURNAL_FILE)
         self.local.parent.mkdir(parents=True, exist_ok=True)
         super().__init__(str(self.local))
-        self._synced_size = -1
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (SweepJournal, (self._experiment.uri,))
 
     @property
-    def stored(self) -> Location:
-        return self._experiment.child(META_DIR, JOURNAL_FILE)
-
-    def sync(self) -> None:
-        """Upload the journal if it grew since the last upload (nothing to do for a local sweep)."""
-        if self._experiment.is_local or not self.local.is_file():
-            return
-        size = self.local.stat().st_size
-        if size != self._synced_size:
-            self.stored.upload_file(self.local)
-            self._synced_size = size
+    def experiment(self) -> Location:
+        """The sweep folder this journal belongs to."""
+        return self._experiment
 
 
 def start_journal(experiment: Location) -> SweepJournal:

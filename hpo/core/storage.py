@@ -31,7 +31,7 @@ from hpo.core.paths import local_path
 from trainables.errors import shown
 from trainables.model import cache_root
 
-__all__ = ["Location", "cache_root", "fetch", "is_remote"]
+__all__ = ["Location", "cache_root", "copy_files", "fetch", "is_remote"]
 
 META_DIR = "hpo"  # a sweep's own files, beside Ray Tune's: STORAGE/NAME/hpo/
 SPEC_FILE = "spec.yaml"
@@ -42,8 +42,8 @@ JOURNAL_FILE = "optuna.journal"  # the Optuna study behind the TPE searcher
 # try (about doubling): 7 tries ride out a store that stalls or restarts for some 20-30 s (measured against a
 # closed port: 27 s in all), where pyarrow's default of 3 gave up after 2 s, failing a sweep's upload of its
 # state or a trial. The check before a sweep starts tries as often as pyarrow does, to say at once that a
-# store cannot be reached. (pyarrow does not pickle a retry strategy: the filesystem Tune sends to a trial's
-# process has pyarrow's default.)
+# store cannot be reached. (pyarrow does not pickle a retry strategy: ``hpo.tune.trial_storage`` gives the
+# filesystem Tune sends to a trial's process the same bound.)
 S3_ATTEMPTS = 7
 S3_CHECK_ATTEMPTS = 3
 
@@ -101,6 +101,14 @@ class Location:
         except Exception as err:  # an invalid URI, a scheme this pyarrow lacks, OSError: say which URI and why
             raise StorageError(f"{text}: not a storage URI pyarrow can open: {err}") from None
         return cls(_retrying(fs, S3_ATTEMPTS), path.rstrip("/"), parts.scheme, parts.query)
+
+    @classmethod
+    def on(cls, fs: Any, path: str) -> Location:
+        """A location on a filesystem built elsewhere (Tune's), named after the filesystem's type."""
+        import pyarrow.fs
+
+        scheme = "" if isinstance(fs, pyarrow.fs.LocalFileSystem) else {"gcs": "gs"}.get(fs.type_name, fs.type_name)
+        return cls(fs, path.rstrip("/"), scheme)
 
     @property
     def is_local(self) -> bool:
@@ -340,15 +348,75 @@ class Location:
             raise StorageError(f"{self.uri}: cannot write there: {_cause(err)}") from None
 
 
+def s3_options(fs: Any) -> dict[str, Any]:
+    """The options an S3 filesystem was built with (region, endpoint, scheme...: what its pickling lists;
+    not its retry strategy, which pyarrow leaves out)."""
+    return fs.__reduce__()[1][0]
+
+
+def s3_filesystem(options: dict[str, Any], attempts: int | None = None) -> Any:
+    """An S3 filesystem with these ``s3_options`` that tries each request ``attempts`` times (``S3_ATTEMPTS``)."""
+    import pyarrow.fs
+
+    attempts = attempts or S3_ATTEMPTS
+    return pyarrow.fs.S3FileSystem(**options, retry_strategy=pyarrow.fs.AwsStandardS3RetryStrategy(max_attempts=attempts))
+
+
 def _retrying(fs: Any, attempts: int) -> Any:
-    """An S3 filesystem like ``fs`` (the options pyarrow built it with from the URI: region, endpoint,
-    scheme..., which its pickling lists) that tries each request ``attempts`` times; another kind as it is."""
+    """An S3 filesystem like ``fs`` that tries each request ``attempts`` times; another kind as it is."""
     import pyarrow.fs
 
     if not isinstance(fs, pyarrow.fs.S3FileSystem):
         return fs
-    options = fs.__reduce__()[1][0]
-    return pyarrow.fs.S3FileSystem(**options, retry_strategy=pyarrow.fs.AwsStandardS3RetryStrategy(max_attempts=attempts))
+    return s3_filesystem(s3_options(fs), attempts)
+
+
+COPY_CHUNK_BYTES = 64 * 2**20
+
+
+def copy_files(source: str, destination: str, source_filesystem: Any = None, destination_filesystem: Any = None, chunk_size: int = COPY_CHUNK_BYTES, **_: Any) -> None:
+    """Copy a file, or a folder's files, as ``pyarrow.fs.copy_files`` does (its keywords; a filesystem left out
+    is the local one), raising every failure.
+
+    pyarrow's own copy into object storage can return without an error while a file was not stored: with the
+    store going down during an upload, most copies returned normally and left the file out (a trial's
+    checkpoint stored without its weights, and every restart from it failed). Each file is written here
+    through an output stream and closed, which raises when the store did not take it."""
+    import pyarrow.fs
+
+    local = pyarrow.fs.LocalFileSystem()
+    src_fs, dst_fs = source_filesystem or local, destination_filesystem or local
+    if source_filesystem is None:
+        source = os.path.abspath(source)
+    if destination_filesystem is None:
+        destination = os.path.abspath(destination)
+    kind = src_fs.get_file_info(source).type
+    if kind == pyarrow.fs.FileType.File:
+        pairs = [(source, destination)]
+    elif kind == pyarrow.fs.FileType.Directory:
+        dst_fs.create_dir(destination, recursive=True)
+        pairs = []
+        for info in src_fs.get_file_info(pyarrow.fs.FileSelector(source, recursive=True)):
+            target = posixpath.join(destination, posixpath.relpath(info.path, source))
+            if info.type == pyarrow.fs.FileType.Directory:
+                dst_fs.create_dir(target, recursive=True)
+            elif info.type == pyarrow.fs.FileType.File:
+                pairs.append((info.path, target))
+    else:
+        raise FileNotFoundError(f"{source}: nothing to copy there")
+    for src, dst in pairs:
+        with src_fs.open_input_stream(src) as reader:
+            out = dst_fs.open_output_stream(dst)
+            try:
+                while chunk := reader.read(chunk_size):
+                    out.write(chunk)
+            except BaseException:
+                try:
+                    out.close()
+                except OSError:
+                    pass  # the write's own error is the one to raise
+                raise
+            out.close()
 
 
 def _ensure(path: Path) -> Path:

@@ -122,6 +122,28 @@ def experiment_uploads_built_by(build: UploadBuilder) -> Iterator[None]:
         _FilesystemSyncer._sync_up_command = stock
 
 
+# --------------------------------------------------------- Ray's copies into the sweep's storage
+
+
+def route_ray_uploads(copy: Callable[..., None]) -> None:
+    """From now on, in this process, Ray's storage layer copies into any filesystem but the local one with
+    ``copy`` (``pyarrow.fs.copy_files``'s keywords): a trial's checkpoint, Tune's experiment folder. It copies
+    with ``ray.train._internal.storage._pyarrow_fs_copy_files``, which it looks up at each call; copies to
+    this machine (downloads) stay Ray's own."""
+    import pyarrow.fs
+    from ray.train._internal import storage
+
+    stock = getattr(storage._pyarrow_fs_copy_files, "ray_stock", storage._pyarrow_fs_copy_files)
+
+    def routed(source: Any, destination: Any, source_filesystem: Any = None, destination_filesystem: Any = None, **kwargs: Any) -> Any:
+        if destination_filesystem is not None and not isinstance(destination_filesystem, pyarrow.fs.LocalFileSystem):
+            return copy(source, destination, source_filesystem=source_filesystem, destination_filesystem=destination_filesystem, **kwargs)
+        return stock(source, destination, source_filesystem=source_filesystem, destination_filesystem=destination_filesystem, **kwargs)
+
+    routed.ray_stock = stock  # type: ignore[attr-defined]
+    storage._pyarrow_fs_copy_files = routed
+
+
 # -------------------------------------------------------------------- Ray's W&B integration, W&B
 
 

@@ -2,7 +2,13 @@
 
 A checkpoint matters while its trial may still run (to resume it after a crash). Promotion retrains
 from the base model, so a finished trial needs none, except that the best one keeps its checkpoint
-for users who want to load it, as long as the spec's disk budget allows.
+for users who want to load it, as long as the spec's disk budget allows. A trial that errored keeps its
+checkpoints: ``hpo resume`` continues it from the last one.
+
+At the end of a run, only the trials the stored experiment state says ended are tidied. Tune also ends its
+run that way after a failure in its loop (a storage that did not answer when it saved its state), having
+marked the running trials as ended without storing that: the resume continues them from the stored state,
+and they need their checkpoints (they were deleted, and the resumed trials failed until they were given up).
 """
 
 from __future__ import annotations
@@ -13,7 +19,10 @@ from typing import Any
 
 from ray.tune import Callback
 
+from hpo.core.errors import HpoError
+from hpo.core.results import tune_states
 from hpo.core.stopping import STOPPING
+from hpo.core.storage import Location
 from trainables.report import BestSoFar
 
 log = logging.getLogger("hpo")
@@ -70,13 +79,13 @@ class CheckpointJanitor(Callback):
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         if not self.__dict__.get("at_end_only"):
-            self.tidy(trials, trial)
+            self.tidy(trials)  # the others' (the errored trial keeps its checkpoints for a resume)
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         # A trial Tune stopped may have run one round ahead of the result that stopped it, and stored that
         # round's checkpoint after its folder was cleared: the last tidy lists every ended trial again.
         self.__dict__["_cleared"] = set()
-        self.tidy(trials)
+        self.tidy(trials, stored_ended=_stored_as_ended(trials))
 
     def _delete(self, trial: Any) -> None:
         cleared = self.__dict__.setdefault("_cleared", set())  # absent in a janitor restored from an older hpo
@@ -116,10 +125,11 @@ class CheckpointJanitor(Callback):
             if best is not None:
                 self._track(trial, {self.metric: best})
 
-    def tidy(self, trials: list, ending: Any = None) -> None:
+    def tidy(self, trials: list, ending: Any = None, stored_ended: set[str] | None = None) -> None:
+        """Delete the checkpoints of the trials that ended (but the best's); ``stored_ended``: only of these."""
         if STOPPING.is_set():  # Tune stops the running trials as if they ended; the resume needs their checkpoints
             return
-        done = [t for t in trials if t.status in ("TERMINATED", "ERROR") or t is ending]
+        done = [t for t in trials if (t.status == "TERMINATED" or t is ending) and (stored_ended is None or t.trial_id in stored_ended)]
         for t in done:
             self._known_best(t)
         ranked = self._best.ranked(t.trial_id for t in done)
@@ -141,3 +151,16 @@ class CheckpointJanitor(Callback):
                 "sweep uses %.0f MiB, over checkpoints.disk_budget_mb (%.0f): only running trials' checkpoints are left",
                 used / 2**20, self.budget / 2**20,
             )
+
+
+def _stored_as_ended(trials: list) -> set[str]:
+    """The trials the experiment state in storage says ended (none when it cannot be read)."""
+    if not trials:
+        return set()
+    storage = trials[0].storage
+    try:
+        states = tune_states(Location.on(storage.storage_filesystem, storage.experiment_fs_path))
+    except (OSError, HpoError) as err:  # the storage does not answer: nothing is deleted, a resume may need it all
+        log.warning("checkpoints kept: the stored experiment state could not be read (%s)", " ".join(str(err).split())[:200])
+        return set()
+    return {trial_id for trial_id, state in states.items() if state["status"] == "TERMINATED"}

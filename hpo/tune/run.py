@@ -62,8 +62,11 @@ def check_address(address: str | None) -> None:
 
 
 def init_ray(address: str | None, num_cpus: int | None = None) -> None:
-    """Embedded Ray by default (``address='local'`` never joins a stale cluster); else connect."""
+    """Embedded Ray by default (``address='local'`` never joins a stale cluster); else connect. Either way Ray then
+    sends S3 filesystems to its workers with the sweep's retry bound (``hpo.tune.trial_storage``)."""
     import ray
+
+    from hpo.tune.trial_storage import send_s3_with_retries
 
     if ray.is_initialized():
         return
@@ -74,6 +77,7 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> None:
             ray.init(address=address, **kwargs)
         except ConnectionError as err:  # e.g. auto with no cluster on this machine
             raise Unreachable(f"--address {address}: no Ray cluster there ({' '.join(str(err).split())[:200]}); start one (ray start --head) or give its address") from None
+        send_s3_with_retries()
         return
     try:
         ray.init(address="local", num_cpus=num_cpus, **kwargs)
@@ -85,6 +89,7 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> None:
         log.warning("Ray's local node did not start within Ray's 30 s (a busy machine?); starting it once more")
         ray.shutdown()
         ray.init(address="local", num_cpus=num_cpus, **kwargs)
+    send_s3_with_retries()
 
 
 def trainable(spec: SweepSpec, data: Any, source: Any) -> Any:
@@ -252,21 +257,59 @@ def sweep_environment(wandb_mode: str) -> Iterator[None]:
 _TUNE_QUIET = {"RAY_AIR_NEW_OUTPUT": "0", "TUNE_PRINT_ALL_TRIAL_ERRORS": "0"}
 
 
+_TRACEBACK = "Traceback (most recent call last):"
+
+
+class OneLineRecords(logging.Filter):
+    """Ray's log lines one line each: a traceback in the message or attached to it is cut to its last line,
+    the error. Tune's syncer, when the storage does not answer, logs every failed upload of the experiment
+    folder with the upload's whole traceback (and its experiment state, Tune's failed save of it): a storage
+    stall of a minute printed screens of them between the sweep's lines."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        head, _, trace = text.partition(_TRACEBACK)
+        parts = [" ".join(head.split())]
+        if trace.strip():
+            parts.append(trace.strip().splitlines()[-1].strip())
+        if record.exc_info and record.exc_info[1] is not None:
+            err = record.exc_info[1]
+            parts.append(f"{type(err).__name__}: {' '.join(str(err).split())}")
+        line = " ".join(p for p in parts if p)
+        record.msg, record.args = (line if len(line) <= 400 else line[:397] + "..."), ()
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
+        return True
+
+
 @contextmanager
 def quiet_tune(verbose: bool) -> Iterator[None]:
     """hpo's console view replaces Tune's output: Tune's newer output engine prints its experiment box
-    and paths whatever the verbosity, the older one prints nothing at verbosity 0. Optuna's INFO lines go too."""
+    and paths whatever the verbosity, the older one prints nothing at verbosity 0. Optuna's INFO lines go too,
+    and what Ray logs (Tune's syncer's warnings when the storage stalls) comes one line each (``OneLineRecords``)."""
     import optuna
 
     saved = {key: os.environ.get(key) for key in _TUNE_QUIET}
     level = optuna.logging.get_verbosity()
+    ray_log, one_line, added = logging.getLogger("ray"), OneLineRecords(), None
+    handlers = [] if verbose else list(ray_log.handlers)
     if not verbose:
         for key, value in _TUNE_QUIET.items():
             os.environ.setdefault(key, value)  # a value the user set is kept
         optuna.logging.set_verbosity(optuna.logging.WARNING)
+        if not handlers:  # as Ray leaves it once started: its warnings went to Python's last-resort handler
+            added = logging.StreamHandler()
+            added.setLevel(logging.WARNING)
+            ray_log.addHandler(added)
+            handlers = [added]
+    for handler in handlers:
+        handler.addFilter(one_line)
     try:
         yield
     finally:
+        for handler in handlers:
+            handler.removeFilter(one_line)
+        if added is not None:
+            ray_log.removeHandler(added)
         optuna.logging.set_verbosity(level)
         for key, value in saved.items():
             if value is None:

@@ -13,7 +13,7 @@ What differs from Ray's stock ``OptunaSearch``:
   are handed out first (``start_from``; ``hpo.core.warm`` says what is taken).
 
 The study lives in an Optuna journal, ``EXPERIMENT/hpo/optuna.journal`` (``hpo.core.journal``: mirrored from
-the driver's disk when the sweep is in object storage), so ``optuna-dashboard`` can read it while the
+the driver's disk when the sweep is in object storage, stored with Tune's state), so ``optuna-dashboard`` can read it while the
 sweep runs and after, and ``hpo resume`` restores it.
 """
 
@@ -27,7 +27,8 @@ from ray.tune.search import ConcurrencyLimiter, SearchGenerator
 from ray.tune.search.optuna import OptunaSearch
 
 from hpo.core.journal import start_journal
-from hpo.core.storage import Location
+from hpo.core.storage import JOURNAL_FILE, META_DIR, Location
+from hpo.tune.upload_order import store_with_state
 from hpo.tune._internals import (
     optuna_parts,
     set_live_trials,
@@ -122,11 +123,12 @@ class SweepSearch(OptunaSearch):
             ot.completed.add(trial_id)
 
     def save(self, checkpoint_path: str) -> None:
-        """Tune saves the searcher with the experiment state: the stored journal goes with it."""
+        """Tune saves the searcher with the experiment state: the journal is stored with it, just before it
+        (``hpo.tune.upload_order``), in Tune's upload of the experiment folder."""
         super().save(checkpoint_path)
         journal = self.__dict__.get("journal")  # absent in a searcher restored from an older hpo
-        if journal is not None:
-            journal.sync()
+        if journal is not None and not journal.experiment.is_local:
+            store_with_state(journal.experiment.path, f"{META_DIR}/{JOURNAL_FILE}", journal.local)
 
     def reconcile(self, tune: dict[str, dict]) -> None:
         """Make the restored searcher agree with the trials Tune restored.

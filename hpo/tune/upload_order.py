@@ -9,16 +9,19 @@ continued such a trial from a checkpoint rounds past its stored results, and the
 written again (seen in the S3 crash test: rounds 1, 2, 5, 6), or took an ended trial for complete while its
 stored results lacked its last rounds, which its W&B run held.
 
-Here each upload sends the trial folders first, then Tune's state files as Tune had saved them when it started
-the upload (a state saved while a slow upload is still going on goes with the next upload), the experiment
-state itself last. A failed trial folder leaves the stored state as it was. The stored state is thus never
-newer than the stored trial folders, and ``hpo.tune.settle`` only ever cuts a trial's stored results back to
-the checkpoint Tune continues it from.
+Here each upload sends the trial folders first, then the files a run stores with its state (the sweep's Optuna
+journal: ``store_with_state``), then Tune's state files as Tune had saved them when it started the upload (a
+state saved while a slow upload is still going on goes with the next upload), the experiment state itself
+last. A failed trial folder or journal leaves the stored state as it was. The stored state is thus never newer
+than the stored trial folders, nor the stored searcher state than the stored study, and ``hpo.tune.settle`` only
+ever cuts a trial's stored results back to the checkpoint Tune continues it from. (The journal was uploaded by
+the searcher when Tune saved it, in Tune's loop: a storage that did not answer then ended the sweep.)
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -27,6 +30,17 @@ from typing import Any
 
 from hpo.core.results import EXPERIMENT_STATE_PREFIX
 from hpo.tune._internals import experiment_uploads_built_by
+
+# Per experiment path in its storage: files of this machine stored with Tune's state, before it, by the path
+# they take under the experiment, and the digest of each as last stored.
+_WITH_STATE: dict[str, dict[str, Path]] = {}
+_STORED: dict[tuple[str, str], str] = {}
+
+
+def store_with_state(experiment_path: str, name: str, local: Path) -> None:
+    """Store ``local`` at ``EXPERIMENT/name`` in each upload of the experiment at ``experiment_path`` (in its
+    storage), before Tune's state files, when it changed since it was last stored."""
+    _WITH_STATE.setdefault(experiment_path.rstrip("/"), {})[name] = local
 
 
 class StateLastUpload:
@@ -54,6 +68,15 @@ class StateLastUpload:
         for entry in sorted(os.scandir(local_path), key=lambda e: e.name):
             if entry.is_dir():
                 self._tune_upload(local_path=entry.path, fs=fs, fs_path=f"{fs_path}/{entry.name}", exclude=exclude)
+        experiment = fs_path.rstrip("/")
+        for name, local in sorted(_WITH_STATE.get(experiment, {}).items()):
+            data = local.read_bytes()
+            digest = hashlib.sha256(data).hexdigest()
+            if _STORED.get((experiment, name)) != digest:
+                fs.create_dir(f"{experiment}/{name}".rsplit("/", 1)[0], recursive=True)
+                with fs.open_output_stream(f"{experiment}/{name}") as out:
+                    out.write(data)
+                _STORED[(experiment, name)] = digest
         for name, data in self._state:
             with fs.open_output_stream(f"{fs_path}/{name}") as out:
                 out.write(data)

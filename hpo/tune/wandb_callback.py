@@ -35,6 +35,7 @@ import pyarrow
 import pyarrow.fs
 from ray.air.constants import TRAINING_ITERATION
 
+from hpo.core.storage import copy_files
 from hpo.tune._internals import list_packages_once, ray_wandb, record_artifact_use_offline
 from hpo.tune.trial_files import FS_ERRORS, in_storage, reported_rounds
 from hpo.core.stopping import STOPPING
@@ -236,7 +237,7 @@ def store_run(fs: Any, folder: str, local: str, run_id: str) -> str | None:
     try:
         same = isinstance(fs, pyarrow.fs.LocalFileSystem) and Path(folder, "wandb").resolve() == src.resolve()
         if src.is_dir() and not same:
-            pyarrow.fs.copy_files(str(src.resolve()), f"{folder}/wandb", source_filesystem=pyarrow.fs.LocalFileSystem(), destination_filesystem=fs)
+            copy_files(str(src.resolve()), f"{folder}/wandb", source_filesystem=pyarrow.fs.LocalFileSystem(), destination_filesystem=fs)
     except FS_ERRORS as e:
         return f"could not copy the W&B files of trial {run_id} to {folder}: {e}"
     try:
