@@ -304,7 +304,7 @@ def test_a_tiny_sweep_warm_started_from_the_session_sweep_runs_its_best_first(ti
     names = new.data["label_names"]
     metrics = {"test_accuracy": 0.8, "test_f1_macro": 0.8, "test_loss": 0.5, "test_confusion": [[1, 0], [0, 1]]}
     metrics.update({f"test_{kind}_{n}": 1.0 for kind in ("precision", "recall") for n in names})
-    marker = {"training": {"seed": 0}, "balance": {"strategy": "downsample", "after": {}}}
+    marker = {"training": {"seed": 0, "max_length": 64}, "balance": {"strategy": "downsample", "after": {}}}
     card = model_card(new, trial, value, rnd, marker, metrics, "me/warm")
     assert f"warm-started from earlier sweeps: `tiny` (`{tiny_sweep['path']}`, {len(taken)} trials); their best 1 configuration(s) ran first" in card
     assert provenance(new, trial, value, rnd, marker, metrics)["warm_start"] == new.data["warm_start"]
