@@ -12,6 +12,7 @@ login, exactly as Ray Tune reads them.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -411,10 +412,8 @@ def copy_files(source: str, destination: str, source_filesystem: Any = None, des
                 while chunk := reader.read(chunk_size):
                     out.write(chunk)
             except BaseException:
-                try:
+                with contextlib.suppress(OSError):  # the write's own error is the one to raise
                     out.close()
-                except OSError:
-                    pass  # the write's own error is the one to raise
                 raise
             out.close()
 
