@@ -54,14 +54,22 @@ def plans(quick: bool, seeds: int) -> list[tuple[str, int, str, dict[str, Any]]]
 def run(out: Path, quick: bool, seeds: int, runner: SweepRunner) -> dict[str, Any]:
     machine = machine_info()
     print(f"search: {' vs '.join(LABELS.values())}, {seeds} seed(s){' (quick)' if quick else ''}, one sweep at a time", flush=True)
-    runs = []
+    runs: list[dict[str, Any]] = []
+    last_arm = list(ARMS)[-1]
     for arm, seed, name, overrides in plans(quick, seeds):
         result = runner.run(name, overrides)
         runs.append({"arm": arm, "seed": seed, **result})
+        if arm == last_arm and seed < seeds - 1:
+            # every arm has run this seed: save what there is, so a run cut short still reports its seeds
+            _write(out, machine, quick, runs, seeds, quiet=True)
+    return _write(out, machine, quick, runs, seeds, quiet=False)
+
+
+def _write(out: Path, machine: dict[str, Any], quick: bool, runs: list[dict[str, Any]], planned: int, quiet: bool) -> dict[str, Any]:
     name = "search-quick" if quick else "search"
-    payload = {"benchmark": "search", "machine": machine, "quick": quick, "runs": runs, "summary": _summary(runs), "command": command_line()}
+    payload = {"benchmark": "search", "machine": machine, "quick": quick, "seeds_planned": planned, "runs": runs, "summary": _summary(runs), "command": command_line()}
     payload["plot"] = plot(out / f"{name}.png", payload["summary"])
-    write_outputs(out, name, payload, markdown(payload))
+    write_outputs(out, name, payload, markdown(payload), quiet=quiet)
     return payload
 
 
@@ -262,7 +270,9 @@ def markdown(p: dict[str, Any]) -> str:
     g = s["goal"]
     lines = [
         f"**Search efficiency**: {trials} trials per sweep, {'--quick sizes' if p['quick'] else 'the quickstart spec'}, "
-        f"{where}; median (min–max) over searcher seeds 0–{seeds - 1}:",
+        f"{where}; median (min–max) over searcher seeds 0–{seeds - 1}"
+        + (f" (saved after {seeds} of the {p['seeds_planned']} planned seeds)" if p.get("seeds_planned", seeds) > seeds else "")
+        + ":",
         "",
         f"| search | best {s['metric']} | trial-rounds | trial-epochs | wall | stopped by ASHA | ended on patience |",
         "|---|---:|---:|---:|---:|---:|---:|",
