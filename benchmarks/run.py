@@ -42,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--peak-tflops", type=float, default=None, help="dense bf16 peak of a GPU missing from the MFU table")
     p.add_argument("--keep", action="store_true", help="keep the sweeps' experiment folders and logs (printed at the end)")
     p.add_argument("--trials", type=int, nargs="+", default=None, help="scale: the sweep sizes (default 16 64 256; --quick 4 8)")
-    p.add_argument("--from", dest="sources", type=Path, nargs="+", default=None, help="replay: search.json or sweep folders without early stopping")
+    p.add_argument("--from", dest="sources", type=Path, nargs="+", default=None, help="replay: search.json or sweep folders without early stopping; search: a search.json whose runs are analysed again (no sweeps run)")
     p.add_argument("--episodes", type=int, default=None, help="soak: episodes (default 20, --quick 3)")
     p.add_argument("--seed", type=int, default=0, help="soak: the first episode's seed (episode i uses SEED + i)")
     p.add_argument("--kinds", nargs="+", default=None, help="soak: only these faults (driver_kill worker_kill s3_down s3_stall wandb_readonly)")
@@ -70,6 +70,15 @@ def main(argv: list[str] | None = None) -> int:
         sources = [s.resolve() for s in (args.sources or [out / "search.json"])]
         try:
             replay.run(out, sources)
+        except BenchError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        return 0
+    if args.benchmark == "search" and args.sources:
+        from benchmarks import search
+
+        try:
+            search.reanalyse(out, args.sources[0].resolve())
         except BenchError as err:
             print(f"error: {err}", file=sys.stderr)
             return 1

@@ -15,14 +15,16 @@ searcher's share (ASHA + TPE against ASHA + random) and the scheduler's (ASHA + 
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from benchmarks._common import GOAL_COMPUTE, GOAL_POINTS, REACH_COMPUTE, REACH_POINTS, REACH_SEEDS, best_so_far, command_line, first_within, fmt, fmt_stat, machine_info, measured, merged, ratio, summarize, write_outputs
+from benchmarks._common import GOAL_COMPUTE, BenchError, GOAL_POINTS, REACH_COMPUTE, REACH_POINTS, REACH_SEEDS, best_so_far, command_line, first_within, fmt, fmt_stat, machine_info, measured, merged, ratio, summarize, write_outputs
 from benchmarks._sweeps import SweepRunner
+from trainables.report import SINGLE_CLASS_SHARE  # the sweep's own one-class rule
 
 RANDOM = {"searcher": {"type": "random"}}
 ARMS = {
@@ -65,9 +67,23 @@ def run(out: Path, quick: bool, seeds: int, runner: SweepRunner) -> dict[str, An
     return _write(out, machine, quick, runs, seeds, quiet=False)
 
 
-def _write(out: Path, machine: dict[str, Any], quick: bool, runs: list[dict[str, Any]], planned: int, quiet: bool) -> dict[str, Any]:
+def reanalyse(out: Path, source: Path) -> dict[str, Any]:
+    """The tables, curves and plot of an earlier run's ``search.json`` computed again by this version of the analysis,
+    with the runs, machine and command of the measurement unchanged (written to ``out``; no sweep runs)."""
+    try:
+        earlier = json.loads(source.read_text())
+    except (OSError, ValueError) as err:
+        raise BenchError(f"{source}: cannot read it as a search benchmark's JSON ({err})") from err
+    if earlier.get("benchmark") != "search" or not earlier.get("runs"):
+        raise BenchError(f"{source} is not a search benchmark's JSON with runs (benchmarks/results/search.json)")
+    runs = earlier["runs"]
+    planned = earlier.get("seeds_planned", len({r["seed"] for r in runs}))
+    return _write(out, earlier["machine"], bool(earlier.get("quick")), runs, planned, quiet=False, command=earlier.get("command"))
+
+
+def _write(out: Path, machine: dict[str, Any], quick: bool, runs: list[dict[str, Any]], planned: int, quiet: bool, command: str | None = None) -> dict[str, Any]:
     name = "search-quick" if quick else "search"
-    payload = {"benchmark": "search", "machine": machine, "quick": quick, "seeds_planned": planned, "runs": runs, "summary": _summary(runs), "command": command_line()}
+    payload = {"benchmark": "search", "machine": machine, "quick": quick, "seeds_planned": planned, "runs": runs, "summary": _summary(runs), "command": command or command_line()}
     payload["plot"] = plot(out / f"{name}.png", payload["summary"])
     write_outputs(out, name, payload, markdown(payload), quiet=quiet)
     return payload
@@ -117,6 +133,8 @@ def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
         },
         "reach": _reach(runs),
         "anytime": _anytime(runs),
+        "noise": _noise(runs),
+        "tolerance": _tolerance(runs),
     }
 
 
@@ -191,6 +209,54 @@ def _reach(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "searcher_share": share("random_asha", "asha_tpe"),
         "scheduler_share": share("random_fifo", "random_asha"),
     }
+
+
+PLATEAU_ROUNDS = 4  # a trial's last rounds, where the curves of the quickstart have flattened
+TOLERANCES = (0.25, 0.5, 0.75, 1.0)  # points: the reach goal's, and looser ones, to show how close each arm came
+
+
+def _noise(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """How noisy the target is, from random search's trials trained to the end: the round-to-round spread of one
+    trial's value on its plateau (the standard deviation of its last rounds' values, in points), and, per seed, how
+    far random search's final best (the highest of all its trial-rounds) sits above the mean of its best trial's last
+    rounds: the part of the target that is one lucky evaluation rather than a better configuration."""
+    spreads, peaks = [], []
+    for r in runs:
+        if r["arm"] != BASELINE:
+            continue
+        a = r["analysis"]
+        sign = 1 if a["best_mode"] == "max" else -1
+        learned = [  # trained to the end, and not predicting one class on its plateau (a flat line at chance has no spread)
+            t["curve"]
+            for t in a.get("per_trial", [])
+            if t.get("curve") and t["rounds_done"] == t["rounds_planned"] and len(t["curve"]) >= PLATEAU_ROUNDS
+            and all(v is not None for v in t["curve"][-PLATEAU_ROUNDS:])
+            and max((t.get("top_class_share_curve") or [0.0])[-PLATEAU_ROUNDS:], default=0.0) < SINGLE_CLASS_SHARE
+        ]
+        spreads += [100 * float(np.std(c[-PLATEAU_ROUNDS:], ddof=1)) for c in learned]
+        if learned:
+            best = max(learned, key=lambda c: sign * max(sign * v for v in c if v is not None))
+            peaks.append({"seed": r["seed"], "points": 100 * sign * (a["best_value"] - float(np.mean(best[-PLATEAU_ROUNDS:])))})
+    return {"plateau_rounds": PLATEAU_ROUNDS, "round_spread_points": summarize(spreads), "peak_over_plateau_points": summarize([p["points"] for p in peaks]), "per_seed": peaks}
+
+
+def _tolerance(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per arm, on how many seeds the best so far came within each of TOLERANCES points of random search's final best
+    after at most REACH_COMPUTE of its trial-rounds, and by the arm's own end."""
+    by_seed, seeds = _complete_seeds(runs)
+    out: dict[str, Any] = {"points": list(TOLERANCES), "seeds": len(seeds), "arms": {}}
+    for arm in ARMS:
+        rows = []
+        for points in TOLERANCES:
+            within, ever = 0, 0
+            for seed in seeds:
+                base, a = by_seed[(BASELINE, seed)], by_seed[(arm, seed)]
+                n = first_within(a["values_in_order"], base["best_value"], points, a["best_mode"])
+                ever += n is not None
+                within += n is not None and n <= REACH_COMPUTE * base["trial_rounds"] + TOLERANCE
+            rows.append({"points": points, "within_budget": within, "by_end": ever})
+        out["arms"][arm] = rows
+    return out
 
 
 def _at(best: list[float | None], rounds: int) -> float | None:
@@ -288,6 +354,8 @@ def markdown(p: dict[str, Any]) -> str:
         *_reach_lines(s),
         "",
         *_anytime_lines(s),
+        "",
+        *_noise_lines(s),
         *([f"\nThe curves, with the spread over seeds: `{p['plot']}` beside this table."] if p.get("plot") else []),
         *measured(p, ("ray", "optuna")),
     ]
@@ -352,3 +420,26 @@ def _anytime_lines(s: dict[str, Any]) -> list[str]:
         label = "a third" if abs(f - REACH_COMPUTE) < TOLERANCE else f"{fmt(100 * f, 0)} %"
         lines.append(f"| {label} | {a['arms'][BASELINE]['curve'][i]['trial_rounds']} | " + " | ".join(fmt_stat(a["arms"][arm]["curve"][i]["best"], 4) for arm in ARMS) + " |")
     return lines
+
+
+def _noise_lines(s: dict[str, Any]) -> list[str]:
+    t, n = s["tolerance"], s["noise"]
+    rows = [
+        f"**How close, at other tolerances**: seeds (of {t['seeds']}) on which each arm's best so far came within so many points of "
+        "random search's final best, within a third of its trial-rounds / by the arm's own end:",
+        "",
+        "| points | " + " | ".join(LABELS[arm] for arm in ARMS) + " |",
+        "|---:|" + "---:|" * len(ARMS),
+    ]
+    for i, points in enumerate(t["points"]):
+        rows.append(f"| {points} | " + " | ".join(f"{t['arms'][arm][i]['within_budget']} / {t['arms'][arm][i]['by_end']}" for arm in ARMS) + " |")
+    spread, peak = n["round_spread_points"], n["peak_over_plateau_points"]
+    if spread["n"]:
+        rows += [
+            "",
+            f"**Noise in the target**: one trial's {s['metric']} moves by a standard deviation of {fmt_stat(spread, 2)} points between its last "
+            f"{n['plateau_rounds']} rounds (median over {spread['n']} trials of random search trained to the end), and random search's final "
+            f"best sits {fmt_stat(peak, 2)} points above the mean of its best trial's last {n['plateau_rounds']} rounds: part of the "
+            "target is the highest of many noisy evaluations, not a better configuration.",
+        ]
+    return rows

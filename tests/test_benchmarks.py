@@ -44,6 +44,7 @@ def test_throughput_search_sweep_and_replay_at_smoke_size(tmp_path):
     assert set(seed["arms"]) == arms and seed["arms"]["random_fifo"]["rounds_to_reach"] is not None  # random search reaches its own best
     assert summary["reach"]["goal"]["line"].startswith("met on ") and summary["reach"]["goal"]["met"] is None  # one seed: not decided
     assert set(summary["reach"]["searcher_share"]) == {"from", "to", "met_on", "median_share_to_reach"}
+    assert set(summary["tolerance"]["arms"]) == arms and summary["noise"]["plateau_rounds"] >= 1
     assert set(summary["anytime"]["arms"]) == arms and all(len(a["curve"]) == len(summary["anytime"]["fractions"]) for a in summary["anytime"]["arms"].values())
     if importlib.util.find_spec("matplotlib"):  # the anytime curves as a PNG beside the JSON
         assert search["plot"] == "search-quick.png" and (tmp_path / "results" / "search-quick.png").stat().st_size > 0

@@ -3,10 +3,12 @@ rounds ended, against random search's final best; and the anytime curve over see
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from benchmarks._common import best_so_far, first_within
-from benchmarks.search import ARMS, _summary, markdown
+from benchmarks._common import BenchError, best_so_far, first_within
+from benchmarks.search import ARMS, _summary, markdown, reanalyse
 
 
 def test_best_so_far_keeps_the_best_and_skips_failed_rounds():
@@ -85,3 +87,47 @@ def test_anytime_curve_is_the_best_so_far_at_shares_of_random_search_compute():
     text = markdown(payload)
     assert "met on 1 of 2 seeds (needs 5 of 6): **not decided: too few seeds**" in text
     assert "| a third | 3 | 0.8345 (0.8200–0.8490) |" in text
+
+
+def test_tolerance_table_counts_seeds_within_each_margin():
+    runs = _runs(
+        [
+            {"asha_tpe": [0.80, 0.845, 0.70], "random_asha": [0.80, 0.81, 0.82, 0.85], "random_fifo": FIFO},  # 0.5 points short at 2 of 9
+            {"asha_tpe": [0.80, 0.81, 0.82, 0.848], "random_asha": [0.80, 0.8425], "random_fifo": FIFO},  # close only at 4 > 3
+        ]
+    )
+    t = _summary(runs)["tolerance"]
+    assert t["seeds"] == 2 and t["points"] == [0.25, 0.5, 0.75, 1.0]
+    tpe = {row["points"]: (row["within_budget"], row["by_end"]) for row in t["arms"]["asha_tpe"]}
+    assert tpe == {0.25: (0, 1), 0.5: (1, 2), 0.75: (1, 2), 1.0: (1, 2)}
+    assert {row["points"]: row["within_budget"] for row in t["arms"]["random_asha"]} == {0.25: 0, 0.5: 0, 0.75: 1, 1.0: 1}
+    assert all(row["by_end"] == 2 for row in t["arms"]["random_fifo"])  # random search reaches its own best
+
+
+def test_noise_is_the_plateau_spread_and_the_peak_above_it():
+    plateau = [0.80, 0.82, 0.80, 0.82]  # standard deviation 1.1547 points; mean 0.81
+    learned = {"curve": [0.5, 0.7, *plateau], "top_class_share_curve": [1.0, 0.6, 0.5, 0.5, 0.5, 0.5], "rounds_done": 6, "rounds_planned": 6}
+    flat = {"curve": [0.5] * 6, "top_class_share_curve": [1.0] * 6, "rounds_done": 6, "rounds_planned": 6}  # one class: left out
+    stopped = {"curve": [0.5, 0.9], "rounds_done": 2, "rounds_planned": 6}  # not trained to the end: left out
+    runs = _runs([{"asha_tpe": [0.8], "random_asha": [0.8], "random_fifo": [0.5, 0.7, 0.80, 0.82, 0.80, 0.83]}])
+    fifo = next(r for r in runs if r["arm"] == "random_fifo")
+    fifo["analysis"]["per_trial"] = [learned, flat, stopped]
+    noise = _summary(runs)["noise"]
+    assert noise["round_spread_points"]["values"] == [pytest.approx(1.1547, abs=1e-4)]
+    # the final best (0.83) against the best trial's plateau mean (0.81): 2 points of luck
+    assert noise["per_seed"] == [{"seed": 0, "points": pytest.approx(2.0)}]
+
+
+def test_an_earlier_run_is_analysed_again_without_running_sweeps(tmp_path):
+    runs = _runs([{"asha_tpe": [0.80, 0.849, 0.70], "random_asha": [0.80, 0.85], "random_fifo": FIFO}])
+    machine = {"gpu": None, "cpus_usable": 2, "date_utc": "then", "versions": {"ray": "x", "optuna": "y"}}
+    earlier = {"benchmark": "search", "machine": machine, "quick": False, "seeds_planned": 6, "runs": runs, "summary": {}, "command": "python benchmarks/run.py search --reps 6"}
+    source = tmp_path / "earlier.json"
+    source.write_text(json.dumps(earlier))
+    payload = reanalyse(tmp_path / "out", source)
+    assert payload["runs"] == runs and payload["command"] == earlier["command"] and payload["machine"]["date_utc"] == "then"
+    text = (tmp_path / "out" / "search.md").read_text()
+    assert "seeds 0–0 (saved after 1 of the 6 planned seeds)" in text and "How close, at other tolerances" in text
+    (tmp_path / "other.json").write_text(json.dumps({"benchmark": "replay"}))
+    with pytest.raises(BenchError, match="not a search benchmark"):
+        reanalyse(tmp_path / "out", tmp_path / "other.json")
