@@ -283,7 +283,7 @@ def test_a_searcher_state_older_or_newer_than_tunes_trials_is_reconciled_on_resu
     configuration again, and fails a trial Tune never recorded."""
     from optuna.trial import TrialState
 
-    from hpo.tune.searcher import make_searcher
+    from hpo.tune.searcher import NEVER_RAN, NEVER_RAN_REDRAWN, NEVER_RAN_WHY, make_searcher
     from hpo.core.spec import parse_spec
     from hpo.core.storage import Location
 
@@ -307,5 +307,8 @@ def test_a_searcher_state_older_or_newer_than_tunes_trials_is_reconciled_on_resu
     states = [t.state for t in study.trials]
     assert states.count(TrialState.RUNNING) == 3  # a, b, c
     assert TrialState.FAIL in states  # the ghost (and the redraw of b) are failed, not left running
+    failed = [t for t in study.trials if t.state == TrialState.FAIL]
+    assert {t.user_attrs.get(NEVER_RAN) for t in failed} == {NEVER_RAN_WHY, NEVER_RAN_REDRAWN}  # each says why it never ran
+    assert not any(t.intermediate_values for t in failed)
     restored.on_trial_complete("b", {"val_accuracy": 0.7, "training_iteration": 6, "round": 6, "rounds_planned": 6})
     assert [t.value for t in study.trials if t.params == b and t.state == TrialState.COMPLETE] == [0.7]

@@ -216,7 +216,7 @@ def dashboard(tiny_sweep):
 
 def _by_trial(dashboard, sweep) -> dict[str, dict]:
     """Each Tune trial's dashboard trial, matched by its configuration."""
-    served = dashboard["details"][dashboard["study"]]["trials"]
+    served = [t for t in dashboard["details"][dashboard["study"]]["trials"] if t["state"] != "Fail"]  # Fail: never ran
     key = lambda params: tuple(sorted((k, str(v)) for k, v in params.items()))  # noqa: E731
     by_params = {key({p["name"]: p["param_external_value"] for p in t["params"]}): t for t in served}
     return {t.trial_id: by_params[key({k: t.params[k] for k in sweep.spec.search_space})] for t in sweep.trials}
@@ -228,10 +228,19 @@ def test_dashboard_serves_every_trial_with_asha_stops_as_pruned(dashboard, tiny_
     check_dashboard_serves_every_trial(dashboard, load_sweep(tiny_sweep["path"]))
 
 
-def check_dashboard_serves_every_trial(dashboard: dict, sweep) -> None:
+def check_dashboard_serves_every_trial(dashboard: dict, sweep, resumed: bool = False) -> None:
+    """Every trial of the sweep, and nothing else but (after a resume) trials handed out just before the driver
+    stopped, which never ran: those are failed, with no rounds and a user attribute that says so."""
+    from hpo.tune.searcher import NEVER_RAN
+
     name = dashboard["study"]
     assert [s["study_name"] for s in dashboard["studies"]] == [name]
-    assert len(dashboard["details"][name]["trials"]) == len(sweep.trials)
+    served = dashboard["details"][name]["trials"]
+    never_ran = [t for t in served if t["state"] == "Fail"]
+    assert len(served) - len(never_ran) == len(sweep.trials)
+    assert resumed or not never_ran
+    for t in never_ran:
+        assert not t["intermediate_values"] and NEVER_RAN in {a["key"] for a in t["user_attrs"]}, t
     served = _by_trial(dashboard, sweep)
     for t in sweep.trials:
         trial = served[t.trial_id]

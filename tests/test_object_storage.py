@@ -314,7 +314,7 @@ def test_promote_dry_run_reads_the_bucket_and_keeps_the_model_there(s3_sweep, s3
 def test_dashboard_serves_the_study_stored_in_the_bucket(s3_sweep):
     journal = Location.parse(s3_sweep["path"]).child("hpo", "optuna.journal")
     dashboard = serve_dashboard(s3_sweep["path"], journal.read_bytes, s3_sweep["env"], s3_sweep["tmp"], "s3tiny")
-    check_dashboard_serves_every_trial(dashboard, load_sweep(s3_sweep["path"]))
+    check_dashboard_serves_every_trial(dashboard, load_sweep(s3_sweep["path"]), resumed=True)  # the fixture's sweep was killed
 
 
 def test_notebook_runs_on_the_bucket(s3_sweep, s3_promoted, tmp_path):

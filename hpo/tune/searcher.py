@@ -40,6 +40,12 @@ from trainables.report import FAILED, STOPPED, BestSoFar, RoundReport, outcome
 if TYPE_CHECKING:
     from hpo.core.warm import WarmStart
 
+# A study trial handed out just before the driver stopped, which Tune never recorded: it is failed on resume, with this
+# user attribute saying so (Optuna keeps every trial it handed out; the sweep's trials are Tune's).
+NEVER_RAN = "never_ran"
+NEVER_RAN_WHY = "handed out just before the driver stopped; Tune never recorded it, so it did not run"
+NEVER_RAN_REDRAWN = "drawn again after a resume: its configuration already runs as a trial Tune recorded"
+
 
 class SweepSearch(OptunaSearch):
     def __init__(self, *args: Any, **kwargs: Any):
@@ -85,7 +91,9 @@ class SweepSearch(OptunaSearch):
             # A searcher state older than Tune's trials draws again what it drew before the crash (its
             # random state is older too): that configuration already runs as an adopted trial.
             replayed.discard(_params_key({k: config.get(k) for k in ot.space}))
-            ot.study.tell(ot.trials.pop(trial_id), state=TrialState.FAIL, skip_if_finished=True)
+            redrawn = ot.trials.pop(trial_id)
+            redrawn.set_user_attr(NEVER_RAN, NEVER_RAN_REDRAWN)
+            ot.study.tell(redrawn, state=TrialState.FAIL, skip_if_finished=True)
             config = super().suggest(trial_id)
         return config
 
@@ -160,6 +168,7 @@ class SweepSearch(OptunaSearch):
                 study.enqueue_trial(params)
                 ot.trials[trial_id] = study.ask(ot.space)
         for t in running.values():  # no trial of Tune's has this configuration: it never ran
+            study_trial(study, t.number).set_user_attr(NEVER_RAN, NEVER_RAN_WHY)  # the dashboard shows why it failed
             study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
         stored = study.get_trials(deepcopy=False)
         for trial_id, state in tune.items():
