@@ -43,6 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", action="store_true", help="keep the sweeps' experiment folders and logs (printed at the end)")
     p.add_argument("--trials", type=int, nargs="+", default=None, help="scale: the sweep sizes (default 16 64 256; --quick 4 8)")
     p.add_argument("--from", dest="sources", type=Path, nargs="+", default=None, help="replay: search.json or sweep folders without early stopping; search: a search.json whose runs are analysed again (no sweeps run)")
+    p.add_argument("--resume", action="store_true", help="search: keep the runs saved in OUT/search.json by a run cut short, and run only the arm-seed pairs it lacks")
     p.add_argument("--episodes", type=int, default=None, help="soak: episodes (default 20, --quick 3)")
     p.add_argument("--seed", type=int, default=0, help="soak: the first episode's seed (episode i uses SEED + i)")
     p.add_argument("--kinds", nargs="+", default=None, help="soak: only these faults (driver_kill worker_kill s3_down s3_stall wandb_readonly)")
@@ -99,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
             throughput.run(out, args.quick, reps, args.threads, args.peak_tflops)
         # search before sweep: in `all` the sweep benchmark reuses search's ASHA+TPE runs (same specs).
         if args.benchmark in ("search", "all"):
-            search.run(out, args.quick, reps, runner)
+            search.run(out, args.quick, reps, runner, resume=args.resume)
         if args.benchmark in ("sweep", "all"):
             sweep.run(out, args.quick, reps, runner)
         if args.benchmark == "scale":

@@ -53,29 +53,46 @@ def plans(quick: bool, seeds: int) -> list[tuple[str, int, str, dict[str, Any]]]
     return out
 
 
-def run(out: Path, quick: bool, seeds: int, runner: SweepRunner) -> dict[str, Any]:
-    machine = machine_info()
+def run(out: Path, quick: bool, seeds: int, runner: SweepRunner, resume: bool = False) -> dict[str, Any]:
+    """Every arm on seeds 0 to ``seeds`` - 1; with ``resume``, the runs an earlier, cut-short run saved in ``out`` are
+    kept and only the (arm, seed) pairs it lacks are run."""
+    machine, command = machine_info(), command_line()
     print(f"search: {' vs '.join(LABELS.values())}, {seeds} seed(s){' (quick)' if quick else ''}, one sweep at a time", flush=True)
     runs: list[dict[str, Any]] = []
+    if resume:
+        earlier = _load(out / f"{'search-quick' if quick else 'search'}.json")
+        if bool(earlier.get("quick")) != quick:
+            raise BenchError("--resume: the saved run's sizes differ (--quick or not)")
+        runs = [r for r in earlier["runs"] if r["seed"] < seeds]
+        machine, command = earlier["machine"], f"{earlier['command']}  # then, after it was cut short: {command}"
+        print(f"  kept {len(runs)} run(s) of {out}: seeds {sorted({r['seed'] for r in runs})}", flush=True)
+    done = {(r["arm"], r["seed"]) for r in runs}
     last_arm = list(ARMS)[-1]
     for arm, seed, name, overrides in plans(quick, seeds):
+        if (arm, seed) in done:
+            continue
         result = runner.run(name, overrides)
         runs.append({"arm": arm, "seed": seed, **result})
         if arm == last_arm and seed < seeds - 1:
             # every arm has run this seed: save what there is, so a run cut short still reports its seeds
-            _write(out, machine, quick, runs, seeds, quiet=True)
-    return _write(out, machine, quick, runs, seeds, quiet=False)
+            _write(out, machine, quick, runs, seeds, quiet=True, command=command)
+    return _write(out, machine, quick, runs, seeds, quiet=False, command=command)
 
 
-def reanalyse(out: Path, source: Path) -> dict[str, Any]:
-    """The tables, curves and plot of an earlier run's ``search.json`` computed again by this version of the analysis,
-    with the runs, machine and command of the measurement unchanged (written to ``out``; no sweep runs)."""
+def _load(source: Path) -> dict[str, Any]:
     try:
         earlier = json.loads(source.read_text())
     except (OSError, ValueError) as err:
         raise BenchError(f"{source}: cannot read it as a search benchmark's JSON ({err})") from err
     if earlier.get("benchmark") != "search" or not earlier.get("runs"):
         raise BenchError(f"{source} is not a search benchmark's JSON with runs (benchmarks/results/search.json)")
+    return earlier
+
+
+def reanalyse(out: Path, source: Path) -> dict[str, Any]:
+    """The tables, curves and plot of an earlier run's ``search.json`` computed again by this version of the analysis,
+    with the runs, machine and command of the measurement unchanged (written to ``out``; no sweep runs)."""
+    earlier = _load(source)
     runs = earlier["runs"]
     planned = earlier.get("seeds_planned", len({r["seed"] for r in runs}))
     return _write(out, earlier["machine"], bool(earlier.get("quick")), runs, planned, quiet=False, command=earlier.get("command"))
