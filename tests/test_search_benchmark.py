@@ -131,3 +131,32 @@ def test_an_earlier_run_is_analysed_again_without_running_sweeps(tmp_path):
     (tmp_path / "other.json").write_text(json.dumps({"benchmark": "replay"}))
     with pytest.raises(BenchError, match="not a search benchmark"):
         reanalyse(tmp_path / "out", tmp_path / "other.json")
+
+
+class _Recorder:
+    """Stands in for the sweep runner: records which sweeps the benchmark asks for, each ending with FIFO's rounds."""
+
+    def __init__(self):
+        self.names: list[str] = []
+
+    def run(self, name: str, overrides: dict) -> dict:
+        self.names.append(name)
+        return {"wall_s": 1.0, "analysis": _analysis(FIFO)}
+
+
+def test_a_run_cut_short_is_resumed_with_only_the_seeds_it_lacks(tmp_path):
+    from benchmarks import search
+
+    first = _Recorder()
+    search.run(tmp_path, quick=True, seeds=1, runner=first)
+    assert first.names == [f"quick-search-{arm}-seed0" for arm in ARMS]
+    again = _Recorder()
+    payload = search.run(tmp_path, quick=True, seeds=2, runner=again, resume=True)
+    assert again.names == [f"quick-search-{arm}-seed1" for arm in ARMS]  # seed 0 is kept, not run again
+    assert sorted((r["arm"], r["seed"]) for r in payload["runs"]) == sorted((arm, s) for arm in ARMS for s in (0, 1))
+    assert "then, after it was cut short" in payload["command"]
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "search.json").write_text((tmp_path / "search-quick.json").read_text())  # a --quick run's results
+    with pytest.raises(BenchError, match="sizes differ"):
+        search.run(other, quick=False, seeds=2, runner=again, resume=True)
