@@ -312,3 +312,30 @@ def test_a_searcher_state_older_or_newer_than_tunes_trials_is_reconciled_on_resu
     assert not any(t.intermediate_values for t in failed)
     restored.on_trial_complete("b", {"val_accuracy": 0.7, "training_iteration": 6, "round": 6, "rounds_planned": 6})
     assert [t.value for t in study.trials if t.params == b and t.state == TrialState.COMPLETE] == [0.7]
+
+
+def test_a_trial_whose_end_the_journal_holds_is_not_entered_twice_on_resume(tmp_path):
+    """The searcher state predates a trial that the journal (stored later) already holds as ended: the restored
+    searcher adopts that study trial, so the study, its dashboard and a warm start see the trial once."""
+    from optuna.trial import TrialState
+
+    from hpo.core.spec import parse_spec
+    from hpo.core.storage import Location
+    from hpo.tune.searcher import make_searcher
+
+    spec = parse_spec(tiny_spec(tmp_path / "runs", name="ended"))
+    first = make_searcher(spec, Location.parse(tmp_path)).searcher.searcher
+    first.set_search_properties(spec.metric, spec.mode, {})
+    first.save(str(tmp_path / "searcher-state.pkl"))  # before anything was handed out
+    a = first.suggest("a")
+    last = {"val_accuracy": 0.7, "training_iteration": 2, "round": 2, "rounds_planned": 2}
+    first.on_trial_result("a", {**last, "val_accuracy": 0.6, "training_iteration": 1, "round": 1})
+    first.on_trial_complete("a", last)  # the journal holds a's end
+
+    restored = make_searcher(spec, Location.parse(tmp_path)).searcher.searcher
+    restored.restore(str(tmp_path / "searcher-state.pkl"))
+    restored.reconcile({"a": {"status": "TERMINATED", "config": a, "last_result": last, "metric_analysis": {"val_accuracy": {"max": 0.7}}}})
+    study = restored._ot_study
+    assert [(t.state, t.value) for t in study.trials] == [(TrialState.COMPLETE, 0.7)]  # once, not a second copy
+    assert "a" in restored._completed_trials
+    assert restored.suggest("b") != a

@@ -145,23 +145,27 @@ class SweepSearch(OptunaSearch):
         storage one at a time in the background, so after a driver crash the two can come from different
         moments (on local disk they agree). Trials the searcher handed out that Tune never recorded are
         failed; trials Tune knows that the searcher does not are adopted (the study's running trial with
-        the same configuration, or a new one); and trials Tune saw end are told to the study."""
+        the same configuration, or its ended trial when the journal already holds the end of one Tune saw end, or
+        a new one); and trials Tune saw end are told to the study, once."""
         ot = optuna_parts(self)
         study = ot.study
         self._reconcile_warm(tune)
         for trial_id in [t for t in ot.trials if t not in tune]:  # handed out after Tune's last save
             ot.trials.pop(trial_id)
         mapped = {t.number for t in ot.trials.values()}
-        running = {}
-        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if t.number not in mapped:
+        running, ended = {}, {}
+        for t in study.get_trials(deepcopy=False):
+            if t.number not in mapped and t.state == TrialState.RUNNING:
                 running.setdefault(_params_key(t.params), t)
+            elif t.number not in mapped and t.state in (TrialState.COMPLETE, TrialState.PRUNED):
+                ended.setdefault(_params_key(t.params), t)  # the journal holds its end; the searcher state is older
         for trial_id, state in tune.items():
             if trial_id in ot.trials:
                 continue
             params = {k: state["config"][k] for k in ot.space if k in state["config"]}
-            match = running.pop(_params_key(params), None)
-            self.__dict__.setdefault("_replayed", set()).add(_params_key(params))
+            key = _params_key(params)
+            match = running.pop(key, None) or (ended.pop(key, None) if state["status"] == "TERMINATED" else None)
+            self.__dict__.setdefault("_replayed", set()).add(key)
             if match is not None:
                 ot.trials[trial_id] = study_trial(study, match.number)
             else:
