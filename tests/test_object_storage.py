@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from hpo.core.results import FINISHED, STOPPED, load_sweep
+from hpo.core.results import CONVERGED, FINISHED, STOPPED, load_sweep
 from hpo.core.storage import Location
 from tests.conftest import (
     REPO,
@@ -325,7 +325,11 @@ def test_notebook_runs_on_the_bucket(s3_sweep, s3_promoted, tmp_path):
     assert set(table.trial_id) == {t.trial_id for t in sweep.trials}
     text = text_of(nb)
     assert "not promoted yet" not in text and "predicted negative" in text
-    assert (tmp_path / "figures" / "importance.png").is_file()
+    # importance needs 3 trials that ran to the end; how many did depends on where ASHA stopped the others
+    ran_to_the_end = sum(t.outcome in (FINISHED, CONVERGED) for t in sweep.trials)
+    assert (tmp_path / "figures" / "importance.png").is_file() == (ran_to_the_end >= 3), (ran_to_the_end, text[-2000:])
+    if ran_to_the_end < 3:
+        assert "importance needs at least 3 trials that ran to the end" in text
 
 
 # ------------------------------------------------------------------------------- crashes and lost nodes
