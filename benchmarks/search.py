@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks._common import GOAL_COMPUTE, BenchError, GOAL_POINTS, REACH_COMPUTE, REACH_POINTS, REACH_SEEDS, best_so_far, command_line, first_within, fmt, fmt_stat, machine_info, measured, merged, ratio, summarize, write_outputs
+from benchmarks._common import GOAL_COMPUTE, GOAL_POINTS, REACH_COMPUTE, REACH_POINTS, REACH_SEEDS, BenchError, best_so_far, command_line, first_within, fmt, fmt_stat, machine_info, measured, merged, ratio, summarize, write_outputs
 from benchmarks._sweeps import SweepRunner
 from trainables.report import SINGLE_CLASS_SHARE  # the sweep's own one-class rule
 
@@ -169,6 +169,13 @@ def _median_share(shares: list[float | None]) -> float | None:
     return med if math.isfinite(med) else None
 
 
+def _rounds_to_reach(a: dict[str, Any], base: dict[str, Any], points: float) -> tuple[int | None, bool]:
+    """The trial-rounds until the arm's best so far came within ``points`` of random search's final best (None: never),
+    and whether that is at most REACH_COMPUTE of random search's trial-rounds."""
+    n = first_within(a["values_in_order"], base["best_value"], points, a["best_mode"])
+    return n, n is not None and n <= REACH_COMPUTE * base["trial_rounds"] + TOLERANCE
+
+
 def _reach(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Per seed and arm: the trial-rounds until the best so far came within REACH_POINTS points of random search's final
     best, and whether that is at most REACH_COMPUTE of random search's trial-rounds; seeds meeting it, per arm."""
@@ -180,11 +187,11 @@ def _reach(runs: list[dict[str, Any]]) -> dict[str, Any]:
         cells = {}
         for arm in ARMS:
             a = by_seed[(arm, seed)]
-            n = first_within(a["values_in_order"], base["best_value"], REACH_POINTS, a["best_mode"])
+            n, within = _rounds_to_reach(a, base, REACH_POINTS)
             cells[arm] = {
                 "rounds_to_reach": n,
                 "share_of_baseline": ratio(n, base["trial_rounds"]),
-                "within_budget": n is not None and n <= budget + TOLERANCE,
+                "within_budget": within,
                 "trial_rounds": a["trial_rounds"],
                 "best_value": a["best_value"],
             }
@@ -265,13 +272,8 @@ def _tolerance(runs: list[dict[str, Any]]) -> dict[str, Any]:
     for arm in ARMS:
         rows = []
         for points in TOLERANCES:
-            within, ever = 0, 0
-            for seed in seeds:
-                base, a = by_seed[(BASELINE, seed)], by_seed[(arm, seed)]
-                n = first_within(a["values_in_order"], base["best_value"], points, a["best_mode"])
-                ever += n is not None
-                within += n is not None and n <= REACH_COMPUTE * base["trial_rounds"] + TOLERANCE
-            rows.append({"points": points, "within_budget": within, "by_end": ever})
+            reached = [_rounds_to_reach(by_seed[(arm, seed)], by_seed[(BASELINE, seed)], points) for seed in seeds]
+            rows.append({"points": points, "within_budget": sum(within for _, within in reached), "by_end": sum(n is not None for n, _ in reached)})
         out["arms"][arm] = rows
     return out
 

@@ -40,8 +40,9 @@ from trainables.report import FAILED, STOPPED, BestSoFar, RoundReport, outcome
 if TYPE_CHECKING:
     from hpo.core.warm import WarmStart
 
-# A study trial handed out just before the driver stopped, which Tune never recorded: it is failed on resume, with this
-# user attribute saying so (Optuna keeps every trial it handed out; the sweep's trials are Tune's).
+# A study trial that never ran (handed out just before the driver stopped and never recorded by Tune, or drawn again
+# after a resume) is failed with this user attribute saying which (Optuna keeps every trial it handed out; the sweep's
+# trials are Tune's).
 NEVER_RAN = "never_ran"
 NEVER_RAN_WHY = "handed out just before the driver stopped; Tune never recorded it, so it did not run"
 NEVER_RAN_REDRAWN = "drawn again after a resume: its configuration already runs as a trial Tune recorded"
@@ -87,10 +88,10 @@ class SweepSearch(OptunaSearch):
             return config
         config = super().suggest(trial_id)
         replayed = self.__dict__.get("_replayed")
-        while config and replayed and _params_key({k: config.get(k) for k in ot.space}) in replayed:
+        while config and replayed and (key := _params_key({k: config.get(k) for k in ot.space})) in replayed:
             # A searcher state older than Tune's trials draws again what it drew before the crash (its
             # random state is older too): that configuration already runs as an adopted trial.
-            replayed.discard(_params_key({k: config.get(k) for k in ot.space}))
+            replayed.discard(key)
             redrawn = ot.trials.pop(trial_id)
             redrawn.set_user_attr(NEVER_RAN, NEVER_RAN_REDRAWN)
             ot.study.tell(redrawn, state=TrialState.FAIL, skip_if_finished=True)
@@ -155,9 +156,11 @@ class SweepSearch(OptunaSearch):
         mapped = {t.number for t in ot.trials.values()}
         running, ended = {}, {}
         for t in study.get_trials(deepcopy=False):
-            if t.number not in mapped and t.state == TrialState.RUNNING:
+            if t.number in mapped:
+                continue
+            if t.state == TrialState.RUNNING:
                 running.setdefault(_params_key(t.params), t)
-            elif t.number not in mapped and t.state in (TrialState.COMPLETE, TrialState.PRUNED):
+            elif t.state in (TrialState.COMPLETE, TrialState.PRUNED):
                 ended.setdefault(_params_key(t.params), t)  # the journal holds its end; the searcher state is older
         for trial_id, state in tune.items():
             if trial_id in ot.trials:
