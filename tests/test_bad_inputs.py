@@ -104,6 +104,17 @@ def _too_slow_sweep(tmp: Path) -> Path:
     return sweep
 
 
+def _emptied_state_sweep(tmp: Path) -> Path:
+    """A sweep whose driver was killed while it wrote Tune's experiment state (an older hpo's upload wrote it in
+    place): the state is empty, the trial folder and Tune's tuner are there."""
+    sweep = _stored_sweep(tmp)
+    row = {"trial_id": "00001", "training_iteration": 1, "round": 1, "rounds_planned": 2, "val_accuracy": 0.7, "converged": False}
+    (sweep / "tiny_00001" / "result.json").write_text(json.dumps(row) + "\n")
+    (sweep / "tuner.pkl").write_bytes(b"tuner")
+    (sweep / "experiment_state-2026-01-01_00-00-00.json").write_bytes(b"")
+    return sweep
+
+
 def _corrupt_sweep(tmp: Path) -> Path:
     (tmp / "sweep" / "hpo").mkdir(parents=True)
     (tmp / "sweep" / "hpo" / "spec.yaml").write_text("name: [broken\n  storage: {")
@@ -139,6 +150,7 @@ CASES = [
     ("status of a folder that is no sweep", lambda t: t, ["status", "{tmp}"], 1, ["not a sweep folder"]),
     ("status of a sweep whose stored spec is corrupt", lambda t: _corrupt_sweep(t), ["status", "{tmp}/sweep"], 1, ["hpo/spec.yaml: the sweep's stored spec is unreadable"]),
     ("resume of a folder that is no sweep", lambda t: t, ["resume", "{tmp}"], 1, ["not a sweep folder"]),
+    ("resume of a sweep whose experiment state is empty", _emptied_state_sweep, ["resume", "{tmp}/sweep"], 1, ["experiment_state-2026-01-01_00-00-00.json: Tune's experiment state is empty", "nothing was resumed", "--warm-start"]),
     ("dashboard of a folder that is no sweep", lambda t: t, ["dashboard", "{tmp}"], 1, ["not a sweep folder"]),
     ("promote of a folder that is no sweep", lambda t: t, ["promote", "{tmp}", "--dry-run", "{tmp}/out"], 1, ["not a sweep folder"]),
     ("promote with neither target", lambda t: t, ["promote", "{tmp}"], 2, ["exactly one of --repo-id"]),

@@ -60,6 +60,7 @@ class _Recording(pyarrow.fs.FileSystemHandler):
 
     def move(self, src, dest):
         self.fs.move(src, dest)
+        self.written.append(dest)  # a file written beside and renamed into place counts where it lands
 
     def copy_file(self, src, dest):
         self.fs.copy_file(src, dest)
@@ -110,6 +111,27 @@ def test_trial_folders_are_stored_before_the_state_that_names_them(tmp_path):
     assert names[: len(trial_files)] == trial_files, f"a state file went before a trial's files: {names}"
     assert names[-1] == STATE, "the experiment state (the trial list Tune restores) goes last"
     assert (tmp_path / "bucket" / "exp" / STATE).read_bytes() == (stage / STATE).read_bytes()
+
+
+def test_a_driver_killed_while_the_state_is_written_leaves_the_stored_state_whole(tmp_path):
+    """Each state file lands whole or not at all: killed in the middle of writing the experiment state (here: the
+    write fails half-way), the stored one is the last whole state, the one a resume can read."""
+    stage, bucket = _staged(tmp_path), tmp_path / "bucket" / "exp"
+    bucket.mkdir(parents=True)
+    (bucket / STATE).write_text(json.dumps({"trial_data": ["a1 at round 1", "b2 at round 1"]}))
+    before = (bucket / STATE).read_bytes()
+
+    def killed_in_the_write(path: str) -> None:
+        if STATE in path:
+            Path(path).write_bytes((stage / STATE).read_bytes()[:7])  # the write had begun
+            raise OSError("the driver died here")
+
+    with pytest.raises(Exception):
+        _upload(stage, tmp_path / "bucket", _Recording(killed_in_the_write))
+    assert (bucket / STATE).read_bytes() == before
+    assert not [p.name for p in bucket.glob("experiment_state-*.json") if p.name != STATE], "no other state file that Tune would read"
+    _upload(stage, tmp_path / "bucket", _Recording())  # the next upload stores the new state whole
+    assert (bucket / STATE).read_bytes() == (stage / STATE).read_bytes()
 
 
 def test_a_state_saved_during_an_upload_waits_for_the_next_one(tmp_path):

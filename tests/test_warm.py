@@ -140,6 +140,23 @@ def test_a_failed_or_errored_trial_is_not_taken(tmp_path):
     assert [t.trial_id for t in warm.trials] == ["c"] and warm.sources[0].without_value == 2
 
 
+def test_a_sweep_whose_tune_state_is_empty_gives_the_trials_its_folders_show_ended(tmp_path):
+    """The way on from a sweep that cannot resume (its experiment state was emptied by a crash): its trials that ran
+    all their planned rounds, or whose last round Tune marked done, are taken; one still short of them is not."""
+    earlier = planted_sweep(tmp_path / "earlier", tiny_spec(tmp_path, name="earlier"), [
+        {"id": "a", "params": {"learning_rate": 1e-3, "weight_decay": 0.0}, "curve": [0.6, 0.7]},
+        {"id": "b", "params": {"learning_rate": 2e-3, "weight_decay": 0.0}, "curve": [0.65], "planned": 3},
+        {"id": "c", "params": {"learning_rate": 3e-3, "weight_decay": 0.0}, "curve": [0.5], "planned": 3},
+    ])
+    done = earlier / "earlier_b" / "result.json"
+    done.write_text(done.read_text().replace('"converged": false', '"converged": true, "done": true'))
+    (earlier / "experiment_state-2026-01-01_00-00-00.json").write_bytes(b"")
+    lines: list[str] = []
+    warm = load_warm_start(new_spec(tmp_path, [earlier]), lines.append)
+    assert sorted(t.trial_id for t in warm.trials) == ["a", "b"]
+    assert any(line.startswith("warning:") and "experiment state is empty" in line for line in lines), lines
+
+
 def test_another_metric_or_mode_is_refused_naming_both_sweeps(tmp_path):
     earlier = planted_sweep(tmp_path / "earlier", tiny_spec(tmp_path, name="earlier", metric="val_f1_macro"), [
         {"id": "a", "params": {"learning_rate": 1e-3, "weight_decay": 0.0}, "curve": [0.6]},

@@ -222,10 +222,42 @@ def _trial_states(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def tune_states(folder: Location) -> dict[str, dict[str, Any]]:
     """Per trial id, what Tune's newest experiment state says (``parse_experiment_state``)."""
+    state = tune_state_file(folder)
+    return parse_experiment_state(_read_text(state) or "") if state is not None else {}
 
-    # The newest session's file by the timestamp in its name (a resumed sweep rewrites older ones too).
-    states = [f for f in folder.list_files() if f.name.startswith(EXPERIMENT_STATE_PREFIX) and f.name.endswith(".json")]
-    return parse_experiment_state(_read_text(states[-1]) or "") if states else {}
+
+def tune_state_file(folder: Location) -> Location | None:
+    """Tune's newest experiment state file in ``folder``: the one Tune resumes from (the newest session's by the
+    timestamp in its name; a resumed sweep rewrites older ones too)."""
+    states = sorted((f for f in folder.list_files() if f.name.startswith(EXPERIMENT_STATE_PREFIX) and f.name.endswith(".json")), key=lambda f: f.name)
+    return states[-1] if states else None
+
+
+def unreadable_tune_state(folder: Location) -> str | None:
+    """What is wrong with Tune's newest experiment state in ``folder`` (None when it is whole, or when there is none):
+    empty, or not the JSON object with the trial list that Tune wrote."""
+    state = tune_state_file(folder)
+    return _state_problem(state, _read_text(state)) if state is not None else None
+
+
+def _state_problem(state: Location, text: str | None) -> str | None:
+    if not text:
+        return f"{state}: Tune's experiment state is empty"
+    try:
+        value = json.loads(text)
+    except ValueError as err:
+        return f"{state}: Tune's experiment state is cut short or edited (not valid JSON: {err})"
+    if not isinstance(value, dict) or not isinstance(value.get("trial_data"), list):
+        return f"{state}: Tune's experiment state holds no trial list (trial_data)"
+    return None
+
+
+def _status_from(rounds: list[dict[str, Any]]) -> str:
+    """A trial's status from its own rounds, when Tune's state is unreadable: ended once its last round says so
+    (Tune's ``done``) or reached its planned rounds."""
+    last = rounds[-1] if rounds else {}
+    planned = last.get("rounds_planned")
+    return "TERMINATED" if last.get("done") or (planned and last.get("round", 0) >= planned) else "RUNNING"
 
 
 def _read_trial(sub: Location) -> tuple[Location, str | None, str | None, str | None]:
@@ -257,7 +289,12 @@ def load_sweep(path: str | Path | Location) -> Sweep:
         ) from None
     damaged: list[str] = []
     data = _json_object(folder.child(META_DIR, DATA_FILE), _read_text(folder.child(META_DIR, DATA_FILE)), damaged)
-    statuses = tune_states(folder)
+    state = tune_state_file(folder)
+    state_text = _read_text(state) if state is not None else None
+    statuses = parse_experiment_state(state_text or "")
+    problem = _state_problem(state, state_text) if state is not None else None
+    if problem is not None:
+        damaged.append(f"{problem}; trials' status read from their folders")
     subs = [d for d in folder.list_dirs() if d.name != META_DIR]
     # Object storage answers each read in milliseconds to tens of them: read the trials side by side.
     with ThreadPoolExecutor(1 if folder.is_local else 16) as pool:
@@ -274,7 +311,7 @@ def load_sweep(path: str | Path | Location) -> Sweep:
         error = None
         if error_text is not None:
             error = (error_text.strip().splitlines()[-1:] or [""])[0]
-        status = st.get("status") or ("ERROR" if error is not None else "RUNNING")
+        status = st.get("status") or ("ERROR" if error is not None else _status_from(rounds) if problem else "RUNNING")
         params = _json_object(sub.child("params.json"), params_text, damaged)
         trials.append(TrialRecord(trial_id, sub.name, sub, params, status, rounds, error))
     # Trials Tune knows of that have no folder yet (pending).

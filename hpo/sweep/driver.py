@@ -192,17 +192,23 @@ def resume_sweep(path: str, address: str | None = None, echo: Callable[[str], No
     """Continue a sweep whose driver died: finished trials are kept, unfinished ones resume from their
     checkpoints, the searcher's state is restored, W&B runs continue under the same ids."""
     from hpo.core.journal import fetch_for_resume
-    from hpo.core.results import load_sweep
+    from hpo.core.results import load_sweep, unreadable_tune_state
     from hpo.tune.settle import settle
 
     check_address(address)
     loc = Location.parse(path)
     sweep = load_sweep(loc)
+    if not loc.child("tuner.pkl").exists():
+        raise ExperimentError(f"{path} has no Tune state (tuner.pkl) to resume from; start it with `hpo sweep`")
+    unreadable = unreadable_tune_state(loc)
+    if unreadable is not None:  # Tune would start from no trial, and run the whole budget again beside the stored trials
+        raise ExperimentError(
+            f"{unreadable}, so Tune cannot tell which trials it ran; nothing was resumed or changed. Start a new sweep "
+            f"that carries this one's ended trials over: `hpo sweep SPEC --warm-start {path}`"
+        )
     for problem in sweep.damaged:
         echo(f"warning: {problem}")
     spec = sweep.spec
-    if not loc.child("tuner.pkl").exists():
-        raise ExperimentError(f"{path} has no Tune state (tuner.pkl) to resume from; start it with `hpo sweep`")
     mode = sweep.data.get("wandb_mode", "offline")
     if _finished(sweep, mode):
         echo(f"{loc}: the sweep already finished ({len(sweep.trials)} trials: {sweep.counts()}); nothing to resume, nothing changed")

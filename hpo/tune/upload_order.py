@@ -12,10 +12,11 @@ stored results lacked its last rounds, which its W&B run held.
 Here each upload sends the trial folders first, then the files a run stores with its state (the sweep's Optuna
 journal: ``store_with_state``), then Tune's state files as Tune had saved them when it started the upload (a
 state saved while a slow upload is still going on goes with the next upload), the experiment state itself
-last. A failed trial folder or journal leaves the stored state as it was. The stored state is thus never newer
-than the stored trial folders, nor the stored searcher state than the stored study, and ``hpo.tune.settle`` only
-ever cuts a trial's stored results back to the checkpoint Tune continues it from. (The journal was uploaded by
-the searcher when Tune saved it, in Tune's loop: a storage that did not answer then ended the sweep.)
+last, each written whole (``write_whole``). A failed trial folder or journal leaves the stored state as it was.
+The stored state is thus never newer than the stored trial folders, nor the stored searcher state than the stored
+study, and ``hpo.tune.settle`` only ever cuts a trial's stored results back to the checkpoint Tune continues it
+from. (The journal was uploaded by the searcher when Tune saved it, in Tune's loop: a storage that did not answer
+then ended the sweep.)
 """
 
 from __future__ import annotations
@@ -78,13 +79,31 @@ class StateLastUpload:
                     out.write(data)
                 _STORED[(experiment, name)] = digest
         for name, data in self._state:
-            with fs.open_output_stream(f"{fs_path}/{name}") as out:
-                out.write(data)
+            write_whole(fs, f"{fs_path}/{name}", data)
 
     def __reduce__(self) -> tuple:
         # Tune pickles its storage context, with the syncer's last upload, into each trial's saved state and sends
         # it to each trial's process: pickled, this is Tune's own upload, and the state read here stays here.
         return copy.copy, (self._tune_upload,)
+
+
+# Object stores show an object once its upload completes: a write cut short there leaves the stored one as it was.
+_WHOLE_OBJECT_STORES = ("s3", "gcs")
+
+
+def write_whole(fs: Any, path: str, data: bytes) -> None:
+    """Store ``data`` at ``path`` so that a driver killed at any moment leaves there either the file as it was or all
+    of ``data``: on a filesystem, a hidden file beside it, renamed over it once written (Tune's own upload writes in
+    place; a kill in that write left an empty experiment state, and the resume forgot the trials it listed)."""
+    if fs.type_name in _WHOLE_OBJECT_STORES:
+        with fs.open_output_stream(path) as out:
+            out.write(data)
+        return
+    folder, name = path.rsplit("/", 1)
+    partial = f"{folder}/.{name}.partial"
+    with fs.open_output_stream(partial) as out:
+        out.write(data)
+    fs.move(partial, path)
 
 
 @contextmanager
