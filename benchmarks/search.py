@@ -64,7 +64,8 @@ def run(out: Path, quick: bool, seeds: int, runner: SweepRunner, resume: bool = 
         if bool(earlier.get("quick")) != quick:
             raise BenchError("--resume: the saved run's sizes differ (--quick or not)")
         runs = [r for r in earlier["runs"] if r["seed"] < seeds]
-        machine, command = earlier["machine"], f"{earlier['command']}  # then, after it was cut short: {command}"
+        then = f"  # then, after it was cut short: {command}"
+        machine, command = earlier["machine"], earlier["command"] + ("" if earlier["command"].endswith(then) else then)
         print(f"  kept {len(runs)} run(s) of {out}: seeds {sorted({r['seed'] for r in runs})}", flush=True)
     done = {(r["arm"], r["seed"]) for r in runs}
     last_arm = list(ARMS)[-1]

@@ -154,7 +154,9 @@ def test_a_run_cut_short_is_resumed_with_only_the_seeds_it_lacks(tmp_path):
     payload = search.run(tmp_path, quick=True, seeds=2, runner=again, resume=True)
     assert again.names == [f"quick-search-{arm}-seed1" for arm in ARMS]  # seed 0 is kept, not run again
     assert sorted((r["arm"], r["seed"]) for r in payload["runs"]) == sorted((arm, s) for arm in ARMS for s in (0, 1))
-    assert "then, after it was cut short" in payload["command"]
+    assert payload["command"].count("then, after it was cut short") == 1
+    third = search.run(tmp_path, quick=True, seeds=3, runner=_Recorder(), resume=True)
+    assert third["command"] == payload["command"], "resumed again with the same command: said once"
     other = tmp_path / "other"
     other.mkdir()
     (other / "search.json").write_text((tmp_path / "search-quick.json").read_text())  # a --quick run's results
