@@ -68,6 +68,7 @@ class Sweep:
     data: dict[str, Any]
     trials: list[TrialRecord]
     damaged: list[str] = field(default_factory=list)  # files changed by hand or cut short: which, and what was done
+    unreadable_state: str | None = None  # what is wrong with Tune's newest experiment state, when it is empty or cut short
 
     def ranked(self, within_budget: bool = False) -> list[tuple[TrialRecord, float, int]]:
         """Trials with at least one round, best first, with their best value and round; with ``within_budget``, only
@@ -233,14 +234,9 @@ def tune_state_file(folder: Location) -> Location | None:
     return states[-1] if states else None
 
 
-def unreadable_tune_state(folder: Location) -> str | None:
-    """What is wrong with Tune's newest experiment state in ``folder`` (None when it is whole, or when there is none):
-    empty, or not the JSON object with the trial list that Tune wrote."""
-    state = tune_state_file(folder)
-    return _state_problem(state, _read_text(state)) if state is not None else None
-
-
 def _state_problem(state: Location, text: str | None) -> str | None:
+    """What is wrong with Tune's experiment state ``state`` holding ``text`` (None when it is whole): empty, or not the
+    JSON object with the trial list that Tune wrote."""
     if not text:
         return f"{state}: Tune's experiment state is empty"
     try:
@@ -319,7 +315,7 @@ def load_sweep(path: str | Path | Location) -> Sweep:
     for trial_id, st in statuses.items():
         if trial_id not in known:
             trials.append(TrialRecord(trial_id, f"{spec.name}_{trial_id}", folder.child(f"{spec.name}_{trial_id}"), st["config"], st["status"]))
-    return Sweep(folder, spec, data, trials, damaged)
+    return Sweep(folder, spec, data, trials, damaged, problem)
 
 
 PROMOTED_MARKER = "promotion.json"  # beside the promoted model: which trial and round it is, the retrain's cost

@@ -192,7 +192,7 @@ def resume_sweep(path: str, address: str | None = None, echo: Callable[[str], No
     """Continue a sweep whose driver died: finished trials are kept, unfinished ones resume from their
     checkpoints, the searcher's state is restored, W&B runs continue under the same ids."""
     from hpo.core.journal import fetch_for_resume
-    from hpo.core.results import load_sweep, unreadable_tune_state
+    from hpo.core.results import load_sweep
     from hpo.tune.settle import settle
 
     check_address(address)
@@ -200,11 +200,10 @@ def resume_sweep(path: str, address: str | None = None, echo: Callable[[str], No
     sweep = load_sweep(loc)
     if not loc.child("tuner.pkl").exists():
         raise ExperimentError(f"{path} has no Tune state (tuner.pkl) to resume from; start it with `hpo sweep`")
-    unreadable = unreadable_tune_state(loc)
-    if unreadable is not None:  # Tune would start from no trial, and run the whole budget again beside the stored trials
+    if sweep.unreadable_state is not None:  # Tune would start from no trial and run the whole budget again
         raise ExperimentError(
-            f"{unreadable}, so Tune cannot tell which trials it ran; nothing was resumed or changed. Start a new sweep "
-            f"that carries this one's ended trials over: `hpo sweep SPEC --warm-start {path}`"
+            f"{sweep.unreadable_state}, so Tune cannot tell which trials it ran; nothing was resumed or changed. Start a "
+            f"new sweep that carries this one's ended trials over: `hpo sweep SPEC --warm-start {path}`"
         )
     for problem in sweep.damaged:
         echo(f"warning: {problem}")
